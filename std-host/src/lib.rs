@@ -1,6 +1,6 @@
 //! The `stomp-relay` server on tokio.
 //!
-//! This crate will own the hosts that move bytes and time between sockets and the
+//! This crate owns the hosts that move bytes and time between sockets and the
 //! relay-core state machines: STOMP over WebSocket and TCP listeners, the embedded
 //! simple broker (the default) and relay mode to ActiveMQ/RabbitMQ, configuration,
 //! metrics and graceful shutdown.
@@ -8,3 +8,7 @@
 
 pub use stomp_relay_codec as codec;
 pub use stomp_relay_core as core;
+
+pub mod config;
+
+pub use config::Config;

@@ -1,0 +1,831 @@
+//! Server configuration: command-line flags, `STOMP_RELAY_*` environment variables and a
+//! TOML file, merged into one [`Config`].
+//!
+//! Precedence is flag > environment variable > config file > built-in default. Every
+//! flag has the same-named kebab-case key in the file (`--tcp-listen` is `tcp-listen`),
+//! and the file rejects unknown keys so a typo never silently falls back to a default.
+//! Errors are [`ConfigError`]s whose `Display` is one line naming the bad flag or key; the
+//! binary prints it and exits with status 2 (clap's own usage errors use 2 as well).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Where messages for broker destinations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerKind {
+    /// The embedded in-memory simple broker (one instance only).
+    Simple,
+    /// Relay to an external STOMP broker (ActiveMQ, RabbitMQ, Artemis) so instances share topics.
+    Relay,
+}
+
+/// How broker destinations are spelled on the external broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// ActiveMQ Classic: broadcast prefixes map to `/topic/`.
+    Activemq,
+    /// RabbitMQ: broadcast prefixes map to `/topic/` with `.` separated keys.
+    Rabbitmq,
+    /// ActiveMQ Artemis.
+    Artemis,
+    /// Destinations pass through unchanged.
+    Generic,
+}
+
+/// Upstream connection layout in relay mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayMode {
+    /// One upstream connection per client session plus a system session (Spring's way).
+    PerSession,
+    /// One upstream connection per instance, one upstream subscription per destination.
+    Shared,
+}
+
+/// One upstream broker address, `stomp://HOST:PORT` or `stomps://HOST:PORT` (TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAddr {
+    /// Whether to speak TLS (`stomps://` or `stomp+ssl://`).
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (61613 when the URL has none).
+    pub port: u16,
+}
+
+impl RelayAddr {
+    /// Parses `stomp://host:port`, `stomps://host:port`, `stomp+ssl://host:port` or a bare
+    /// `host:port` (plain STOMP).
+    pub fn parse(s: &str) -> Result<RelayAddr, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("stomp://") {
+            (false, r)
+        } else if let Some(r) = s
+            .strip_prefix("stomps://")
+            .or_else(|| s.strip_prefix("stomp+ssl://"))
+        {
+            (true, r)
+        } else if s.contains("://") {
+            return Err(format!(
+                "`{s}`: scheme must be stomp://, stomps:// or stomp+ssl://"
+            ));
+        } else {
+            (false, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, tail) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: unclosed `[` in host"))?;
+            (h, tail.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{s}`: missing host"));
+        }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("`{s}`: bad port `{p}`"))?,
+            None => 61613,
+        };
+        Ok(RelayAddr {
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for RelayAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "stomps" } else { "stomp" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Heart-beat intervals this server offers, in STOMP's `cx,cy` shape: how often it sends
+/// and how often it wants to receive. `0` disables that direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartBeat {
+    /// Milliseconds between heart-beats the server sends (0: none).
+    pub send_ms: u32,
+    /// Milliseconds between heart-beats the server wants from the peer (0: none).
+    pub recv_ms: u32,
+}
+
+impl HeartBeat {
+    /// Parses `SEND,RECV` milliseconds, e.g. `10000,10000`.
+    pub fn parse(s: &str) -> Result<HeartBeat, String> {
+        let (a, b) = s
+            .split_once(',')
+            .ok_or_else(|| format!("`{s}`: expected SEND,RECV milliseconds like 10000,10000"))?;
+        let p = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{s}`: `{v}` is not a number of milliseconds"))
+        };
+        Ok(HeartBeat {
+            send_ms: p(a)?,
+            recv_ms: p(b)?,
+        })
+    }
+}
+
+impl fmt::Display for HeartBeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.send_ms, self.recv_ms)
+    }
+}
+
+/// Parses a duration: `500ms`, `10s`, `2m`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (t, 1)
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a duration like 500ms, 10s or 2m"))?;
+    Ok(Duration::from_millis(n.saturating_mul(mult)))
+}
+
+/// Parses a byte size: `65536`, `64KiB`, `512KiB`, `1MiB` (also `K`/`KB`/`M`/`MB` as binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("kib", 1024),
+        ("kb", 1024),
+        ("k", 1024),
+        ("mib", 1 << 20),
+        ("mb", 1 << 20),
+        ("m", 1 << 20),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a size like 65536, 64KiB or 1MiB"))?;
+    Ok(n.saturating_mul(mult))
+}
+
+/// Limits on what one client may cost the server (Spring's WebSocket transport limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest STOMP frame after reassembly across WebSocket messages / TCP reads.
+    pub max_frame_size: usize,
+    /// Bytes queued towards one client before it counts as a slow consumer.
+    pub send_buffer: usize,
+    /// How long one write to a client may stay blocked before it counts as a slow consumer.
+    pub send_time_limit: Duration,
+    /// How long a new connection may stay silent before its first frame.
+    pub time_to_first_frame: Duration,
+    /// Most concurrent client connections (WebSocket and TCP together).
+    pub max_connections: usize,
+    /// How long graceful shutdown waits for sessions and upstream DISCONNECTs.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_size: 64 * 1024,
+            send_buffer: 512 * 1024,
+            send_time_limit: Duration::from_secs(10),
+            time_to_first_frame: Duration::from_secs(60),
+            max_connections: 100_000,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The whole server configuration, after merging flags, environment and file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// HTTP/WebSocket listen address (`/ws`, `/healthz`, `/readyz`, `/metrics`).
+    pub listen: SocketAddr,
+    /// Plain STOMP-over-TCP listen address; `None` disables it.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Application destination prefixes (SENDs go to handlers), e.g. `/pub/`.
+    pub app_prefixes: Vec<String>,
+    /// Broker destination prefixes (SEND/SUBSCRIBE go to the broker), e.g. `/sub/`.
+    pub broker_prefixes: Vec<String>,
+    /// User destination prefix, e.g. `/user/`.
+    pub user_prefix: String,
+    /// Simple broker or relay.
+    pub broker: BrokerKind,
+    /// Upstream broker addresses in failover order (relay mode).
+    pub relay: Vec<RelayAddr>,
+    /// Login used for client sessions' upstream connections (replaces the client's).
+    pub relay_login: String,
+    /// Passcode used for client sessions' upstream connections.
+    pub relay_passcode: String,
+    /// Login of the shared system session.
+    pub system_login: String,
+    /// Passcode of the shared system session.
+    pub system_passcode: String,
+    /// `host` header sent upstream (the broker's virtual host), if any.
+    pub virtual_host: Option<String>,
+    /// Destination mapping towards the external broker.
+    pub dialect: Dialect,
+    /// Per-session or shared upstream connections.
+    pub relay_mode: RelayMode,
+    /// Heart-beats this server offers to clients (and the system session to the broker).
+    pub heartbeat: HeartBeat,
+    /// Per-connection limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            tcp_listen: None,
+            app_prefixes: vec!["/pub/".into()],
+            broker_prefixes: vec!["/sub/".into()],
+            user_prefix: "/user/".into(),
+            broker: BrokerKind::Simple,
+            relay: vec![RelayAddr {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 61613,
+            }],
+            relay_login: "guest".into(),
+            relay_passcode: "guest".into(),
+            system_login: "guest".into(),
+            system_passcode: "guest".into(),
+            virtual_host: None,
+            dialect: Dialect::Generic,
+            relay_mode: RelayMode::PerSession,
+            heartbeat: HeartBeat {
+                send_ms: 10_000,
+                recv_ms: 10_000,
+            },
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A configuration error: one line naming the flag, variable or key at fault.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A command-line or environment problem reported by clap (carries its rendered text).
+    Cli(clap::Error),
+    /// The config file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The config file is not valid TOML or has a bad key or value.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem, when known.
+        line: Option<usize>,
+        /// What is wrong, naming the key.
+        msg: String,
+    },
+    /// A value is well-formed but unusable, e.g. an unparsable `--relay` URL.
+    Invalid {
+        /// Flag or key name, e.g. `--relay` / `relay`.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+impl ConfigError {
+    /// The process exit status for this error: clap's own for `--help`/`--version`
+    /// (0), 2 for every real error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Cli(e) => e.exit_code(),
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Cli(e) => {
+                let s = e.to_string();
+                if e.exit_code() == 0 {
+                    // --help / --version: the whole text is the point.
+                    f.write_str(s.trim_end())
+                } else {
+                    // Usage errors: clap's first line already names the flag; the usage
+                    // block after it would break the one-line contract.
+                    f.write_str(s.lines().next().unwrap_or("error: invalid arguments"))
+                }
+            }
+            ConfigError::Io { path, err } => {
+                write!(f, "error: config file {}: {err}", path.display())
+            }
+            ConfigError::File { path, line, msg } => match line {
+                Some(l) => write!(f, "error: config file {} line {l}: {msg}", path.display()),
+                None => write!(f, "error: config file {}: {msg}", path.display()),
+            },
+            ConfigError::Invalid { name, msg } => write!(f, "error: invalid {name}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Command-line flags. Every flag can also be given as `STOMP_RELAY_<FLAG>` (upper case,
+/// `-` as `_`) and as the same-named key in the `--config` TOML file.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "stomp-relay",
+    version,
+    about = "STOMP over WebSocket and TCP server: embedded simple broker or relay to ActiveMQ/RabbitMQ",
+    long_about = "STOMP over WebSocket (ws://LISTEN/ws, subprotocols v12.stomp, v11.stomp, v10.stomp) and plain TCP.\n\
+                  Every flag can also be set as STOMP_RELAY_<FLAG> (e.g. STOMP_RELAY_TCP_LISTEN) or as the same-named key in the TOML file given with --config.\n\
+                  Precedence: flag > environment > config file > default."
+)]
+pub struct Cli {
+    /// TOML config file; keys are the flag names (e.g. `tcp-listen = "127.0.0.1:61613"`).
+    #[arg(long, env = "STOMP_RELAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP/WebSocket listen address: ws://ADDR/ws, /healthz, /readyz, /metrics [default: 127.0.0.1:8080]
+    #[arg(long, env = "STOMP_RELAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Plain STOMP-over-TCP listen address [default: off]
+    #[arg(long, env = "STOMP_RELAY_TCP_LISTEN", value_name = "ADDR")]
+    pub tcp_listen: Option<SocketAddr>,
+    /// Application destination prefix (SENDs go to handlers); repeat or comma-separate [default: /pub/]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_APP_PREFIX",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    pub app_prefix: Option<Vec<String>>,
+    /// Broker destination prefix (broadcast destinations); repeat or comma-separate [default: /sub/]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_BROKER_PREFIX",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    pub broker_prefix: Option<Vec<String>>,
+    /// User destination prefix [default: /user/]
+    #[arg(long, env = "STOMP_RELAY_USER_PREFIX", value_name = "PREFIX")]
+    pub user_prefix: Option<String>,
+    /// Broker: the embedded in-memory broker, or a relay to an external STOMP broker [default: simple]
+    #[arg(long, env = "STOMP_RELAY_BROKER", value_enum)]
+    pub broker: Option<BrokerKind>,
+    /// Upstream broker URLs in failover order: stomp://H:P[,stomp://H2:P2] (stomps:// for TLS) [default: stomp://127.0.0.1:61613]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_RELAY",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub relay: Option<Vec<String>>,
+    /// Login for client sessions' upstream connections; replaces what clients send [default: guest]
+    #[arg(long, env = "STOMP_RELAY_RELAY_LOGIN", value_name = "L")]
+    pub relay_login: Option<String>,
+    /// Passcode for client sessions' upstream connections [default: guest]
+    #[arg(long, env = "STOMP_RELAY_RELAY_PASSCODE", value_name = "P")]
+    pub relay_passcode: Option<String>,
+    /// Login of the shared system session (application publishes) [default: guest]
+    #[arg(long, env = "STOMP_RELAY_SYSTEM_LOGIN", value_name = "L")]
+    pub system_login: Option<String>,
+    /// Passcode of the shared system session [default: guest]
+    #[arg(long, env = "STOMP_RELAY_SYSTEM_PASSCODE", value_name = "P")]
+    pub system_passcode: Option<String>,
+    /// Virtual host sent upstream in the `host` header [default: none]
+    #[arg(long, env = "STOMP_RELAY_VIRTUAL_HOST", value_name = "H")]
+    pub virtual_host: Option<String>,
+    /// How broker prefixes are mapped to the external broker's broadcast form [default: generic]
+    #[arg(long, env = "STOMP_RELAY_DIALECT", value_enum)]
+    pub dialect: Option<Dialect>,
+    /// One upstream connection per client session, or one shared per instance [default: per-session]
+    #[arg(long, env = "STOMP_RELAY_RELAY_MODE", value_enum)]
+    pub relay_mode: Option<RelayMode>,
+    /// Heart-beats offered to clients: SEND,RECV milliseconds (0 disables) [default: 10000,10000]
+    #[arg(long, env = "STOMP_RELAY_HEARTBEAT", value_name = "SEND,RECV")]
+    pub heartbeat: Option<String>,
+    /// Largest STOMP frame after reassembly; bigger gets ERROR and close 1002 [default: 64KiB]
+    #[arg(long, env = "STOMP_RELAY_MAX_FRAME_SIZE", value_name = "SIZE")]
+    pub max_frame_size: Option<String>,
+    /// Per-session outbound buffer; a client that lets it fill is closed with 4500 [default: 512KiB]
+    #[arg(long, env = "STOMP_RELAY_SEND_BUFFER", value_name = "SIZE")]
+    pub send_buffer: Option<String>,
+    /// Longest a write to one client may block before it is closed with 4500 [default: 10s]
+    #[arg(long, env = "STOMP_RELAY_SEND_TIME_LIMIT", value_name = "DURATION")]
+    pub send_time_limit: Option<String>,
+    /// Longest a new connection may wait before its first frame [default: 60s]
+    #[arg(long, env = "STOMP_RELAY_TIME_TO_FIRST_FRAME", value_name = "DURATION")]
+    pub time_to_first_frame: Option<String>,
+    /// Most concurrent client connections; more are refused [default: 100000]
+    #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Longest graceful shutdown waits for clients and upstream DISCONNECTs [default: 5s]
+    #[arg(long, env = "STOMP_RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+}
+
+/// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<String>,
+    tcp_listen: Option<String>,
+    app_prefix: Option<OneOrMany>,
+    broker_prefix: Option<OneOrMany>,
+    user_prefix: Option<String>,
+    broker: Option<BrokerKind>,
+    relay: Option<OneOrMany>,
+    relay_login: Option<String>,
+    relay_passcode: Option<String>,
+    system_login: Option<String>,
+    system_passcode: Option<String>,
+    virtual_host: Option<String>,
+    dialect: Option<Dialect>,
+    relay_mode: Option<RelayMode>,
+    heartbeat: Option<String>,
+    max_frame_size: Option<NumOrStr>,
+    send_buffer: Option<NumOrStr>,
+    send_time_limit: Option<NumOrStr>,
+    time_to_first_frame: Option<NumOrStr>,
+    max_connections: Option<usize>,
+    shutdown_timeout: Option<NumOrStr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+impl NumOrStr {
+    fn into_string(self) -> String {
+        match self {
+            NumOrStr::Num(n) => n.to_string(),
+            NumOrStr::Str(s) => s,
+        }
+    }
+}
+
+impl Config {
+    /// Parses flags from the process arguments and environment, then the config file.
+    pub fn from_env_and_args() -> Result<Config, ConfigError> {
+        Config::from_args(std::env::args_os())
+    }
+
+    /// Parses the given arguments (first is the program name) with the process environment.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(ConfigError::Cli)?;
+        Config::from_cli(cli)
+    }
+
+    /// Merges parsed flags (already including environment variables) over the config file.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        // `src` is "--flag" when the value came from flags/env, "key" when from the file,
+        // so the error names what the user actually has to fix.
+        fn pick<T>(flag: Option<T>, file: Option<T>, name: &str) -> Option<(T, String)> {
+            match (flag, file) {
+                (Some(v), _) => Some((v, format!("--{name}"))),
+                (None, Some(v)) => Some((v, format!("config key `{name}`"))),
+                _ => None,
+            }
+        }
+        fn invalid(name: String, msg: String) -> ConfigError {
+            ConfigError::Invalid { name, msg }
+        }
+        let file_addr =
+            |v: Option<String>, name: &str| -> Result<Option<SocketAddr>, ConfigError> {
+                v.map(|s| {
+                    s.parse::<SocketAddr>().map_err(|_| {
+                        invalid(
+                            format!("config key `{name}`"),
+                            format!("`{s}` is not an address like 127.0.0.1:8080"),
+                        )
+                    })
+                })
+                .transpose()
+            };
+        if let Some(a) = cli.listen.or(file_addr(file.listen, "listen")?) {
+            c.listen = a;
+        }
+        c.tcp_listen = cli.tcp_listen.or(file_addr(file.tcp_listen, "tcp-listen")?);
+        if let Some((v, src)) = pick(
+            cli.app_prefix,
+            file.app_prefix.map(OneOrMany::into_vec),
+            "app-prefix",
+        ) {
+            c.app_prefixes = check_prefixes(v, &src)?;
+        }
+        if let Some((v, src)) = pick(
+            cli.broker_prefix,
+            file.broker_prefix.map(OneOrMany::into_vec),
+            "broker-prefix",
+        ) {
+            c.broker_prefixes = check_prefixes(v, &src)?;
+        }
+        if let Some((v, src)) = pick(cli.user_prefix, file.user_prefix, "user-prefix") {
+            c.user_prefix = check_prefixes(vec![v], &src)?.remove(0);
+        }
+        if let Some(b) = cli.broker.or(file.broker) {
+            c.broker = b;
+        }
+        if let Some((v, src)) = pick(cli.relay, file.relay.map(OneOrMany::into_vec), "relay") {
+            let addrs: Result<Vec<_>, _> = v
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| RelayAddr::parse(s.trim()))
+                .collect();
+            c.relay = addrs.map_err(|m| invalid(src.clone(), m))?;
+            if c.relay.is_empty() {
+                return Err(invalid(src, "at least one broker URL is needed".into()));
+            }
+        }
+        if let Some(v) = cli.relay_login.or(file.relay_login) {
+            c.relay_login = v;
+        }
+        if let Some(v) = cli.relay_passcode.or(file.relay_passcode) {
+            c.relay_passcode = v;
+        }
+        if let Some(v) = cli.system_login.or(file.system_login) {
+            c.system_login = v;
+        }
+        if let Some(v) = cli.system_passcode.or(file.system_passcode) {
+            c.system_passcode = v;
+        }
+        c.virtual_host = cli.virtual_host.or(file.virtual_host);
+        if let Some(v) = cli.dialect.or(file.dialect) {
+            c.dialect = v;
+        }
+        if let Some(v) = cli.relay_mode.or(file.relay_mode) {
+            c.relay_mode = v;
+        }
+        if let Some((v, src)) = pick(cli.heartbeat, file.heartbeat, "heartbeat") {
+            c.heartbeat = HeartBeat::parse(&v).map_err(|m| invalid(src, m))?;
+        }
+        let size = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
+            pick(flag, file.map(NumOrStr::into_string), name)
+                .map(|(v, src)| parse_size(&v).map_err(|m| invalid(src, m)))
+                .transpose()
+        };
+        let dur = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
+            pick(flag, file.map(NumOrStr::into_string), name)
+                .map(|(v, src)| parse_duration(&v).map_err(|m| invalid(src, m)))
+                .transpose()
+        };
+        if let Some(v) = size(cli.max_frame_size, file.max_frame_size, "max-frame-size")? {
+            if v < 256 {
+                return Err(invalid(
+                    "--max-frame-size".into(),
+                    format!("{v} bytes is too small (at least 256)"),
+                ));
+            }
+            c.limits.max_frame_size = v;
+        }
+        if let Some(v) = size(cli.send_buffer, file.send_buffer, "send-buffer")? {
+            c.limits.send_buffer = v;
+        }
+        if let Some(v) = dur(cli.send_time_limit, file.send_time_limit, "send-time-limit")? {
+            c.limits.send_time_limit = v;
+        }
+        if let Some(v) = dur(
+            cli.time_to_first_frame,
+            file.time_to_first_frame,
+            "time-to-first-frame",
+        )? {
+            c.limits.time_to_first_frame = v;
+        }
+        if let Some(v) = cli.max_connections.or(file.max_connections) {
+            c.limits.max_connections = v;
+        }
+        if let Some(v) = dur(
+            cli.shutdown_timeout,
+            file.shutdown_timeout,
+            "shutdown-timeout",
+        )? {
+            c.limits.shutdown_timeout = v;
+        }
+        Ok(c)
+    }
+}
+
+fn check_prefixes(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError> {
+    let v: Vec<String> = v
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if v.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: src.to_string(),
+            msg: "at least one prefix is needed".into(),
+        });
+    }
+    if let Some(bad) = v.iter().find(|p| !p.starts_with('/')) {
+        return Err(ConfigError::Invalid {
+            name: src.to_string(),
+            msg: format!("`{bad}` must start with `/`"),
+        });
+    }
+    Ok(v)
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    toml::from_str::<FileConfig>(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        // toml's message names the key (`unknown field `lisen`, expected one of ...`);
+        // keep only its first line so the whole error stays on one line.
+        let msg = e.message().lines().next().unwrap_or("invalid").to_string();
+        let msg = msg.replace("unknown field", "unknown key");
+        ConfigError::File {
+            path: path.to_path_buf(),
+            line,
+            msg,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_arguments() {
+        let c = Config::from_args(["stomp-relay"]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.max_frame_size, 65536);
+        assert_eq!(c.limits.send_buffer, 512 * 1024);
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::from_args([
+            "stomp-relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--tcp-listen",
+            "127.0.0.1:6000",
+            "--app-prefix",
+            "/app/,/pub/",
+            "--broker-prefix",
+            "/topic/",
+            "--broker-prefix",
+            "/queue/",
+            "--broker",
+            "relay",
+            "--relay",
+            "stomp://127.0.0.1:61613,stomps://[::1]:61614",
+            "--dialect",
+            "rabbitmq",
+            "--relay-mode",
+            "shared",
+            "--heartbeat",
+            "5000,0",
+            "--max-frame-size",
+            "128KiB",
+            "--send-time-limit",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(c.tcp_listen, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(c.app_prefixes, vec!["/app/", "/pub/"]);
+        assert_eq!(c.broker_prefixes, vec!["/topic/", "/queue/"]);
+        assert_eq!(c.broker, BrokerKind::Relay);
+        assert_eq!(c.relay.len(), 2);
+        assert!(c.relay[1].tls);
+        assert_eq!(c.relay[1].host, "::1");
+        assert_eq!(c.relay[1].to_string(), "stomps://[::1]:61614");
+        assert_eq!(c.dialect, Dialect::Rabbitmq);
+        assert_eq!(c.relay_mode, RelayMode::Shared);
+        assert_eq!(
+            c.heartbeat,
+            HeartBeat {
+                send_ms: 5000,
+                recv_ms: 0
+            }
+        );
+        assert_eq!(c.limits.max_frame_size, 128 * 1024);
+        assert_eq!(c.limits.send_time_limit, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn file_then_flag_precedence() {
+        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nbroker-prefix = [\"/topic/\"]\nmax-frame-size = 1024\nsend-time-limit = \"3s\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::from_args(["x", "--config", p]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.broker_prefixes, vec!["/topic/"]);
+        assert_eq!(c.limits.max_frame_size, 1024);
+        assert_eq!(c.limits.send_time_limit, Duration::from_secs(3));
+        let c = Config::from_args(["x", "--config", p, "--listen", "127.0.0.1:9001"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn bad_key_is_one_line_naming_it() {
+        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlisen = 3\n").unwrap();
+        let e = Config::from_args(["x", "--config", path.to_str().unwrap()]).unwrap_err();
+        let s = e.to_string();
+        assert_eq!(e.exit_code(), 2);
+        assert!(s.contains("lisen"), "{s}");
+        assert!(s.contains("line 2"), "{s}");
+        assert_eq!(s.lines().count(), 1, "{s}");
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let e = Config::from_args(["x", "--heartbeat", "10"]).unwrap_err();
+        assert!(e.to_string().contains("--heartbeat"), "{e}");
+        let e = Config::from_args(["x", "--relay", "http://x:1"]).unwrap_err();
+        assert!(e.to_string().contains("--relay"), "{e}");
+        let e = Config::from_args(["x", "--app-prefix", "pub"]).unwrap_err();
+        assert!(e.to_string().contains("--app-prefix"), "{e}");
+        let e = Config::from_args(["x", "--bogus"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--bogus"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_millis(7));
+    }
+}
