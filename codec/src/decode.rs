@@ -1,0 +1,354 @@
+//! Incremental, zero-copy frame decoding.
+//!
+//! [`Decoder::decode`] looks at the start of the caller's receive buffer and reports one
+//! of: a heart-beat, a complete frame and how many bytes it used, `Partial` (read more
+//! and call again with the grown buffer), or an error. Nothing is kept between calls, so
+//! a host may split the stream anywhere. Each call re-parses the buffered prefix; the
+//! limits bound that work and the buffer a host must keep.
+//!
+//! Invariants: every limit is enforced on partial input too (a prefix that cannot
+//! become a frame within the limits is an error immediately); decoded header bytes of an
+//! escaping frame contain only valid escapes and no CR/LF; nothing here panics on any input.
+
+use memchr::{memchr, memchr2};
+
+use crate::escape::unescape_byte;
+use crate::header::parse_decimal;
+use crate::{Command, DecodeError, Frame, Header, HeaderForm, Limit, Limits, Version};
+
+/// Outcome of a decode step that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Status<T> {
+    /// A complete item.
+    Complete(T),
+    /// The buffer ends before the item does: read more bytes and call again.
+    Partial,
+}
+
+impl<T> Status<T> {
+    /// The complete item, if any.
+    pub fn complete(self) -> Option<T> {
+        match self {
+            Status::Complete(t) => Some(t),
+            Status::Partial => None,
+        }
+    }
+
+    /// Whether more bytes are needed.
+    pub const fn is_partial(&self) -> bool {
+        matches!(self, Status::Partial)
+    }
+}
+
+/// What a complete decode step found at the start of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Decoded<'a> {
+    /// A frame.
+    Frame(Frame<'a>),
+    /// One heart-beat: exactly one EOL (`\n`, consumed length 1, or `\r\n`, length 2).
+    /// A run of EOLs (including the optional EOLs after a frame's NUL) comes back as
+    /// successive heart-beats, one per call.
+    HeartBeat,
+}
+
+impl<'a> Decoded<'a> {
+    /// The frame, if this is one.
+    pub fn frame(self) -> Option<Frame<'a>> {
+        match self {
+            Decoded::Frame(f) => Some(f),
+            Decoded::HeartBeat => None,
+        }
+    }
+}
+
+/// A frame decoder for one protocol version with its limits. Cheap to copy; holds no state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Decoder {
+    /// Version whose escaping rules apply (the negotiated one; use 1.2 before CONNECT,
+    /// whose headers are never escaped anyway).
+    pub version: Version,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+impl Decoder {
+    /// A decoder with [`Limits::DEFAULT`].
+    pub const fn new(version: Version) -> Self {
+        Decoder {
+            version,
+            limits: Limits::DEFAULT,
+        }
+    }
+
+    /// A decoder with the given limits.
+    pub const fn with_limits(version: Version, limits: Limits) -> Self {
+        Decoder { version, limits }
+    }
+
+    /// Decodes the heart-beat or frame at the start of `buf`, storing headers in `headers`.
+    ///
+    /// On `Complete((item, n))` the caller drops `n` bytes (a frame's count includes its
+    /// NUL but not the EOLs that may follow; those are heart-beats). Header storage shorter
+    /// than the frame's header count gives [`DecodeError::LimitExceeded`] with
+    /// [`Limit::HeaderCount`] and the storage length as `max`.
+    pub fn decode<'h, 'b: 'h>(
+        &self,
+        buf: &'b [u8],
+        headers: &'h mut [Header<'b>],
+    ) -> Result<Status<(Decoded<'h>, usize)>, DecodeError> {
+        match buf.first() {
+            None => return Ok(Status::Partial),
+            Some(b'\n') => return Ok(Status::Complete((Decoded::HeartBeat, 1))),
+            Some(b'\r') => {
+                return match buf.get(1) {
+                    None => Ok(Status::Partial),
+                    Some(b'\n') => Ok(Status::Complete((Decoded::HeartBeat, 2))),
+                    Some(_) => Err(DecodeError::LoneCarriageReturn),
+                }
+            }
+            Some(_) => {}
+        }
+        match self.frame(buf, headers)? {
+            Some((frame, n)) => Ok(Status::Complete((Decoded::Frame(frame), n))),
+            None => Ok(Status::Partial),
+        }
+    }
+
+    fn frame<'h, 'b: 'h>(
+        &self,
+        buf: &'b [u8],
+        storage: &'h mut [Header<'b>],
+    ) -> Result<Option<(Frame<'h>, usize)>, DecodeError> {
+        let limits = &self.limits;
+        let partial = || {
+            // Still incomplete, so the frame is at least one byte longer than what is here.
+            if buf.len() >= limits.max_frame_size {
+                Err(limit(Limit::FrameSize, limits.max_frame_size))
+            } else {
+                Ok(None)
+            }
+        };
+
+        let Some((cmd_end, mut pos)) = line(buf, 0, limits.max_header_line)? else {
+            return partial();
+        };
+        let cmd_line = &buf[..cmd_end];
+        let command = match Command::parse(cmd_line) {
+            Some(c) => c,
+            None if memchr(b'\r', cmd_line).is_some() => {
+                return Err(DecodeError::LoneCarriageReturn)
+            }
+            None => return Err(DecodeError::InvalidCommand),
+        };
+        let escaped = self.version.escapes_headers() && command.escapes_headers();
+        let cap = storage.len().min(limits.max_headers);
+
+        let mut count = 0;
+        let mut content_length = None;
+        loop {
+            let Some((end, next)) = line(buf, pos, limits.max_header_line)? else {
+                return partial();
+            };
+            let text = &buf[pos..end];
+            pos = next;
+            if text.is_empty() {
+                break;
+            }
+            let colon = check_header_line(text, escaped)?;
+            if count == cap {
+                return Err(limit(Limit::HeaderCount, cap));
+            }
+            let (name, value) = (&text[..colon], &text[colon + 1..]);
+            if content_length.is_none() && name == b"content-length" {
+                content_length =
+                    Some(parse_decimal(value).ok_or(DecodeError::InvalidContentLength)?);
+            }
+            storage[count] = Header { name, value };
+            count += 1;
+        }
+
+        let body_start = pos;
+        if body_start >= limits.max_frame_size {
+            return Err(limit(Limit::FrameSize, limits.max_frame_size));
+        }
+        // Most body bytes this frame may still have, under both limits.
+        let room = limits.max_frame_size - body_start - 1;
+        let avail = &buf[body_start..];
+        let body = match content_length {
+            Some(n) => {
+                if n > limits.max_body {
+                    return Err(limit(Limit::BodySize, limits.max_body));
+                }
+                if n > room {
+                    return Err(limit(Limit::FrameSize, limits.max_frame_size));
+                }
+                if n > 0 && !command.allows_body() {
+                    return Err(DecodeError::BodyNotAllowed(command));
+                }
+                match avail.get(n) {
+                    None => return Ok(None),
+                    Some(0) => &avail[..n],
+                    Some(_) => return Err(DecodeError::MissingNulAfterBody),
+                }
+            }
+            None => {
+                if !command.allows_body() && avail.first().is_some_and(|&b| b != 0) {
+                    return Err(DecodeError::BodyNotAllowed(command));
+                }
+                let cap = room.min(limits.max_body);
+                let window = &avail[..avail.len().min(cap.saturating_add(1))];
+                match memchr(0, window) {
+                    Some(i) => &avail[..i],
+                    None if avail.len() > cap => {
+                        return Err(if cap == limits.max_body {
+                            limit(Limit::BodySize, limits.max_body)
+                        } else {
+                            limit(Limit::FrameSize, limits.max_frame_size)
+                        });
+                    }
+                    None => return Ok(None),
+                }
+            }
+        };
+
+        let storage: &'h [Header<'b>] = storage;
+        let frame = Frame {
+            command,
+            headers: &storage[..count],
+            body,
+            form: if escaped {
+                HeaderForm::Escaped
+            } else {
+                HeaderForm::Plain
+            },
+        };
+        Ok(Some((frame, body_start + body.len() + 1)))
+    }
+}
+
+impl Default for Decoder {
+    /// A STOMP 1.2 decoder with default limits.
+    fn default() -> Self {
+        Decoder::new(Version::V1_2)
+    }
+}
+
+const fn limit(limit: Limit, max: usize) -> DecodeError {
+    DecodeError::LimitExceeded { limit, max }
+}
+
+/// Finds the line starting at `start`: `Some((end of text, start of next line))`, the
+/// text excluding the EOL, or `None` if its EOL is not buffered yet.
+#[inline]
+fn line(buf: &[u8], start: usize, max_line: usize) -> Result<Option<(usize, usize)>, DecodeError> {
+    let rest = &buf[start..];
+    // Never look further than a line may be long (+2 for the EOL), so a flood of bytes
+    // without a line feed costs O(limit), not O(buffer).
+    let window = &rest[..rest.len().min(max_line.saturating_add(2))];
+    match memchr(b'\n', window) {
+        Some(i) => {
+            let text_len = if i > 0 && window[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
+            if text_len > max_line {
+                return Err(limit(Limit::HeaderLine, max_line));
+            }
+            Ok(Some((start + text_len, start + i + 1)))
+        }
+        None => {
+            let pending = window.len() - usize::from(window.last() == Some(&b'\r'));
+            if pending > max_line {
+                return Err(limit(Limit::HeaderLine, max_line));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Validates one non-empty header line (EOL stripped) and returns the index of its first colon.
+#[inline]
+fn check_header_line(text: &[u8], escaped: bool) -> Result<usize, DecodeError> {
+    let colon = memchr(b':', text).ok_or(DecodeError::MissingColon)?;
+    if colon == 0 {
+        return Err(DecodeError::EmptyHeaderName);
+    }
+    if escaped {
+        let mut i = 0;
+        while let Some(j) = memchr2(b'\\', b'\r', &text[i..]) {
+            let at = i + j;
+            if text[at] == b'\r' {
+                return Err(DecodeError::LoneCarriageReturn);
+            }
+            // The escape must be complete and defined; a `\` right before the separating
+            // colon is invalid too, since `:` is not an escape letter.
+            match text.get(at + 1) {
+                Some(&l) if unescape_byte(l).is_some() => i = at + 2,
+                _ => return Err(DecodeError::InvalidEscape),
+            }
+        }
+    } else if memchr(b'\r', text).is_some() {
+        return Err(DecodeError::LoneCarriageReturn);
+    }
+    Ok(colon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_one(version: Version, wire: &[u8]) -> Result<Status<(usize, usize)>, DecodeError> {
+        let mut h = [Header::EMPTY; 8];
+        Decoder::new(version).decode(wire, &mut h).map(|s| match s {
+            Status::Complete((Decoded::Frame(f), n)) => Status::Complete((f.headers.len(), n)),
+            Status::Complete((Decoded::HeartBeat, n)) => Status::Complete((usize::MAX, n)),
+            Status::Partial => Status::Partial,
+        })
+    }
+
+    #[test]
+    fn heart_beats_are_one_eol_each() {
+        assert_eq!(
+            decode_one(Version::V1_2, b"\n\n"),
+            Ok(Status::Complete((usize::MAX, 1)))
+        );
+        assert_eq!(
+            decode_one(Version::V1_2, b"\r\nX"),
+            Ok(Status::Complete((usize::MAX, 2)))
+        );
+        assert_eq!(decode_one(Version::V1_2, b"\r"), Ok(Status::Partial));
+        assert_eq!(
+            decode_one(Version::V1_2, b"\rX"),
+            Err(DecodeError::LoneCarriageReturn)
+        );
+    }
+
+    #[test]
+    fn escapes_are_checked_only_where_they_apply() {
+        let bad = b"SEND\ndestination:/a\\tb\n\n\0";
+        assert_eq!(
+            decode_one(Version::V1_2, bad),
+            Err(DecodeError::InvalidEscape)
+        );
+        assert_eq!(
+            decode_one(Version::V1_0, bad),
+            Ok(Status::Complete((1, bad.len())))
+        );
+        let connect = b"CONNECT\nlogin:a\\tb\n\n\0";
+        assert_eq!(
+            decode_one(Version::V1_2, connect),
+            Ok(Status::Complete((1, connect.len())))
+        );
+    }
+
+    #[test]
+    fn header_storage_capacity_is_a_header_count_limit() {
+        let mut h = [Header::EMPTY; 1];
+        let err = Decoder::new(Version::V1_2).decode(b"SEND\na:1\nb:2\n\n\0", &mut h);
+        assert_eq!(err, Err(limit(Limit::HeaderCount, 1)));
+    }
+}

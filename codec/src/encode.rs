@@ -1,0 +1,388 @@
+//! Frame encoding into a caller buffer or an `embedded_io` writer.
+//!
+//! Every entry point first validates the whole frame and computes its exact length
+//! ([`encoded_len`]); only then are bytes written, so an invalid frame writes nothing
+//! and a short slice is reported as [`EncodeError::BufferTooSmall`] without panicking.
+//! The byte sequence itself is produced once, by the `emit!` macro, shared by the slice,
+//! blocking and async paths so they cannot disagree.
+//!
+//! Header rules: with escaping (1.1/1.2, not CONNECT/STOMP/CONNECTED) plain headers are
+//! escaped and escaped headers copied verbatim; without escaping, escaped headers are
+//! unescaped, and a header that would then contain a line break (or a `:` in its name)
+//! is refused. `content-length` is written for a non-empty body when the frame has none
+//! (unless [`EncodeOptions::add_content_length`] is off) and always when the body holds
+//! a NUL, which could not be framed otherwise; an existing one must match the body.
+
+use memchr::{memchr, memchr3};
+
+use crate::escape::{byte_slice, escape_of, escapes_valid, unescape_byte};
+use crate::header::HeaderValue;
+use crate::{EncodeError, Frame, HeaderForm, HeaderPart, Version, WriteError};
+
+/// How to encode: the target version and whether to add a missing `content-length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EncodeOptions {
+    /// Version of the peer the bytes are for.
+    pub version: Version,
+    /// Add `content-length` to a frame with a non-empty body that has none. Off for a
+    /// relay passing frames through untouched (brokers such as ActiveMQ choose the
+    /// message type by the header's presence). A body containing NUL gets the header
+    /// regardless.
+    pub add_content_length: bool,
+}
+
+impl EncodeOptions {
+    /// Encode for `version`, adding `content-length` to non-empty bodies.
+    pub const fn new(version: Version) -> Self {
+        EncodeOptions {
+            version,
+            add_content_length: true,
+        }
+    }
+
+    /// Encode for `version` leaving headers as they are (except what framing forces).
+    pub const fn passthrough(version: Version) -> Self {
+        EncodeOptions {
+            version,
+            add_content_length: false,
+        }
+    }
+}
+
+impl From<Version> for EncodeOptions {
+    fn from(version: Version) -> Self {
+        EncodeOptions::new(version)
+    }
+}
+
+/// The validated shape of one encoding: everything `emit!` needs beyond the frame.
+struct Plan {
+    len: usize,
+    source_escaped: bool,
+    target_escapes: bool,
+    content_length: Option<([u8; 20], usize)>,
+}
+
+impl Plan {
+    fn digits(&self) -> &[u8] {
+        match &self.content_length {
+            Some((d, start)) => &d[*start..],
+            None => &[],
+        }
+    }
+}
+
+/// The exact number of bytes [`encode`] writes for `frame`, or why it cannot be encoded.
+pub fn encoded_len(
+    frame: &Frame<'_>,
+    options: impl Into<EncodeOptions>,
+) -> Result<usize, EncodeError> {
+    plan(frame, options.into()).map(|p| p.len)
+}
+
+/// Encodes `frame` into `out`, returning the bytes written.
+pub fn encode(
+    frame: &Frame<'_>,
+    options: impl Into<EncodeOptions>,
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let plan = plan(frame, options.into())?;
+    let needed = plan.len;
+    let Some(out) = out.get_mut(..needed) else {
+        return Err(EncodeError::BufferTooSmall { needed });
+    };
+    let mut pos = 0;
+    emit!(frame, plan, |chunk| {
+        // `plan.len` is the sum of the chunks, so this never fails; checked anyway so a
+        // bug here is an error, not a panic.
+        let dst = out
+            .get_mut(pos..pos + chunk.len())
+            .ok_or(EncodeError::BufferTooSmall { needed })?;
+        dst.copy_from_slice(chunk);
+        pos += chunk.len();
+    });
+    Ok(pos)
+}
+
+/// Writes `frame` to a blocking `embedded_io` writer, returning the bytes written. The frame
+/// goes out in many small writes; give it a buffered writer (or [`encode`] into a slice).
+pub fn write<W: embedded_io::Write>(
+    frame: &Frame<'_>,
+    options: impl Into<EncodeOptions>,
+    w: &mut W,
+) -> Result<usize, WriteError<W::Error>> {
+    let plan = plan(frame, options.into())?;
+    emit!(frame, plan, |chunk| w
+        .write_all(chunk)
+        .map_err(WriteError::Io)?);
+    Ok(plan.len)
+}
+
+/// Writes `frame` to an async `embedded_io_async` writer, returning the bytes written.
+/// Like [`write`], prefer a buffered writer.
+pub async fn write_async<W: embedded_io_async::Write>(
+    frame: &Frame<'_>,
+    options: impl Into<EncodeOptions>,
+    w: &mut W,
+) -> Result<usize, WriteError<W::Error>> {
+    let plan = plan(frame, options.into())?;
+    emit!(frame, plan, |chunk| w
+        .write_all(chunk)
+        .await
+        .map_err(WriteError::Io)?);
+    Ok(plan.len)
+}
+
+/// Validates `frame` for `opts` and measures it.
+fn plan(frame: &Frame<'_>, opts: EncodeOptions) -> Result<Plan, EncodeError> {
+    let command = frame.command;
+    if !frame.body.is_empty() && !command.allows_body() {
+        return Err(EncodeError::BodyNotAllowed(command));
+    }
+    let source_escaped = matches!(frame.form, HeaderForm::Escaped);
+    let target_escapes = opts.version.escapes_headers() && command.escapes_headers();
+
+    let mut len = command.as_bytes().len() + 1;
+    for (index, h) in frame.headers.iter().enumerate() {
+        if h.name.is_empty() {
+            return Err(EncodeError::EmptyHeaderName { index });
+        }
+        let unencodable = |part| EncodeError::Unencodable { index, part };
+        len += 2 + match (source_escaped, target_escapes) {
+            (false, true) => escaped_len(h.name) + escaped_len(h.value),
+            (false, false) => {
+                if memchr3(b':', b'\n', b'\r', h.name).is_some() {
+                    return Err(unencodable(HeaderPart::Name));
+                }
+                if memchr2_nl(h.value) {
+                    return Err(unencodable(HeaderPart::Value));
+                }
+                h.name.len() + h.value.len()
+            }
+            (true, _) => {
+                // A raw `:` in an escaped name would move the separator; raw line breaks
+                // or bad escapes would break the framing.
+                if memchr3(b':', b'\n', b'\r', h.name).is_some()
+                    || memchr2_nl(h.value)
+                    || !escapes_valid(h.name)
+                    || !escapes_valid(h.value)
+                {
+                    return Err(EncodeError::InvalidEscape { index });
+                }
+                if target_escapes {
+                    h.name.len() + h.value.len()
+                } else {
+                    if has_escape_of(h.name, b"cnr") {
+                        return Err(unencodable(HeaderPart::Name));
+                    }
+                    if has_escape_of(h.value, b"nr") {
+                        return Err(unencodable(HeaderPart::Value));
+                    }
+                    HeaderValue::new(h.name, true).unescaped_len()
+                        + HeaderValue::new(h.value, true).unescaped_len()
+                }
+            }
+        };
+    }
+
+    let content_length = match frame.header(b"content-length") {
+        Some(v) => {
+            if v.parse_usize() != Some(frame.body.len()) {
+                return Err(EncodeError::ContentLengthMismatch);
+            }
+            None
+        }
+        None if frame.body.is_empty() => None,
+        None if opts.add_content_length || memchr(0, frame.body).is_some() => {
+            let d = decimal(frame.body.len());
+            len += b"content-length:\n".len() + (d.0.len() - d.1);
+            Some(d)
+        }
+        None => None,
+    };
+    len += 1 + frame.body.len() + 1;
+    Ok(Plan {
+        len,
+        source_escaped,
+        target_escapes,
+        content_length,
+    })
+}
+
+fn memchr2_nl(b: &[u8]) -> bool {
+    memchr::memchr2(b'\n', b'\r', b).is_some()
+}
+
+fn escaped_len(plain: &[u8]) -> usize {
+    crate::escape::escaped_len(plain)
+}
+
+/// Whether an (assumed valid) escaped string holds an escape with one of `letters`.
+fn has_escape_of(raw: &[u8], letters: &[u8]) -> bool {
+    let mut rest = raw;
+    while let Some(i) = memchr(b'\\', rest) {
+        match rest.get(i + 1) {
+            Some(l) if letters.contains(l) => return true,
+            _ => rest = rest.get(i + 2..).unwrap_or(&[]),
+        }
+    }
+    false
+}
+
+/// `n` in ASCII decimal, right-aligned: the digits are `buf[start..]`.
+fn decimal(mut n: usize) -> ([u8; 20], usize) {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return (buf, start);
+        }
+    }
+}
+
+/// Splits plain bytes at the bytes that need escaping.
+#[inline]
+fn next_special(plain: &[u8]) -> Option<usize> {
+    plain.iter().position(|&b| escape_of(b).is_some())
+}
+
+/// Emits the frame's bytes as a sequence of chunks; `$put` is a block run for each chunk
+/// bound to `$c` (it may `.await` and `?`, as this expands inline).
+macro_rules! emit {
+    ($frame:expr, $plan:expr, |$c:ident| $put:expr) => {{
+        let frame = $frame;
+        let plan = &$plan;
+        macro_rules! put {
+            ($bytes:expr) => {{
+                let $c: &[u8] = $bytes;
+                $put;
+            }};
+        }
+        // Escapes plain bytes piecewise.
+        macro_rules! put_escaped {
+            ($plain:expr) => {{
+                let mut rest: &[u8] = $plain;
+                while let Some(i) = next_special(rest) {
+                    if i > 0 {
+                        put!(&rest[..i]);
+                    }
+                    put!(escape_of(rest[i]).map_or(&b""[..], |e| &e[..]));
+                    rest = &rest[i + 1..];
+                }
+                if !rest.is_empty() {
+                    put!(rest);
+                }
+            }};
+        }
+        // Unescapes escaped bytes piecewise.
+        macro_rules! put_unescaped {
+            ($raw:expr) => {{
+                let mut rest: &[u8] = $raw;
+                while let Some(i) = memchr(b'\\', rest) {
+                    if i > 0 {
+                        put!(&rest[..i]);
+                    }
+                    let letter = rest.get(i + 1).copied().unwrap_or(b'\\');
+                    put!(byte_slice(unescape_byte(letter).unwrap_or(b'\\')));
+                    rest = rest.get(i + 2..).unwrap_or(&[]);
+                }
+                if !rest.is_empty() {
+                    put!(rest);
+                }
+            }};
+        }
+        put!(frame.command.as_bytes());
+        put!(b"\n");
+        for h in frame.headers {
+            match (plan.source_escaped, plan.target_escapes) {
+                (false, true) => {
+                    put_escaped!(h.name);
+                    put!(b":");
+                    put_escaped!(h.value);
+                }
+                (true, false) => {
+                    put_unescaped!(h.name);
+                    put!(b":");
+                    put_unescaped!(h.value);
+                }
+                _ => {
+                    put!(h.name);
+                    put!(b":");
+                    put!(h.value);
+                }
+            }
+            put!(b"\n");
+        }
+        if plan.content_length.is_some() {
+            put!(b"content-length:");
+            put!(plan.digits());
+            put!(b"\n");
+        }
+        put!(b"\n");
+        if !frame.body.is_empty() {
+            put!(frame.body);
+        }
+        put!(b"\0");
+    }};
+}
+use emit;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, Header};
+
+    fn enc(frame: &Frame<'_>, opts: EncodeOptions) -> Result<([u8; 256], usize), EncodeError> {
+        let mut out = [0u8; 256];
+        let n = encode(frame, opts, &mut out)?;
+        assert_eq!(encoded_len(frame, opts), Ok(n));
+        Ok((out, n))
+    }
+
+    #[test]
+    fn escapes_plain_headers_and_adds_content_length() {
+        let h = [Header::new(b"a:b", b"x\ny\\")];
+        let f = Frame::new(Command::Send, &h, b"hi");
+        let (out, n) = enc(&f, Version::V1_2.into()).unwrap();
+        assert_eq!(
+            &out[..n],
+            b"SEND\na\\cb:x\\ny\\\\\ncontent-length:2\n\nhi\0"
+        );
+        let (out, n) = enc(&f, EncodeOptions::passthrough(Version::V1_2)).unwrap();
+        assert_eq!(&out[..n], b"SEND\na\\cb:x\\ny\\\\\n\nhi\0");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_framed() {
+        let h = [Header::new(b"login", b"a\nb")];
+        let f = Frame::new(Command::Connect, &h, b"");
+        assert_eq!(
+            enc(&f, Version::V1_2.into()).unwrap_err(),
+            EncodeError::Unencodable {
+                index: 0,
+                part: HeaderPart::Value
+            }
+        );
+        let f = Frame::new(Command::Subscribe, &[], b"x");
+        assert_eq!(
+            enc(&f, Version::V1_2.into()).unwrap_err(),
+            EncodeError::BodyNotAllowed(Command::Subscribe)
+        );
+        let f = Frame::new(Command::Send, &[], b"x");
+        assert_eq!(
+            encode(&f, Version::V1_2, &mut [0u8; 4]),
+            Err(EncodeError::BufferTooSmall { needed: 25 })
+        );
+    }
+
+    #[test]
+    fn nul_in_body_forces_content_length() {
+        let f = Frame::new(Command::Send, &[], b"a\0b");
+        let (out, n) = enc(&f, EncodeOptions::passthrough(Version::V1_0)).unwrap();
+        assert_eq!(&out[..n], b"SEND\ncontent-length:3\n\na\0b\0");
+    }
+}
