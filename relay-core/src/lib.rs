@@ -1,11 +1,34 @@
 //! The sans-IO brain shared by the tokio server and the embassy edge node.
 //!
-//! This crate will own the client session state machine (negotiation, heart-beats,
-//! receipts, errors), the destination router (application / broker / user prefixes and
-//! broker dialect mapping), the in-memory simple broker and the upstream relay state
-//! machines. Bytes and time go in; frames to send and deadlines come out. No sockets,
-//! no clocks, no allocation.
+//! Bytes and time go in; frames to send and deadlines come out. No sockets, no
+//! clocks, no allocation, no panics on input (the quinn-proto / smoltcp shape):
+//!
+//! - [`time`]: [`Instant`], milliseconds supplied by the host.
+//! - [`session`]: the client-facing STOMP session (handshake, version negotiation,
+//!   heart-beats, receipts, ERROR-then-close, subscription table).
+//! - [`router`]: application / broker / user prefixes, routes with captured variables.
+//! - [`pattern`]: `*`, `**` and `{name}` destination patterns.
+//! - [`dialect`]: client destinations to ActiveMQ / RabbitMQ / Artemis forms and back.
+//! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
+//! - [`relay`]: upstream relay state machines (per-session, system, shared).
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
 
 pub use stomp_relay_codec as codec;
+
+mod cursor;
+pub mod dialect;
+pub mod pattern;
+pub mod router;
+pub mod session;
+pub mod time;
+
+pub use cursor::BufferTooSmall;
+pub use dialect::Dialect;
+pub use router::Router;
+pub use session::{Session, SessionConfig, SessionId};
+pub use time::Instant;
