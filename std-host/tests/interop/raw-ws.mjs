@@ -1,0 +1,224 @@
+// Interop scenarios that need control over the bytes on the wire: a raw `ws` client
+// that writes STOMP frames by hand.
+//
+// Usage: node raw-ws.mjs <scenario>; configuration from INTEROP_* variables (README.md).
+// These check what no well-behaved client library would send: frames split across and
+// batched within WebSocket messages, and malformed frames, which must be answered with
+// an ERROR frame carrying a `message` header and then a closed connection.
+
+import WebSocket from 'ws';
+import { assert, assertEq, config, main, uniqueDest, until, within } from './lib.mjs';
+
+// Incremental STOMP frame reader over a byte stream; EOLs between frames are heart-beats.
+class FrameReader {
+  constructor() {
+    this.buf = Buffer.alloc(0);
+    this.frames = [];
+    this.heartbeats = 0;
+  }
+
+  push(chunk) {
+    this.buf = Buffer.concat([this.buf, Buffer.from(chunk)]);
+    for (;;) {
+      while (this.buf.length && (this.buf[0] === 0x0a || this.buf[0] === 0x0d)) {
+        if (this.buf[0] === 0x0a) this.heartbeats += 1;
+        this.buf = this.buf.subarray(1);
+      }
+      const frame = this.parseOne();
+      if (!frame) return;
+      this.frames.push(frame);
+    }
+  }
+
+  parseOne() {
+    const headEnd = this.buf.indexOf('\n\n');
+    const headEndCr = this.buf.indexOf('\r\n\r\n');
+    let end;
+    let sep;
+    if (headEndCr !== -1 && (headEnd === -1 || headEndCr < headEnd)) {
+      end = headEndCr;
+      sep = 4;
+    } else if (headEnd !== -1) {
+      end = headEnd;
+      sep = 2;
+    } else {
+      return null;
+    }
+    const lines = this.buf.subarray(0, end).toString('utf8').split(/\r?\n/);
+    const command = lines[0];
+    const headers = {};
+    for (const line of lines.slice(1)) {
+      const i = line.indexOf(':');
+      const k = line.slice(0, i);
+      if (!(k in headers)) headers[k] = line.slice(i + 1);
+    }
+    const bodyStart = end + sep;
+    let bodyEnd;
+    if (headers['content-length'] !== undefined) {
+      bodyEnd = bodyStart + parseInt(headers['content-length'], 10);
+      if (this.buf.length < bodyEnd + 1) return null;
+    } else {
+      bodyEnd = this.buf.indexOf(0, bodyStart);
+      if (bodyEnd === -1) return null;
+    }
+    const body = this.buf.subarray(bodyStart, bodyEnd);
+    this.buf = this.buf.subarray(bodyEnd + 1);
+    return { command, headers, body: Buffer.from(body) };
+  }
+}
+
+function frame(command, headers, body = '') {
+  let s = `${command}\n`;
+  for (const [k, v] of Object.entries(headers)) s += `${k}:${v}\n`;
+  return Buffer.concat([Buffer.from(`${s}\n`), Buffer.from(body), Buffer.from([0])]);
+}
+
+function connectFrame(extra = {}) {
+  const h = { 'accept-version': '1.2', host: config.vhost, 'heart-beat': '0,0' };
+  if (config.login !== undefined) h.login = config.login;
+  if (config.passcode !== undefined) h.passcode = config.passcode;
+  return frame('CONNECT', { ...h, ...extra });
+}
+
+// Opens a raw WebSocket with the v12.stomp subprotocol and records frames and the close.
+async function openRaw() {
+  const ws = new WebSocket(config.wsUrl, ['v12.stomp']);
+  const reader = new FrameReader();
+  const state = { ws, reader, closed: null, messages: 0 };
+  ws.on('message', data => {
+    state.messages += 1;
+    reader.push(data);
+  });
+  ws.on('close', (code, reason) => {
+    state.closed = { code, reason: reason.toString() };
+  });
+  ws.on('error', e => {
+    state.error = e;
+  });
+  await within(10000, `WebSocket open to ${config.wsUrl}`, new Promise((resolve, reject) => {
+    ws.on('open', resolve);
+    ws.on('error', reject);
+  }));
+  assertEq(ws.protocol, 'v12.stomp', 'negotiated subprotocol');
+  return state;
+}
+
+function send(state, bytes, binary = false) {
+  return new Promise((resolve, reject) =>
+    state.ws.send(bytes, { binary }, e => (e ? reject(e) : resolve())),
+  );
+}
+
+const describe = frames =>
+  frames.map(f => `${f.command}${f.headers.message ? `(${f.headers.message})` : ''}`).join(' ') || 'none';
+
+async function handshake(state) {
+  await send(state, connectFrame());
+  await until(10000, 'CONNECTED', () => state.reader.frames.length >= 1);
+  assertEq(state.reader.frames[0].command, 'CONNECTED', 'first server frame');
+  state.reader.frames.shift();
+}
+
+// One CONNECT across three messages (text and binary mixed), then three frames in one
+// message, then a SEND split mid-header and mid-body: all understood as one stream.
+async function splitBatch() {
+  const s = await openRaw();
+  try {
+    const c = connectFrame();
+    const a = Math.floor(c.length / 3);
+    const b = Math.floor((2 * c.length) / 3);
+    await send(s, c.subarray(0, a));
+    await send(s, c.subarray(a, b), true);
+    await send(s, c.subarray(b));
+    await until(10000, 'CONNECTED after a CONNECT split over 3 messages', () => s.reader.frames.length >= 1, () => describe(s.reader.frames));
+    assertEq(s.reader.frames[0].command, 'CONNECTED', 'reply to split CONNECT');
+    s.reader.frames.shift();
+
+    const dest = uniqueDest('batch');
+    const batched = Buffer.concat([
+      frame('SUBSCRIBE', { id: 'sub-0', destination: dest, receipt: 'r-sub' }),
+      frame('SEND', { destination: dest, receipt: 'r-send-1', 'content-type': 'text/plain' }, 'batched-1'),
+      frame('SEND', { destination: dest, 'content-type': 'text/plain' }, 'batched-2'),
+    ]);
+    await send(s, batched);
+    const split = frame('SEND', { destination: dest, receipt: 'r-send-3', 'content-type': 'text/plain' }, 'split-3 한국어');
+    const headerCut = 10; // inside "destination"
+    const bodyCut = split.length - 6; // inside a multi-byte UTF-8 character of the body
+    // A text WebSocket message must be valid UTF-8 on its own (close 1007 otherwise), so
+    // the two pieces that cut a character in half travel as binary messages.
+    await send(s, split.subarray(0, headerCut));
+    await send(s, split.subarray(headerCut, bodyCut), true);
+    await send(s, split.subarray(bodyCut), true);
+
+    const want = () => {
+      const f = s.reader.frames;
+      return f.filter(x => x.command === 'MESSAGE').length >= 3 && f.filter(x => x.command === 'RECEIPT').length >= 3;
+    };
+    await until(10000, '3 MESSAGEs and 3 RECEIPTs', want, () => `frames: ${describe(s.reader.frames)}, closed: ${JSON.stringify(s.closed)}`);
+    const frames = s.reader.frames;
+    const errors = frames.filter(f => f.command === 'ERROR');
+    assertEq(errors.length, 0, `ERROR frames (${describe(errors)})`);
+    const receipts = frames.filter(f => f.command === 'RECEIPT').map(f => f.headers['receipt-id']);
+    assertEq(receipts.join(','), 'r-sub,r-send-1,r-send-3', 'receipts in order');
+    const bodies = frames.filter(f => f.command === 'MESSAGE').map(f => f.body.toString('utf8'));
+    assertEq(bodies.join(','), 'batched-1,batched-2,split-3 한국어', 'messages in order and intact');
+    // The subscription receipt precedes the first delivery.
+    assertEq(frames[0].command, 'RECEIPT', 'first frame after SUBSCRIBE');
+    assertEq(s.closed, null, 'connection still open');
+    return `frames arrived over ${s.messages} server messages`;
+  } finally {
+    s.ws.terminate();
+  }
+}
+
+// Each malformed input, on its own connection, gets ERROR with a message header and then
+// the server closes the connection.
+const MALFORMED = {
+  'unknown command': () => Buffer.from('BOGUS\nfoo:bar\n\nbody\0'),
+  'header line without colon': () => Buffer.from(`SEND\ndestination:${uniqueDest('bad')}\nthis-is-not-a-header\n\nbody\0`),
+  'content-length disagreeing with the NUL': () =>
+    Buffer.from(`SEND\ndestination:${uniqueDest('bad')}\ncontent-length:3\n\nabcdefgh\0`),
+  'SEND before CONNECT': null,
+};
+
+async function malformed() {
+  const results = [];
+  for (const [name, make] of Object.entries(MALFORMED)) {
+    const s = await openRaw();
+    try {
+      if (make) {
+        await handshake(s);
+        await send(s, make());
+      } else {
+        await send(s, frame('SEND', { destination: uniqueDest('early') }, 'too early'));
+      }
+      await until(
+        10000,
+        `ERROR and close after ${name}`,
+        () => s.closed !== null,
+        () => `frames so far: ${describe(s.reader.frames)}`,
+      );
+      const errors = s.reader.frames.filter(f => f.command === 'ERROR');
+      assertEq(errors.length, 1, `ERROR frames for ${name} (got ${describe(s.reader.frames)})`);
+      assert(errors[0].headers.message && errors[0].headers.message.length > 0, `ERROR for ${name} has a message header`);
+      assertEq(
+        s.reader.frames.filter(f => f.command === 'MESSAGE' || f.command === 'RECEIPT').length,
+        0,
+        `deliveries after ${name}`,
+      );
+      results.push(`${name} -> ERROR(${errors[0].headers.message}) close ${s.closed.code}`);
+    } finally {
+      s.ws.terminate();
+    }
+  }
+  // The server is still serving other clients afterwards.
+  const s = await openRaw();
+  try {
+    await handshake(s);
+  } finally {
+    s.ws.terminate();
+  }
+  return results.join('; ');
+}
+
+await main({ 'split-batch': splitBatch, malformed });
