@@ -50,7 +50,9 @@ class FrameReader {
     for (const line of lines.slice(1)) {
       const i = line.indexOf(':');
       const k = line.slice(0, i);
-      if (!(k in headers)) headers[k] = line.slice(i + 1);
+      // STOMP 1.2 escaping (these connections negotiate 1.2); first occurrence wins.
+      const v = line.slice(i + 1).replace(/\\([nrc\\])/g, (_, c) => ({ n: '\n', r: '\r', c: ':', '\\': '\\' })[c]);
+      if (!(k in headers)) headers[k] = v;
     }
     const bodyStart = end + sep;
     let bodyEnd;

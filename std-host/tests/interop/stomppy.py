@@ -256,6 +256,19 @@ def read_frames_until_close(sock, timeout):
     return data, False
 
 
+def unescape(value):
+    """STOMP 1.2 header value unescaping (the raw connections negotiate 1.2)."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            out.append({"n": "\n", "r": "\r", "c": ":", "\\": "\\"}.get(value[i + 1], value[i + 1]))
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
 def raw_connect():
     sock = socket.create_connection(host_port(), timeout=10)
     creds = ""
@@ -295,7 +308,7 @@ def scenario_malformed():
             if len(errors) != 1:
                 fail(f"expected one ERROR frame after {name}, got {data!r}")
             head = errors[0].split(b"\n\n", 1)[0].decode("utf-8", "replace").split("\n")
-            msg = [h.split(":", 1)[1] for h in head[1:] if h.startswith("message:")]
+            msg = [unescape(h.split(":", 1)[1]) for h in head[1:] if h.startswith("message:")]
             if not msg or not msg[0]:
                 fail(f"ERROR after {name} has no message header: {errors[0]!r}")
             out.append(f"{name} -> ERROR({msg[0]})")
