@@ -223,4 +223,38 @@ async function malformed() {
   return results.join('; ');
 }
 
-await main({ 'split-batch': splitBatch, malformed });
+// The server holds clients to the heart-beats they promise: one that keeps sending EOLs
+// stays connected, one that goes silent is disconnected. Run with a short server
+// heart-beat; the client promises one every 200 ms.
+async function heartbeatEnforced() {
+  const promise = 200;
+  const beating = await openRaw();
+  const silent = await openRaw();
+  let timer;
+  try {
+    for (const s of [beating, silent]) {
+      await send(s, connectFrame({ 'heart-beat': `${promise},0` }));
+      await until(10000, 'CONNECTED', () => s.reader.frames.length >= 1);
+      assertEq(s.reader.frames[0].command, 'CONNECTED', 'first server frame');
+    }
+    const hb = silent.reader.frames[0].headers['heart-beat'] ?? '0,0';
+    const sy = parseInt(hb.split(',')[1], 10);
+    assert(sy > 0, `server wants client heart-beats (CONNECTED heart-beat:${hb}); start it with a short heart-beat`);
+    const started = Date.now();
+    timer = setInterval(() => beating.ws.send('\n'), promise);
+    const limit = Math.max(promise, sy) * 3 + 5000;
+    await until(limit, 'the server to disconnect the silent client', () => silent.closed !== null);
+    const silentFor = Date.now() - started;
+    // The beating client outlives the silent one by a clear margin.
+    await new Promise(r => setTimeout(r, Math.max(2000, silentFor)));
+    assertEq(beating.closed, null, `the client sending heart-beats was closed (${JSON.stringify(beating.closed)})`);
+    const errors = silent.reader.frames.filter(f => f.command === 'ERROR');
+    return `heart-beat:${hb}; silent client closed after ${silentFor} ms (${describe(errors)}, code ${silent.closed.code}); beating client still open`;
+  } finally {
+    clearInterval(timer);
+    beating.ws.terminate();
+    silent.ws.terminate();
+  }
+}
+
+await main({ 'split-batch': splitBatch, malformed, 'heartbeat-enforced': heartbeatEnforced });
