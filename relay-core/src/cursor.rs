@@ -2,7 +2,10 @@
 //!
 //! [`Cursor`] appends bytes (and `core::fmt` output) to a `&mut [u8]` and reports
 //! overflow instead of truncating silently, so every destination or header the core
-//! builds is either complete or refused with an error the caller can name.
+//! builds is either complete or refused with an error the caller can name. `Bytes`
+//! is the matching inline storage for short strings the core must keep.
+
+use crate::codec::HeaderValue;
 
 /// The caller's buffer was too small for what had to be written into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,6 +15,40 @@ pub struct BufferTooSmall;
 impl core::fmt::Display for BufferTooSmall {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("buffer too small")
+    }
+}
+
+/// Inline storage for one short byte string (ids, receipts, names).
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes<const N: usize> {
+    pub(crate) len: usize,
+    pub(crate) buf: [u8; N],
+}
+
+impl<const N: usize> Bytes<N> {
+    pub(crate) const EMPTY: Self = Bytes {
+        len: 0,
+        buf: [0; N],
+    };
+
+    pub(crate) fn get(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Stores the unescaped `v`, or `None` when it is longer than `N`.
+    pub(crate) fn set(&mut self, v: HeaderValue<'_>) -> Option<()> {
+        let n = v.copy_unescaped(&mut self.buf).ok()?.len();
+        self.len = n;
+        Some(())
+    }
+}
+
+impl<const N: usize> Bytes<N> {
+    /// Stores `v`, or `None` when it is longer than `N`.
+    pub(crate) fn set_plain(&mut self, v: &[u8]) -> Option<()> {
+        self.buf.get_mut(..v.len())?.copy_from_slice(v);
+        self.len = v.len();
+        Some(())
     }
 }
 
@@ -59,6 +96,11 @@ impl<'o> Cursor<'o> {
             }
         }
         self.push(&digits[i..])
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> usize {
+        self.len
     }
 
     /// The written bytes, or an error if anything did not fit.

@@ -20,6 +20,7 @@ extern crate std;
 
 pub use stomp_relay_codec as codec;
 
+pub mod broker;
 mod cursor;
 pub mod dialect;
 pub mod pattern;
@@ -27,6 +28,7 @@ pub mod router;
 pub mod session;
 pub mod time;
 
+pub use broker::SimpleBroker;
 pub use cursor::BufferTooSmall;
 pub use dialect::Dialect;
 pub use router::Router;

@@ -34,7 +34,7 @@ use core::time::Duration;
 use crate::codec::{
     Command, DecodeError, EncodeError, EncodeOptions, Frame, Header, HeaderValue, Version,
 };
-use crate::cursor::Cursor;
+use crate::cursor::{Bytes, Cursor};
 use crate::time::{earliest, Instant};
 
 /// Longest subscription id stored in the table.
@@ -424,30 +424,6 @@ enum State {
     /// Output remains (receipt, ERROR); then closed.
     Closing,
     Closed,
-}
-
-#[derive(Clone, Copy)]
-struct Bytes<const N: usize> {
-    len: usize,
-    buf: [u8; N],
-}
-
-impl<const N: usize> Bytes<N> {
-    const EMPTY: Self = Bytes {
-        len: 0,
-        buf: [0; N],
-    };
-
-    fn get(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    /// Stores the unescaped `v`, or `None` when it is longer than `N`.
-    fn set(&mut self, v: HeaderValue<'_>) -> Option<()> {
-        let n = v.copy_unescaped(&mut self.buf).ok()?.len();
-        self.len = n;
-        Some(())
-    }
 }
 
 #[derive(Clone, Copy)]
