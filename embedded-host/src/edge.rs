@@ -1,0 +1,370 @@
+//! The edge node's shared state ([`Edge`]) and its statistics, plus the static buffers
+//! the application provides ([`EdgeResources`]) and the one future that runs it all.
+//!
+//! Invariants: all shared state sits behind one blocking mutex and is touched only in
+//! short synchronous sections, never across an `.await`; a session slot is `busy` from
+//! the moment its socket accepted until that socket is closed again, so the rejector
+//! listens exactly while every slot is busy; nothing here allocates.
+
+use core::cell::RefCell;
+
+use embassy_futures::join::{join, join_array};
+use embassy_net::Stack;
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::signal::Signal;
+use stomp_relay_codec::{encode, EncodeOptions, Frame, Version};
+
+use crate::ring::{ByteQueue, StoreRing};
+use crate::subs::SubTable;
+use crate::Config;
+
+/// Subscriptions one local session may hold.
+pub const SUBS_PER_SESSION: usize = 8;
+/// Distinct destinations subscribed upstream at once.
+pub const ROUTES: usize = 16;
+/// Most headers in one frame the edge node decodes.
+pub const MAX_HEADERS: usize = 24;
+
+/// Counters an application can read with [`Edge::stats`] (e.g. to export them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Local SENDs accepted into the store-and-forward ring.
+    pub stored: u32,
+    /// Local SENDs the upstream acknowledged (RECEIPT received).
+    pub forwarded: u32,
+    /// Local SENDs evicted from the full store-and-forward ring before delivery.
+    pub dropped: u32,
+    /// Upstream MESSAGE copies queued to local subscribers.
+    pub delivered: u32,
+    /// Connections refused with `Too many sessions`.
+    pub rejected_sessions: u32,
+    /// Local sessions closed because their outbound queue overflowed.
+    pub slow_consumers: u32,
+    /// Upstream connections that reached CONNECTED.
+    pub upstream_connects: u32,
+    /// Upstream frames skipped because they did not fit the receive buffer.
+    pub oversize_upstream: u32,
+}
+
+/// Per-slot state of one local session.
+pub(crate) struct Slot<const QUEUE: usize> {
+    pub busy: bool,
+    pub version: Version,
+    /// Set when a frame for this session did not fit its queue; the session is closed.
+    pub overflowed: bool,
+    /// Negotiated write-idle interval after which the edge node sends a heart-beat.
+    pub heart_beat: Option<embassy_time::Duration>,
+    pub queue: ByteQueue<QUEUE>,
+}
+
+pub(crate) struct Inner<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
+{
+    pub slots: [Slot<QUEUE>; N],
+    pub subs: SubTable<N, SUBS_PER_SESSION, ROUTES>,
+    pub store: StoreRing<STORE>,
+    /// Encoding space for frames built inside the lock (fan-out copies, replies).
+    pub scratch: [u8; FRAME],
+    pub upstream_up: bool,
+    pub stats: Stats,
+}
+
+/// The shared state of an edge node with `N` local sessions.
+///
+/// - `M`: the raw mutex guarding it (`NoopRawMutex` when every edge future runs on one
+///   executor, `CriticalSectionRawMutex` otherwise).
+/// - `N`: local session slots.
+/// - `QUEUE`: bytes of each session's outbound queue (upstream MESSAGEs and replies
+///   waiting for the TCP transmit buffer).
+/// - `STORE`: bytes of the store-and-forward ring for SENDs bound upstream.
+/// - `FRAME`: largest frame the edge node encodes (and the size of its scratch space).
+pub struct Edge<
+    M: RawMutex,
+    const N: usize,
+    const QUEUE: usize,
+    const STORE: usize,
+    const FRAME: usize,
+> {
+    pub(crate) inner: Mutex<M, RefCell<Inner<N, QUEUE, STORE, FRAME>>>,
+    pub(crate) session_wake: [Signal<M, ()>; N],
+    pub(crate) upstream_wake: Signal<M, ()>,
+    pub(crate) slots_changed: Signal<M, ()>,
+}
+
+impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
+    Edge<M, N, QUEUE, STORE, FRAME>
+{
+    /// A fresh edge node (const, so it can live in a `static`).
+    pub const fn new() -> Self {
+        Edge {
+            inner: Mutex::new(RefCell::new(Inner {
+                slots: [const {
+                    Slot {
+                        busy: false,
+                        version: Version::V1_2,
+                        overflowed: false,
+                        heart_beat: None,
+                        queue: ByteQueue::new(),
+                    }
+                }; N],
+                subs: SubTable::new(),
+                store: StoreRing::new(),
+                scratch: [0; FRAME],
+                upstream_up: false,
+                stats: Stats {
+                    stored: 0,
+                    forwarded: 0,
+                    dropped: 0,
+                    delivered: 0,
+                    rejected_sessions: 0,
+                    slow_consumers: 0,
+                    upstream_connects: 0,
+                    oversize_upstream: 0,
+                },
+            })),
+            session_wake: [const { Signal::new() }; N],
+            upstream_wake: Signal::new(),
+            slots_changed: Signal::new(),
+        }
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner<N, QUEUE, STORE, FRAME>) -> R) -> R {
+        self.inner.lock(|cell| f(&mut cell.borrow_mut()))
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.with(|i| {
+            let mut s = i.stats;
+            s.dropped = i.store.dropped();
+            s
+        })
+    }
+
+    /// Whether the upstream session is currently CONNECTED.
+    pub fn upstream_connected(&self) -> bool {
+        self.with(|i| i.upstream_up)
+    }
+
+    /// Local sessions currently connected (TCP accepted and not yet closed).
+    pub fn active_sessions(&self) -> usize {
+        self.with(|i| i.slots.iter().filter(|s| s.busy).count())
+    }
+
+    /// SENDs waiting in the store-and-forward ring (sent-but-unacknowledged included).
+    pub fn stored_len(&self) -> usize {
+        self.with(|i| i.store.len())
+    }
+
+    /// Distinct destinations subscribed (or to be subscribed) upstream.
+    pub fn upstream_subscriptions(&self) -> usize {
+        self.with(|i| i.subs.route_count())
+    }
+
+    /// Runs the whole edge node: `N` local session slots, the `Too many sessions`
+    /// rejector and the upstream session. Never returns.
+    pub async fn run<const RX: usize, const TX: usize, const URX: usize, const UTX: usize>(
+        &self,
+        stack: Stack<'_>,
+        config: &Config<'_>,
+        resources: &mut EdgeResources<N, RX, TX, FRAME, URX, UTX>,
+    ) -> ! {
+        let EdgeResources {
+            sessions,
+            rejector,
+            upstream,
+        } = resources;
+        let mut slots = sessions.iter_mut();
+        let locals: [_; N] = core::array::from_fn(|slot| {
+            let res = slots.next();
+            async move {
+                if let Some(res) = res {
+                    self.run_session(stack, config, slot, res).await;
+                }
+            }
+        });
+        join(
+            join_array(locals),
+            join(
+                self.run_rejector(stack, config, rejector),
+                self.run_upstream(stack, config, upstream),
+            ),
+        )
+        .await;
+        // Every branch loops forever; reaching here means `N` was 0 and both others ended,
+        // which they cannot.
+        loop {
+            embassy_time::Timer::after_secs(3600).await;
+        }
+    }
+}
+
+impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
+    Default for Edge<M, N, QUEUE, STORE, FRAME>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
+    Inner<N, QUEUE, STORE, FRAME>
+{
+    /// Encodes `frame` for session `slot` and queues it; on overflow the session is
+    /// marked for closing (a slow consumer) and `false` comes back.
+    pub fn queue_frame(&mut self, slot: usize, frame: &Frame<'_>, options: EncodeOptions) -> bool {
+        self.slots[slot].queue_frame(&mut self.scratch, &mut self.stats, frame, options)
+    }
+}
+
+impl<const QUEUE: usize> Slot<QUEUE> {
+    /// See [`Inner::queue_frame`]; split out so fan-out can borrow the table meanwhile.
+    pub fn queue_frame(
+        &mut self,
+        scratch: &mut [u8],
+        stats: &mut Stats,
+        frame: &Frame<'_>,
+        options: EncodeOptions,
+    ) -> bool {
+        if self.overflowed {
+            return false;
+        }
+        let ok = match encode(frame, options, scratch) {
+            Ok(n) => self.queue.push(&[&scratch[..n]]).is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            self.overflowed = true;
+            stats.slow_consumers += 1;
+        }
+        ok
+    }
+}
+
+/// Socket and frame buffers of one local session slot.
+pub struct SessionResources<const RX: usize, const TX: usize, const FRAME: usize> {
+    pub(crate) rx: [u8; RX],
+    pub(crate) tx: [u8; TX],
+    pub(crate) frame: [u8; FRAME],
+}
+
+impl<const RX: usize, const TX: usize, const FRAME: usize> SessionResources<RX, TX, FRAME> {
+    /// Zeroed buffers (const, for a `static`).
+    pub const fn new() -> Self {
+        SessionResources {
+            rx: [0; RX],
+            tx: [0; TX],
+            frame: [0; FRAME],
+        }
+    }
+}
+
+impl<const RX: usize, const TX: usize, const FRAME: usize> Default
+    for SessionResources<RX, TX, FRAME>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Socket buffers of the rejector (it only ever writes one short ERROR frame).
+pub struct RejectResources {
+    pub(crate) rx: [u8; 128],
+    pub(crate) tx: [u8; 128],
+}
+
+impl RejectResources {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        RejectResources {
+            rx: [0; 128],
+            tx: [0; 128],
+        }
+    }
+}
+
+impl Default for RejectResources {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Socket, receive and transmit buffers of the upstream session.
+pub struct UpstreamResources<const RX: usize, const TX: usize, const FRAME: usize> {
+    pub(crate) rx: [u8; RX],
+    pub(crate) tx: [u8; TX],
+    pub(crate) frame: [u8; FRAME],
+    pub(crate) out: [u8; FRAME],
+}
+
+impl<const RX: usize, const TX: usize, const FRAME: usize> UpstreamResources<RX, TX, FRAME> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        UpstreamResources {
+            rx: [0; RX],
+            tx: [0; TX],
+            frame: [0; FRAME],
+            out: [0; FRAME],
+        }
+    }
+}
+
+impl<const RX: usize, const TX: usize, const FRAME: usize> Default
+    for UpstreamResources<RX, TX, FRAME>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every buffer an edge node with `N` sessions needs: per-session TCP `RX`/`TX` buffers
+/// and a `FRAME`-byte receive buffer, the rejector's, and the upstream's (`URX`/`UTX`).
+pub struct EdgeResources<
+    const N: usize,
+    const RX: usize,
+    const TX: usize,
+    const FRAME: usize,
+    const URX: usize,
+    const UTX: usize,
+> {
+    /// Local session slots.
+    pub sessions: [SessionResources<RX, TX, FRAME>; N],
+    /// The `Too many sessions` rejector.
+    pub rejector: RejectResources,
+    /// The upstream session.
+    pub upstream: UpstreamResources<URX, UTX, FRAME>,
+}
+
+impl<
+        const N: usize,
+        const RX: usize,
+        const TX: usize,
+        const FRAME: usize,
+        const URX: usize,
+        const UTX: usize,
+    > EdgeResources<N, RX, TX, FRAME, URX, UTX>
+{
+    /// Zeroed buffers (const, for a `static`).
+    pub const fn new() -> Self {
+        EdgeResources {
+            sessions: [const { SessionResources::new() }; N],
+            rejector: RejectResources::new(),
+            upstream: UpstreamResources::new(),
+        }
+    }
+}
+
+impl<
+        const N: usize,
+        const RX: usize,
+        const TX: usize,
+        const FRAME: usize,
+        const URX: usize,
+        const UTX: usize,
+    > Default for EdgeResources<N, RX, TX, FRAME, URX, UTX>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
