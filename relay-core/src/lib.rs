@@ -10,7 +10,8 @@
 //! - [`pattern`]: `*`, `**` and `{name}` destination patterns.
 //! - [`dialect`]: client destinations to ActiveMQ / RabbitMQ / Artemis forms and back.
 //! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
-//! - [`relay`]: upstream relay state machines (per-session, system, shared).
+//! - [`upstream`]: one broker connection (CONNECT, heart-beats, reconnect, failover).
+//! - [`relay`]: relaying client frames through it (per-session, system, shared modes).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod pattern;
 pub mod router;
 pub mod session;
 pub mod time;
+pub mod upstream;
 
 pub use broker::SimpleBroker;
 pub use cursor::BufferTooSmall;
