@@ -267,7 +267,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
             tcp_listen: None,
             app_prefixes: vec!["/pub/".into()],
-            broker_prefixes: vec!["/sub/".into()],
+            broker_prefixes: vec!["/sub/".into(), "/topic/".into(), "/queue/".into()],
             user_prefix: "/user/".into(),
             broker: BrokerKind::Simple,
             relay: vec![RelayAddr {
@@ -389,7 +389,7 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub app_prefix: Option<Vec<String>>,
-    /// Broker destination prefix (broadcast destinations); repeat or comma-separate [default: /sub/]
+    /// Broker destination prefix (broadcast destinations); repeat or comma-separate [default: /sub/,/topic/,/queue/]
     #[arg(
         long,
         env = "STOMP_RELAY_BROKER_PREFIX",

@@ -9,6 +9,22 @@
 pub use stomp_relay_codec as codec;
 pub use stomp_relay_core as core;
 
+pub mod app;
+pub mod broker;
+pub mod close;
 pub mod config;
+pub mod frame;
+pub mod metrics;
+pub mod outbound;
+pub mod server;
+mod session;
+pub mod simple;
+pub mod transport;
 
+pub use app::{AppMessage, Payload, PublishError, Publisher, Reply};
+pub use broker::{Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 pub use config::Config;
+pub use frame::OwnedFrame;
+pub use outbound::{ClientHandle, Delivery, SendError, SessionId, ToClient};
+pub use server::{Server, ServerBuilder, ShutdownHandle};
+pub use simple::SimpleBrokerBackend;

@@ -1,8 +1,11 @@
-//! The `stomp-relay` binary: parse the configuration, run the server until SIGINT/SIGTERM.
+//! The `stomp-relay` binary: parse the configuration, serve until SIGINT/SIGTERM.
 
-use stomp_relay::Config;
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
-fn main() {
+use stomp_relay::{Config, Server};
+
+fn main() -> ExitCode {
     let config = match Config::from_env_and_args() {
         Ok(c) => c,
         Err(e) => {
@@ -12,12 +15,41 @@ fn main() {
             } else {
                 eprintln!("{e}");
             }
-            std::process::exit(code);
+            return ExitCode::from(code as u8);
         }
     };
-    println!(
-        "stomp-relay {} {:?}",
-        env!("CARGO_PKG_VERSION"),
-        config.listen
-    );
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::builder(config).bind().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match server.run_until_signal().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }

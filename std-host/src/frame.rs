@@ -1,0 +1,133 @@
+//! Owned STOMP frames for crossing task boundaries.
+//!
+//! The codec's [`Frame`] borrows the receive buffer, which is reused as soon as the
+//! next bytes arrive; anything handed to another task (a broker backend, a subscriber's
+//! outbound queue) is an [`OwnedFrame`]. Header names and values are stored plain
+//! (unescaped) so every consumer reads them without caring about the sender's version;
+//! encoding escapes them for the receiving peer's version.
+
+use bytes::Bytes;
+use stomp_relay_codec::{encode, encoded_len, Command, EncodeError, EncodeOptions, Frame, Header};
+
+/// An owned frame with plain header bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedFrame {
+    /// The command.
+    pub command: Command,
+    /// Headers in order, plain bytes; the first of a repeated name wins on lookup.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The body (shared, so fan-out clones are cheap).
+    pub body: Bytes,
+}
+
+impl OwnedFrame {
+    /// A frame with no headers and no body.
+    pub fn new(command: Command) -> Self {
+        OwnedFrame {
+            command,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Self {
+        self.push_header(name, value);
+        self
+    }
+
+    /// Sets the body (builder style).
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Appends a header.
+    pub fn push_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.headers
+            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+    }
+
+    /// Copies a decoded frame, unescaping its headers.
+    pub fn from_frame(frame: &Frame<'_>) -> Self {
+        let headers = frame
+            .header_pairs()
+            .map(|(n, v)| (n.bytes().collect(), v.bytes().collect()))
+            .collect();
+        OwnedFrame {
+            command: frame.command,
+            headers,
+            body: Bytes::copy_from_slice(frame.body),
+        }
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of header `name` as UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Appends the wire form of this frame for a peer speaking `options.version`.
+    pub fn encode_into(
+        &self,
+        options: impl Into<EncodeOptions>,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
+        let hs: Vec<Header<'_>> = self
+            .headers
+            .iter()
+            .map(|(n, v)| Header::new(n, v))
+            .collect();
+        let frame = Frame::new(self.command, &hs, &self.body);
+        let options = options.into();
+        let n = encoded_len(&frame, options)?;
+        let start = out.len();
+        out.resize(start + n, 0);
+        encode(&frame, options, &mut out[start..])
+    }
+
+    /// A rough size in bytes, used to account queued frames against the send buffer.
+    pub fn weight(&self) -> usize {
+        self.command.as_str().len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 2)
+                .sum::<usize>()
+            + self.body.len()
+            + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stomp_relay_codec::{Decoded, Decoder, Status, Version};
+
+    #[test]
+    fn round_trip_keeps_escapes_and_binary_body() {
+        let f = OwnedFrame::new(Command::Send)
+            .with_header("destination", "/sub/a:b\nc")
+            .with_header("x", "한국어")
+            .with_body(&b"a\0b"[..]);
+        let mut out = Vec::new();
+        f.encode_into(Version::V1_2, &mut out).unwrap();
+        let mut hs = [Header::EMPTY; 16];
+        let Status::Complete((Decoded::Frame(d), _)) =
+            Decoder::new(Version::V1_2).decode(&out, &mut hs).unwrap()
+        else {
+            panic!("no frame")
+        };
+        let back = OwnedFrame::from_frame(&d);
+        assert_eq!(back.header("destination"), Some(&b"/sub/a:b\nc"[..]));
+        assert_eq!(back.header_str("x"), Some("한국어"));
+        assert_eq!(&back.body[..], b"a\0b");
+    }
+}

@@ -1,0 +1,252 @@
+//! The per-session outbound queue: what brokers and the application hand to one client.
+//!
+//! Producers (the simple broker fanning out, a relay's upstream reader, the application's
+//! publisher) never wait on a client: [`ClientHandle::send`] either queues at once or
+//! refuses. The queue is bounded in BYTES by the send buffer limit: an item that would
+//! take the queued total over the limit marks the session a slow consumer, the item is
+//! dropped, and the session task closes the client with 4500. So one slow client never
+//! slows the publisher or the other subscribers, and never grows memory without bound.
+//!
+//! Invariant: `queued` is the sum of the weights of items sent and not yet
+//! [`OutboundRx::done`]; once `overflowed` is set, nothing more is accepted.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::frame::OwnedFrame;
+
+/// Identifies one client session within this server process.
+pub type SessionId = u64;
+
+/// A message routed to one subscription of one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The client's subscription id (`subscription` header of the MESSAGE).
+    pub subscription: Arc<str>,
+    /// The `message-id` header.
+    pub message_id: Arc<str>,
+    /// The MESSAGE frame's other headers and body (shared by every subscriber of a fan-out).
+    pub message: Arc<OwnedFrame>,
+}
+
+/// One item for a client session.
+#[derive(Debug, Clone)]
+pub enum ToClient {
+    /// A broker message for one of the session's subscriptions.
+    Message(Delivery),
+    /// Any other complete frame (a RECEIPT, an upstream MESSAGE already addressed, ...).
+    Frame(OwnedFrame),
+    /// A heart-beat EOL (relayed from upstream).
+    HeartBeat,
+    /// End the session: an ERROR frame with `message` (when given), then close with `code`
+    /// (a WebSocket close code; TCP clients just see the connection end).
+    Close {
+        /// The ERROR frame's `message` header; `None` closes without an ERROR frame.
+        message: Option<String>,
+        /// WebSocket close code, e.g. 1002 (protocol error), 1011, 4500 (slow consumer).
+        code: u16,
+    },
+}
+
+impl ToClient {
+    /// Bytes this item counts against the send buffer.
+    pub fn weight(&self) -> usize {
+        match self {
+            ToClient::Message(d) => {
+                d.message.weight() + d.subscription.len() + d.message_id.len() + 40
+            }
+            ToClient::Frame(f) => f.weight(),
+            ToClient::HeartBeat => 1,
+            ToClient::Close { message, .. } => message.as_ref().map_or(0, |m| m.len()) + 16,
+        }
+    }
+}
+
+/// Why [`ClientHandle::send`] refused an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session's send buffer is full; the session is being closed with 4500.
+    SlowConsumer,
+    /// The session has ended.
+    Closed,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::SlowConsumer => f.write_str("send buffer limit exceeded (slow consumer)"),
+            SendError::Closed => f.write_str("session closed"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+struct Shared {
+    queued: AtomicUsize,
+    limit: usize,
+    overflowed: AtomicBool,
+}
+
+/// The sending side of a session's outbound queue. Cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct ClientHandle {
+    id: SessionId,
+    tx: mpsc::UnboundedSender<ToClient>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandle")
+            .field("id", &self.id)
+            .field("queued", &self.shared.queued.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The receiving side, owned by the session task.
+pub struct OutboundRx {
+    rx: mpsc::UnboundedReceiver<ToClient>,
+    shared: Arc<Shared>,
+}
+
+/// A new outbound queue for session `id` holding at most `limit` bytes.
+pub fn channel(id: SessionId, limit: usize) -> (ClientHandle, OutboundRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        limit,
+        overflowed: AtomicBool::new(false),
+    });
+    (
+        ClientHandle {
+            id,
+            tx,
+            shared: shared.clone(),
+        },
+        OutboundRx { rx, shared },
+    )
+}
+
+impl ClientHandle {
+    /// The session this handle delivers to.
+    pub fn session_id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Queues `item` without waiting. Close requests are always accepted (they end the
+    /// session, so they cannot grow the queue without bound).
+    pub fn send(&self, item: ToClient) -> Result<(), SendError> {
+        if self.tx.is_closed() {
+            return Err(SendError::Closed);
+        }
+        if matches!(item, ToClient::Close { .. }) {
+            return self.tx.send(item).map_err(|_| SendError::Closed);
+        }
+        if self.shared.overflowed.load(Ordering::Relaxed) {
+            return Err(SendError::SlowConsumer);
+        }
+        let w = item.weight();
+        let before = self.shared.queued.fetch_add(w, Ordering::AcqRel);
+        // An empty queue takes any one item, so a frame up to the max frame size always
+        // fits even with a tiny configured buffer.
+        if before > 0 && before + w > self.shared.limit {
+            self.shared.queued.fetch_sub(w, Ordering::AcqRel);
+            if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
+                let _ = self.tx.send(ToClient::Close {
+                    message: None,
+                    code: crate::close::SLOW_CONSUMER,
+                });
+            }
+            return Err(SendError::SlowConsumer);
+        }
+        self.tx.send(item).map_err(|_| {
+            self.shared.queued.fetch_sub(w, Ordering::AcqRel);
+            SendError::Closed
+        })
+    }
+
+    /// Whether the session has ended (its task dropped the receiver).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Bytes currently queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl OutboundRx {
+    /// The next item, or `None` once every handle is gone.
+    pub async fn recv(&mut self) -> Option<ToClient> {
+        self.rx.recv().await
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<ToClient> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Marks `item` written (or discarded), releasing its bytes from the send buffer.
+    pub fn done(&self, item: &ToClient) {
+        if !matches!(item, ToClient::Close { .. }) {
+            self.shared
+                .queued
+                .fetch_sub(item.weight(), Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the slow-consumer limit was hit.
+    pub fn overflowed(&self) -> bool {
+        self.shared.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use stomp_relay_codec::Command;
+
+    fn msg(n: usize) -> ToClient {
+        ToClient::Frame(OwnedFrame::new(Command::Message).with_body(Bytes::from(vec![b'x'; n])))
+    }
+
+    #[tokio::test]
+    async fn overflow_refuses_and_requests_close_once() {
+        let (h, mut rx) = channel(1, 1000);
+        h.send(msg(600)).unwrap();
+        assert_eq!(h.send(msg(600)), Err(SendError::SlowConsumer));
+        assert_eq!(h.send(msg(1)), Err(SendError::SlowConsumer));
+        let first = rx.recv().await.unwrap();
+        assert!(matches!(first, ToClient::Frame(_)));
+        rx.done(&first);
+        assert_eq!(h.queued_bytes(), 0);
+        match rx.recv().await.unwrap() {
+            ToClient::Close { code, message } => {
+                assert_eq!(code, 4500);
+                assert!(message.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_none());
+        assert!(rx.overflowed());
+    }
+
+    #[tokio::test]
+    async fn draining_makes_room() {
+        let (h, mut rx) = channel(1, 1000);
+        for _ in 0..10 {
+            h.send(msg(600)).unwrap();
+            let it = rx.recv().await.unwrap();
+            rx.done(&it);
+        }
+        assert!(!rx.overflowed());
+        drop(rx);
+        assert_eq!(h.send(msg(1)), Err(SendError::Closed));
+    }
+}

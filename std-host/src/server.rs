@@ -1,0 +1,442 @@
+//! The server: listeners (HTTP/WebSocket and plain TCP), the HTTP endpoints, the
+//! shared state every session task reads, and graceful shutdown.
+//!
+//! One tokio task per client connection runs [`crate::session::run`]. Shutdown is a
+//! broadcast: the accept loops stop, every session sends ERROR `Server shutting down`
+//! and closes with 1001, the broker backend gets to DISCONNECT upstream, and
+//! [`Server::run`] returns once everything finished or the shutdown timeout passed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use stomp_relay_codec::Version;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::app::{
+    Authenticator, MessageHandler, PublishCtx, Publisher, RouterSetup, SubscribeHandler,
+    UserRegistry,
+};
+use crate::broker::Broker;
+use crate::config::{BrokerKind, Config};
+use crate::metrics::Metrics;
+use crate::simple::SimpleBrokerBackend;
+use crate::transport::{TcpTransport, WsTransport};
+
+/// A registered application route: pattern and handler.
+pub(crate) struct Mapping<H> {
+    pub(crate) pattern: String,
+    pub(crate) handler: H,
+}
+
+/// Everything a session task needs, shared.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) publish: Arc<PublishCtx>,
+    pub(crate) message_mappings: Vec<Mapping<MessageHandler>>,
+    pub(crate) subscribe_mappings: Vec<Mapping<SubscribeHandler>>,
+    pub(crate) authenticator: Option<Authenticator>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    next_id: AtomicU64,
+    connections: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn routes(&self) -> &RouterSetup {
+        &self.publish.routes
+    }
+
+    pub(crate) fn publisher(&self) -> Publisher {
+        Publisher {
+            ctx: self.publish.clone(),
+        }
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if self.is_shutting_down() {
+            return None;
+        }
+        match self.connections.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.metrics.connections_refused.inc();
+                None
+            }
+        }
+    }
+}
+
+/// Builds a [`Server`]: configuration, broker backend, handlers.
+pub struct ServerBuilder {
+    config: Config,
+    broker: Option<Arc<dyn Broker>>,
+    message_mappings: Vec<Mapping<MessageHandler>>,
+    subscribe_mappings: Vec<Mapping<SubscribeHandler>>,
+    authenticator: Option<Authenticator>,
+}
+
+impl ServerBuilder {
+    /// Uses this broker backend instead of the one `config.broker` names (the relay
+    /// backend plugs in here).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Registers an `@MessageMapping` handler for SENDs to application destinations
+    /// matching `pattern` (e.g. `/pub/chat/{room}`). Handlers are tried in order; a SEND
+    /// no handler matches takes the default route (`/pub/x` to the first broker prefix, `/sub/x`).
+    pub fn message_mapping<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&crate::app::AppMessage) -> Vec<crate::app::Reply> + Send + Sync + 'static,
+    {
+        self.message_mappings.push(Mapping {
+            pattern: pattern.to_string(),
+            handler: Arc::new(handler),
+        });
+        self
+    }
+
+    /// Registers an `@SubscribeMapping` handler: a SUBSCRIBE to a matching application
+    /// destination gets the returned payload once, as a MESSAGE on that subscription.
+    pub fn subscribe_mapping<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&crate::app::AppMessage) -> Option<crate::app::Payload> + Send + Sync + 'static,
+    {
+        self.subscribe_mappings.push(Mapping {
+            pattern: pattern.to_string(),
+            handler: Arc::new(handler),
+        });
+        self
+    }
+
+    /// Authenticates CONNECTs (default: the user is the CONNECT's `login` header, if any).
+    pub fn authenticator<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&crate::frame::OwnedFrame) -> Result<Option<String>, String> + Send + Sync + 'static,
+    {
+        self.authenticator = Some(Arc::new(f));
+        self
+    }
+
+    /// Binds the listeners. The server does not accept connections until [`Server::run`].
+    pub async fn bind(self) -> io::Result<Server> {
+        let config = self.config;
+        let broker: Arc<dyn Broker> = match (self.broker, config.broker) {
+            (Some(b), _) => b,
+            (None, BrokerKind::Simple) => Arc::new(SimpleBrokerBackend::new()),
+            (None, BrokerKind::Relay) => {
+                crate::relay::start(crate::relay::RelayOptions::from_config(&config))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+            }
+        };
+        let http = TcpListener::bind(config.listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let tcp = match config.tcp_listen {
+            Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {a} (--tcp-listen): {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let publish = Arc::new(PublishCtx {
+            broker: broker.clone(),
+            users: UserRegistry::default(),
+            routes: RouterSetup::new(&config),
+        });
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(
+                config.limits.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            config,
+            broker,
+            metrics: Metrics::new(),
+            publish,
+            message_mappings: self.message_mappings,
+            subscribe_mappings: self.subscribe_mappings,
+            authenticator: self.authenticator,
+            shutdown: shutdown_rx,
+            next_id: AtomicU64::new(1),
+        });
+        Ok(Server {
+            shared,
+            http,
+            tcp,
+            shutdown_tx,
+            tracker: TaskTracker::new(),
+        })
+    }
+}
+
+/// A bound server. [`Server::run`] serves until shut down.
+pub struct Server {
+    shared: Arc<Shared>,
+    http: TcpListener,
+    tcp: Option<TcpListener>,
+    shutdown_tx: watch::Sender<bool>,
+    tracker: TaskTracker,
+}
+
+/// Triggers graceful shutdown of a running [`Server`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    tx: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// Starts graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(true);
+    }
+}
+
+impl Server {
+    /// A builder over `config`.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            broker: None,
+            message_mappings: Vec::new(),
+            subscribe_mappings: Vec::new(),
+            authenticator: None,
+        }
+    }
+
+    /// The bound HTTP/WebSocket address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The bound plain-TCP STOMP address, if enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// A publisher for application messages (usable before and while running).
+    pub fn publisher(&self) -> Publisher {
+        self.shared.publisher()
+    }
+
+    /// A handle that starts graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            tx: self.shutdown_tx.clone(),
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> io::Result<()> {
+        let handle = self.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received, shutting down");
+            handle.shutdown();
+        });
+        self.run().await
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`], then shuts down gracefully: stop
+    /// accepting, close every session (ERROR `Server shutting down`, close 1001), let the
+    /// broker DISCONNECT upstream, all within the configured shutdown timeout.
+    pub async fn run(self) -> io::Result<()> {
+        let Server {
+            shared,
+            http,
+            tcp,
+            shutdown_tx,
+            tracker,
+        } = self;
+        let mut stop = shared.shutdown.clone();
+        tracing::info!(
+            listen = %http.local_addr()?,
+            tcp = ?tcp.as_ref().and_then(|l| l.local_addr().ok()),
+            broker = ?shared.config.broker,
+            "stomp-relay listening (WebSocket at /ws)"
+        );
+
+        let app = axum::Router::new()
+            .route("/ws", get(ws_upgrade))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(AppState {
+                shared: shared.clone(),
+                tracker: tracker.clone(),
+            });
+        let mut http_stop = stop.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
+                .await
+        });
+
+        if let Some(tcp) = tcp {
+            let shared = shared.clone();
+            let tracker2 = tracker.clone();
+            let mut tcp_stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopped(&mut tcp_stop) => break,
+                        accepted = tcp.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let Some(permit) = shared.admit() else {
+                                    drop(stream);
+                                    continue;
+                                };
+                                tracing::debug!(%peer, "tcp connection");
+                                let shared = shared.clone();
+                                tracker2.spawn(async move {
+                                    crate::session::run(TcpTransport::new(stream), shared, None).await;
+                                    drop(permit);
+                                });
+                            }
+                            Err(e) => {
+                                // EMFILE and friends: back off instead of spinning.
+                                tracing::warn!(error = %e, "tcp accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+
+        stopped(&mut stop).await;
+        let deadline = tokio::time::Instant::now() + shared.config.limits.shutdown_timeout;
+        tracing::info!("shutting down: closing sessions");
+        tracker.close();
+        if tokio::time::timeout_at(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open at the shutdown timeout");
+        }
+        if tokio::time::timeout_at(deadline, shared.broker.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("broker shutdown did not finish in time");
+        }
+        let _ = tokio::time::timeout_at(deadline, http_task).await;
+        drop(shutdown_tx);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+/// The subprotocols offered, best first: the first one the client also offers wins.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+async fn ws_upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let Some(permit) = st.shared.admit() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections or shutting down\n",
+        )
+            .into_response();
+    };
+    let limits = &st.shared.config.limits;
+    // Several frames may share one WebSocket message, so allow more than one frame's
+    // worth; the STOMP frame limit is enforced after reassembly with an ERROR frame.
+    let max_message = limits.max_frame_size.saturating_mul(4).max(64 * 1024);
+    let shared = st.shared.clone();
+    let tracker = st.tracker.clone();
+    ws.protocols(SUBPROTOCOLS)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| {
+            let version = socket
+                .protocol()
+                .and_then(|p| Version::from_subprotocol(p.as_bytes()));
+            let fut = tracker.track_future(async move {
+                crate::session::run(WsTransport::new(socket), shared, version).await;
+                drop(permit);
+            });
+            async move { fut.await }
+        })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let stats = st.shared.broker.stats();
+    if st.shared.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if stats.available {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker not available\n").into_response()
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let body = st.shared.metrics.render(st.shared.broker.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Resolves once shutdown has been requested (or the sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
