@@ -114,6 +114,7 @@ export async function connectStompjs(opts = {}) {
     heartbeatIncoming: opts.heartbeatIncoming ?? 0,
     heartbeatOutgoing: opts.heartbeatOutgoing ?? 0,
     forceBinaryWSFrames: opts.forceBinaryWSFrames ?? false,
+    heartbeatToleranceMultiplier: opts.heartbeatToleranceMultiplier ?? 2,
     debug: msg => {
       // Bounded: a long scenario must not grow this without limit.
       if (observed.debug.length < 200) observed.debug.push(msg);

@@ -225,9 +225,9 @@ async function malformed() {
 
 // The server holds clients to the heart-beats they promise: one that keeps sending EOLs
 // stays connected, one that goes silent is disconnected. Run with a short server
-// heart-beat; the client promises one every 200 ms.
+// heart-beat; the client promises one every 300 ms.
 async function heartbeatEnforced() {
-  const promise = 200;
+  const promise = 300;
   const beating = await openRaw();
   const silent = await openRaw();
   let timer;
