@@ -17,7 +17,7 @@
 //! frame past `publish`.
 
 use crate::codec::{Command, Frame, Header, HeaderForm};
-use crate::cursor::{BufferTooSmall, Bytes, Cursor};
+use crate::cursor::{push_escaped, BufferTooSmall, Bytes, Cursor};
 use crate::pattern::{self, Separator};
 use crate::session::{SessionId, SUB_ID_MAX};
 
@@ -338,19 +338,6 @@ const DROPPED: &[&[u8]] = &[
     b"receipt",
     b"transaction",
 ];
-
-/// Escapes `v` for an escaped-form frame.
-fn push_escaped(c: &mut Cursor<'_>, v: &[u8]) {
-    for &b in v {
-        match b {
-            b'\\' => c.push(b"\\\\"),
-            b':' => c.push(b"\\c"),
-            b'\n' => c.push(b"\\n"),
-            b'\r' => c.push(b"\\r"),
-            _ => c.push_byte(b),
-        };
-    }
-}
 
 /// Builds the MESSAGE frame for one delivery of `send` (the client's SEND frame).
 ///

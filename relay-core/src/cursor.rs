@@ -137,6 +137,19 @@ impl core::fmt::Write for Cursor<'_> {
     }
 }
 
+/// Escapes `v` for an escaped-form frame.
+pub(crate) fn push_escaped(c: &mut Cursor<'_>, v: &[u8]) {
+    for &b in v {
+        match b {
+            b'\\' => c.push(b"\\\\"),
+            b':' => c.push(b"\\c"),
+            b'\n' => c.push(b"\\n"),
+            b'\r' => c.push(b"\\r"),
+            _ => c.push_byte(b),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod broker;
 mod cursor;
 pub mod dialect;
 pub mod pattern;
+pub mod relay;
 pub mod router;
 pub mod session;
 pub mod time;

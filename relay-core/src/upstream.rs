@@ -366,6 +366,23 @@ impl Upstream {
         self.on_receive(now);
     }
 
+    /// When bytes were last written upstream.
+    pub fn last_transmit(&self) -> Instant {
+        self.last_tx
+    }
+
+    /// The negotiated interval at which we send heart-beats, if any.
+    pub fn write_interval(&self) -> Option<Duration> {
+        self.write_interval
+    }
+
+    /// Queues a heart-beat EOL now (when connected).
+    pub fn queue_heartbeat(&mut self) {
+        if self.state == State::Connected {
+            self.heartbeat_pending = true;
+        }
+    }
+
     /// The host wrote a forwarded frame upstream at `now`.
     pub fn on_transmit(&mut self, now: Instant) {
         self.last_tx = self.last_tx.max(now);
