@@ -144,8 +144,10 @@ impl ServerBuilder {
             (Some(b), _) => b,
             (None, BrokerKind::Simple) => Arc::new(SimpleBrokerBackend::new()),
             (None, BrokerKind::Relay) => {
-                crate::relay::start(crate::relay::RelayOptions::from_config(&config))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--broker relay needs a relay backend (ServerBuilder::broker)",
+                ))
             }
         };
         let http = TcpListener::bind(config.listen).await.map_err(|e| {
