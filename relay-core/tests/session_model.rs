@@ -154,7 +154,10 @@ fn negotiated(accept: Option<&str>) -> Version {
     }
 }
 
-fn decode_out(buf: &[u8], version: Version) -> Option<(Command, Vec<(Vec<u8>, Vec<u8>)>)> {
+/// A decoded output frame: command and (name, value) pairs.
+type OutFrame = (Command, Vec<(Vec<u8>, Vec<u8>)>);
+
+fn decode_out(buf: &[u8], version: Version) -> Option<OutFrame> {
     let mut hs = [Header::EMPTY; 16];
     match Decoder::with_limits(version, Limits::UNLIMITED)
         .decode(buf, &mut hs)
