@@ -11,7 +11,7 @@ use core::fmt::Write as _;
 use heapless::Vec;
 
 /// Longest destination a route can hold.
-pub const MAX_DESTINATION: usize = 96;
+pub const MAX_DESTINATION: usize = 64;
 /// Longest local subscription id.
 pub const MAX_SUB_ID: usize = 32;
 /// Capacity of an upstream subscription id string (`edge-<slot>-<generation>`).

@@ -127,35 +127,21 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         let mut filled = 0;
         let theirs = match with_timeout(config.connect_timeout, async {
             loop {
-                let mut headers = [Header::EMPTY; MAX_HEADERS];
-                match decoder.decode(&buf[..filled], &mut headers) {
-                    Ok(Status::Complete((Decoded::Frame(f), n))) => {
-                        let result = match f.command {
-                            Command::Connected => {
-                                negotiate::heart_beat(f.header(b"heart-beat").map(|v| v.raw()))
-                                    .ok_or(())
-                            }
-                            _ => {
-                                warn!(
-                                    "upstream refused CONNECT: {}",
-                                    f.message()
-                                        .and_then(|m| m.as_str())
-                                        .unwrap_or("(no message)")
-                                );
-                                Err(())
-                            }
-                        };
+                // Decoded in a plain function so the header storage is not kept in the
+                // future across the read below.
+                match connected_step(&decoder, &buf[..filled]) {
+                    Step::Answer(result, n) => {
                         buf.copy_within(n..filled, 0);
                         filled -= n;
                         return result;
                     }
-                    Ok(Status::Complete((Decoded::HeartBeat, n))) => {
+                    Step::Skip(n) => {
                         buf.copy_within(n..filled, 0);
                         filled -= n;
                         continue;
                     }
-                    Ok(Status::Partial) => {}
-                    Err(_) => return Err(()),
+                    Step::More => {}
+                    Step::Invalid => return Err(()),
                 }
                 match socket.read(&mut buf[filled..]).await {
                     Ok(0) | Err(_) => return Err(()),
@@ -383,6 +369,42 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 None => self.upstream_wake.wait().await,
             }
         }
+    }
+}
+
+/// One decode step while waiting for CONNECTED.
+enum Step {
+    /// CONNECTED (the broker's heart-beat) or a refusal, and the bytes it used.
+    Answer(Result<(u32, u32), ()>, usize),
+    /// A heart-beat to skip.
+    Skip(usize),
+    More,
+    Invalid,
+}
+
+fn connected_step(decoder: &Decoder, buf: &[u8]) -> Step {
+    let mut headers = [Header::EMPTY; MAX_HEADERS];
+    match decoder.decode(buf, &mut headers) {
+        Ok(Status::Complete((Decoded::Frame(f), n))) => {
+            let result = match f.command {
+                Command::Connected => {
+                    negotiate::heart_beat(f.header(b"heart-beat").map(|v| v.raw())).ok_or(())
+                }
+                _ => {
+                    warn!(
+                        "upstream refused CONNECT: {}",
+                        f.message()
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("(no message)")
+                    );
+                    Err(())
+                }
+            };
+            Step::Answer(result, n)
+        }
+        Ok(Status::Complete((Decoded::HeartBeat, n))) => Step::Skip(n),
+        Ok(Status::Partial) => Step::More,
+        Err(_) => Step::Invalid,
     }
 }
 
