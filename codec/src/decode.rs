@@ -133,6 +133,14 @@ impl Decoder {
         };
 
         let Some((cmd_end, mut pos)) = line(buf, 0, limits.max_header_line)? else {
+            // Garbage is refused as soon as it cannot start a command, not after a full line.
+            let pending = buf.strip_suffix(b"\r").unwrap_or(buf);
+            if !Command::ALL
+                .iter()
+                .any(|c| c.as_bytes().starts_with(pending))
+            {
+                return Err(DecodeError::InvalidCommand);
+            }
             return partial();
         };
         let cmd_line = &buf[..cmd_end];
@@ -148,7 +156,14 @@ impl Decoder {
 
         let mut count = 0;
         let mut content_length = None;
+        let mut blank_line_omitted = false;
         loop {
+            // The spec's own DISCONNECT and RECEIPT examples end the headers with the NUL
+            // and no blank line; accept that when no body is announced.
+            if buf.get(pos) == Some(&0) && content_length.unwrap_or(0) == 0 {
+                blank_line_omitted = true;
+                break;
+            }
             let Some((end, next)) = line(buf, pos, limits.max_header_line)? else {
                 return partial();
             };
@@ -178,6 +193,7 @@ impl Decoder {
         let room = limits.max_frame_size - body_start - 1;
         let avail = &buf[body_start..];
         let body = match content_length {
+            _ if blank_line_omitted => &avail[..0],
             Some(n) => {
                 if n > limits.max_body {
                     return Err(limit(Limit::BodySize, limits.max_body));

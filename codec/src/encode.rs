@@ -12,6 +12,8 @@
 //! is refused. `content-length` is written for a non-empty body when the frame has none
 //! (unless [`EncodeOptions::add_content_length`] is off) and always when the body holds
 //! a NUL, which could not be framed otherwise; an existing one must match the body.
+//! A header name may not start with NUL (see the decoder's leniency for the spec's
+//! DISCONNECT/RECEIPT examples).
 
 use memchr::{memchr, memchr3};
 
@@ -149,6 +151,11 @@ fn plan(frame: &Frame<'_>, opts: EncodeOptions) -> Result<Plan, EncodeError> {
             return Err(EncodeError::EmptyHeaderName { index });
         }
         let unencodable = |part| EncodeError::Unencodable { index, part };
+        // A line starting with NUL ends the headers and the frame (the decoder accepts
+        // the spec examples that omit the blank line), so no name may start with one.
+        if h.name[0] == 0 {
+            return Err(unencodable(HeaderPart::Name));
+        }
         len += 2 + match (source_escaped, target_escapes) {
             (false, true) => escaped_len(h.name) + escaped_len(h.value),
             (false, false) => {
