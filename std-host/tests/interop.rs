@@ -1,0 +1,333 @@
+//! Interop with real STOMP clients: `@stomp/stompjs` (Node, over WebSocket) and
+//! `stomp.py` (Python, over plain TCP) against the real `stomp-relay` binary.
+//!
+//! Each test starts its own server process on ephemeral loopback ports and runs one
+//! scenario script from `tests/interop/` (see its README.md); a failing script fails the
+//! test with the script's output and the server's log. Missing client dependencies are a
+//! loud failure naming the install command, never a silent pass: `.ci/run` installs them.
+//! Every child process is bounded in time and killed when its test ends.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest one scenario script may run; the scripts' own deadline is 60 s.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest the server may take to accept connections after spawning.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Server output kept for failure messages.
+const LOG_LIMIT: usize = 64 * 1024;
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn python() -> String {
+    std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Checks once that node, the npm packages and stomp.py are installed; every test calls
+/// it and fails with the same message when they are not.
+fn require_clients() {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECK.get_or_init(|| {
+        let dir = interop_dir();
+        let mut missing = Vec::new();
+        match Command::new("node").arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => missing.push("`node` (Node 20) is not on PATH".to_owned()),
+        }
+        for pkg in ["@stomp/stompjs", "ws"] {
+            if !dir.join("node_modules").join(pkg).join("package.json").is_file() {
+                missing.push(format!(
+                    "npm package {pkg} is not installed: run `npm ci --prefix std-host/tests/interop`"
+                ));
+            }
+        }
+        match Command::new(python()).args(["-c", "import stomp"]).output() {
+            Ok(o) if o.status.success() => {}
+            _ => missing.push(format!(
+                "`{} -c 'import stomp'` fails: run `{} -m pip install -r std-host/tests/interop/requirements.txt`",
+                python(),
+                python()
+            )),
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("\n  "))
+        }
+    });
+    if let Err(why) = result {
+        panic!("interop clients missing (these tests never pass silently):\n  {why}");
+    }
+}
+
+/// Collects a child's output from a pipe on a thread, keeping at most `LOG_LIMIT` bytes.
+fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut out = into.lock().unwrap_or_else(|e| e.into_inner());
+            let room = LOG_LIMIT.saturating_sub(out.len());
+            out.extend_from_slice(&buf[..n.min(room)]);
+        }
+    });
+}
+
+fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+/// A port the OS just handed out on loopback. Another process could take it before the
+/// server binds it; `Server::start` retries with fresh ports when that happens.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The real `stomp-relay` binary, killed when dropped.
+struct Server {
+    child: Child,
+    ws: SocketAddr,
+    tcp: SocketAddr,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let ws: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let tcp: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+                .arg("--listen")
+                .arg(ws.to_string())
+                .arg("--tcp-listen")
+                .arg(tcp.to_string())
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn the stomp-relay binary");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            drain(child.stdout.take().expect("stdout"), log.clone());
+            drain(child.stderr.take().expect("stderr"), log.clone());
+            let deadline = Instant::now() + STARTUP_TIMEOUT;
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    thread::sleep(Duration::from_millis(50));
+                    last = format!(
+                        "stomp-relay exited with {status} at startup:\n{}",
+                        text(&log)
+                    );
+                    break;
+                }
+                let up = |a: &SocketAddr| {
+                    TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
+                };
+                if up(&ws) && up(&tcp) {
+                    return Server {
+                        child,
+                        ws,
+                        tcp,
+                        log,
+                    };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "stomp-relay did not accept connections on {ws} and {tcp} within {STARTUP_TIMEOUT:?}:\n{}",
+                        text(&log)
+                    );
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            // Only a lost race for the port is worth another try.
+            if !last.to_lowercase().contains("in use") {
+                break;
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("INTEROP_WS_URL", format!("ws://{}/ws", self.ws)),
+            ("INTEROP_TCP_ADDR", self.tcp.to_string()),
+            ("INTEROP_TOPIC", "/sub/".to_owned()),
+            ("INTEROP_HOST", "localhost".to_owned()),
+            ("INTEROP_APP_SEND", "/pub/chat/room1".to_owned()),
+            ("INTEROP_APP_RECV", "/sub/chat/room1".to_owned()),
+            ("INTEROP_FANOUT", "60".to_owned()),
+        ]
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one scenario (`program script scenario`) against `server`; panics with the
+/// script's output and the server log unless it exits 0 having printed `ok <scenario>`.
+fn run_scenario(server: &Server, program: &str, script: &str, scenario: &str) {
+    let dir = interop_dir();
+    let mut child = Command::new(program)
+        .arg(dir.join(script))
+        .arg(scenario)
+        .current_dir(&dir)
+        .envs(server.env())
+        .env("INTEROP_PYTHON", python())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} {script}: {e}"));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    drain(child.stdout.take().expect("stdout"), out.clone());
+    drain(child.stderr.take().expect("stderr"), out.clone());
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    // Let the pipe threads catch the last lines.
+    thread::sleep(Duration::from_millis(50));
+    let output = text(&out);
+    let passed = matches!(status, Some(s) if s.success())
+        && output
+            .lines()
+            .any(|l| l.starts_with(&format!("ok {scenario} ")));
+    if !passed {
+        let why = match status {
+            Some(s) => format!("exited with {s}"),
+            None => format!("killed after {SCRIPT_TIMEOUT:?}"),
+        };
+        panic!(
+            "interop scenario `{program} {script} {scenario}` {why}\n--- client output ---\n{output}\n--- stomp-relay log ---\n{}",
+            text(&server.log)
+        );
+    }
+    print!("{output}");
+}
+
+fn stompjs(scenario: &str, server_args: &[&str]) {
+    require_clients();
+    let server = Server::start(server_args);
+    run_scenario(&server, "node", "stompjs.mjs", scenario);
+}
+
+fn raw_ws(scenario: &str, server_args: &[&str]) {
+    require_clients();
+    let server = Server::start(server_args);
+    run_scenario(&server, "node", "raw-ws.mjs", scenario);
+}
+
+fn stomppy(scenario: &str, server_args: &[&str]) {
+    require_clients();
+    let server = Server::start(server_args);
+    run_scenario(&server, &python(), "stomppy.py", scenario);
+}
+
+/// Short server heart-beats so a few seconds of idling cover many intervals.
+const FAST_HEARTBEAT: &[&str] = &["--heartbeat", "200,200"];
+
+#[test]
+fn stompjs_connects_with_each_stomp_version_and_exchanges_messages() {
+    stompjs("versions", &[]);
+}
+
+#[test]
+fn stompjs_receipts_arrive_once_each_in_order() {
+    stompjs("receipts", &[]);
+}
+
+#[test]
+fn stompjs_heartbeats_keep_an_idle_session_alive() {
+    stompjs("heartbeats", FAST_HEARTBEAT);
+}
+
+#[test]
+fn stompjs_binary_with_nul_and_korean_bodies_arrive_intact() {
+    stompjs("bodies", &[]);
+}
+
+#[test]
+fn stompjs_burst_of_200_arrives_in_order() {
+    stompjs("burst", &[]);
+}
+
+#[test]
+fn stompjs_60_concurrent_subscribers_all_receive_each_broadcast() {
+    stompjs("fanout", &[]);
+}
+
+#[test]
+fn stompjs_send_to_app_prefix_reaches_broker_subscribers() {
+    stompjs("app-route", &[]);
+}
+
+#[test]
+fn stompjs_and_stomp_py_talk_to_each_other() {
+    stompjs("cross-python", &[]);
+}
+
+#[test]
+fn raw_websocket_frames_split_and_batched_across_messages() {
+    raw_ws("split-batch", &[]);
+}
+
+#[test]
+fn raw_websocket_malformed_frames_get_error_then_close() {
+    raw_ws("malformed", &[]);
+}
+
+#[test]
+fn raw_websocket_silent_client_is_disconnected_beating_one_is_not() {
+    raw_ws("heartbeat-enforced", FAST_HEARTBEAT);
+}
+
+#[test]
+fn stomp_py_connects_with_each_stomp_version_over_tcp() {
+    stomppy("versions", &[]);
+}
+
+#[test]
+fn stomp_py_heartbeats_keep_an_idle_tcp_session_alive() {
+    stomppy("heartbeats", FAST_HEARTBEAT);
+}
+
+#[test]
+fn stomp_py_binary_and_korean_bodies_arrive_intact() {
+    stomppy("bodies", &[]);
+}
+
+#[test]
+fn stomp_py_burst_of_200_arrives_in_order() {
+    stomppy("burst", &[]);
+}
+
+#[test]
+fn raw_tcp_malformed_frames_get_error_then_close() {
+    stomppy("malformed", &[]);
+}
