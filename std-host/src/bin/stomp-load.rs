@@ -1,0 +1,363 @@
+//! `stomp-load`: the project's load tool for STOMP servers (stomp-relay and its peers).
+//!
+//! Two scenarios, each bounded in connections and time and limited to loopback targets:
+//! - `fanout`: one publisher -> N subscribers on one destination, over WebSocket or TCP;
+//!   `--rate 0` measures the maximum sustained deliveries/s with no loss, `--rate R`
+//!   publishes R deliveries/s and reports latency percentiles.
+//! - `idle`: K sessions that CONNECT + SUBSCRIBE and sit idle; reports the server's RSS
+//!   per session.
+//!
+//! Each run prints one markdown table row (or `key=value` pairs with `--format kv`, for
+//! scripts such as scripts/bench.sh). Exit code 1 when a run fails or loses messages,
+//! 2 for a bad command line.
+#![forbid(unsafe_code)]
+
+#[path = "stomp-load/client.rs"]
+mod client;
+#[path = "stomp-load/fanout.rs"]
+mod fanout;
+#[path = "stomp-load/idle.rs"]
+mod idle;
+#[path = "stomp-load/procfs.rs"]
+mod procfs;
+#[path = "stomp-load/wire.rs"]
+mod wire;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use client::{Login, Target};
+use fanout::{FanoutPlan, FanoutReport, Pace};
+use idle::{IdlePlan, IdleReport};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stomp-load",
+    version,
+    about = "Load generator for STOMP servers (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// 1 publisher -> N subscribers on one destination: max rate or latency at a rate.
+    Fanout(FanoutArgs),
+    /// K idle sessions (CONNECT + one SUBSCRIBE each): server RSS per session.
+    Idle(IdleArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Name of the system under test, the first column of the output row.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// STOMP login (omitted when not given).
+    #[arg(long)]
+    login: Option<String>,
+    /// STOMP passcode (omitted when not given).
+    #[arg(long)]
+    passcode: Option<String>,
+    /// CONNECT `host` header (RabbitMQ reads it as the virtual host).
+    #[arg(long, default_value = "/")]
+    vhost: String,
+    /// Time limit for opening one connection and for each receipt, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Output: a markdown table row, or key=value pairs for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Markdown)]
+    format: Format,
+    /// Worker threads of the tool's runtime (the server runs on the same machine).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Markdown,
+    Kv,
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Publisher URL: ws://HOST:PORT/PATH or stomp://HOST:PORT (loopback only).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: Target,
+    /// Subscriber URLs, comma-separated or repeated; subscribers are spread round-robin.
+    /// Defaults to --url.
+    #[arg(long = "sub-url", value_delimiter = ',')]
+    sub_urls: Vec<Target>,
+    /// Number of subscribers.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Destination every subscriber subscribes to and the publisher sends to.
+    #[arg(long, default_value = "/topic/bench")]
+    destination: String,
+    /// Body size in bytes (at least 32: sequence number and send time).
+    #[arg(long, default_value_t = 256)]
+    body_size: usize,
+    /// Measured duration in seconds (after warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Deliveries per second (messages/s x subscribers) for a latency run; 0 = find the
+    /// maximum sustained rate.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Max mode: messages in flight (published, not yet at every subscriber).
+    #[arg(long, default_value_t = 64)]
+    window: u64,
+    /// Max mode: frames written per flush.
+    #[arg(long, default_value_t = 16)]
+    batch: u64,
+    /// Seconds to wait for the last deliveries (and the stall limit in max mode).
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Count established TCP connections to this local port mid-run (e.g. 61613, the
+    /// broker connections a relay holds).
+    #[arg(long)]
+    count_port: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Server URLs, comma-separated; sessions are spread round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    url: Vec<Target>,
+    /// Number of idle sessions.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Destination of each session's SUBSCRIBE; `{n}` becomes the session number.
+    #[arg(long, default_value = "/topic/idle")]
+    destination: String,
+    /// Pid of the server whose RSS is measured.
+    #[arg(long, conflicts_with = "server_name")]
+    server_pid: Option<u32>,
+    /// Process name (comm) of the server, e.g. stomp-relay, beam.smp, java.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Sessions being opened at once.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Pause before each RSS reading, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Seconds to keep the sessions open after measuring.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+}
+
+fn seconds(flag: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("{flag}: `{v}` is not a duration in seconds"))
+}
+
+impl Common {
+    fn login(&self) -> Login {
+        Login {
+            login: self.login.clone(),
+            passcode: self.passcode.clone(),
+            vhost: self.vhost.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.scenario {
+        Scenario::Fanout(a) => a.common.threads,
+        Scenario::Idle(a) => a.common.threads,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stomp-load: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(async {
+        match cli.scenario {
+            Scenario::Fanout(a) => fanout_cmd(a).await,
+            Scenario::Idle(a) => idle_cmd(a).await,
+        }
+    });
+    // Sockets of a failed run may still be open; do not wait for their tasks.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("stomp-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn fanout_cmd(a: FanoutArgs) -> Result<bool, String> {
+    let subscriber_targets = if a.sub_urls.is_empty() {
+        vec![a.url.clone()]
+    } else {
+        a.sub_urls.clone()
+    };
+    let pace = if a.rate == 0 {
+        Pace::Max {
+            window: a.window,
+            batch: a.batch,
+        }
+    } else {
+        Pace::Rate {
+            deliveries_per_sec: a.rate,
+        }
+    };
+    let plan = FanoutPlan {
+        publisher: a.url.clone(),
+        subscriber_targets,
+        subscribers: a.subscribers,
+        destination: a.destination.clone(),
+        login: a.common.login(),
+        body_size: a.body_size,
+        duration: seconds("--duration", a.duration)?,
+        pace,
+        connect_timeout: seconds("--connect-timeout", a.common.connect_timeout)?,
+        drain_timeout: seconds("--drain-timeout", a.drain_timeout)?,
+        count_port: a.count_port,
+    };
+    let report = fanout::run(plan.clone()).await?;
+    println!("{}", fanout_row(&a, &plan, &report));
+    for e in report.errors.iter().take(5) {
+        eprintln!("stomp-load: {e}");
+    }
+    Ok(report.lost == 0 && report.out_of_order == 0 && report.errors.is_empty())
+}
+
+fn fanout_row(a: &FanoutArgs, plan: &FanoutPlan, r: &FanoutReport) -> String {
+    let transport = if plan.publisher.websocket {
+        "ws"
+    } else {
+        "tcp"
+    };
+    let hosts = plan.subscriber_targets.len();
+    let mode = match plan.pace {
+        Pace::Max { .. } => "max".to_string(),
+        Pace::Rate { deliveries_per_sec } => format!("{deliveries_per_sec}/s"),
+    };
+    let p = |q: f64| r.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    match a.common.format {
+        Format::Kv => {
+            let mut s = format!(
+                "scenario=fanout label={:?} transport={transport} mode={mode} subscribers={} \
+                 targets={hosts} body={} published={} delivered={} lost={} out_of_order={} \
+                 seconds={:.3} deliveries_per_s={:.0}",
+                a.common.label,
+                r.subscribers,
+                plan.body_size,
+                r.published,
+                r.delivered,
+                r.lost,
+                r.out_of_order,
+                r.elapsed.as_secs_f64(),
+                r.deliveries_per_sec()
+            );
+            if matches!(plan.pace, Pace::Rate { .. }) {
+                s += &format!(
+                    " p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+                    p(0.5),
+                    p(0.99),
+                    r.latency_us.max() as f64 / 1000.0
+                );
+            }
+            if let Some(c) = r.port_connections {
+                s += &format!(" port_connections={c}");
+            }
+            s
+        }
+        Format::Markdown => {
+            let figure = match plan.pace {
+                Pace::Max { .. } => format!("{:.0} deliveries/s", r.deliveries_per_sec()),
+                Pace::Rate { .. } => format!(
+                    "p50 {:.2} ms, p99 {:.2} ms (max {:.2} ms)",
+                    p(0.5),
+                    p(0.99),
+                    r.latency_us.max() as f64 / 1000.0
+                ),
+            };
+            let conns = r
+                .port_connections
+                .map(|c| format!(", {c} broker connections"))
+                .unwrap_or_default();
+            format!(
+                "| {} | fan-out 1->{} ({transport}, {hosts} target(s)), {} B, {mode} | {figure} | \
+                 {} lost, {} out of order, {} deliveries in {:.1} s{conns} |",
+                a.common.label,
+                r.subscribers,
+                plan.body_size,
+                r.lost,
+                r.out_of_order,
+                r.delivered,
+                r.elapsed.as_secs_f64()
+            )
+        }
+    }
+}
+
+async fn idle_cmd(a: IdleArgs) -> Result<bool, String> {
+    let server_pid = match (a.server_pid, &a.server_name) {
+        (Some(pid), _) => pid,
+        (None, Some(name)) => procfs::find_by_name(name)?,
+        (None, None) => return Err("idle: give --server-pid or --server-name".into()),
+    };
+    let plan = IdlePlan {
+        targets: a.url.clone(),
+        sessions: a.sessions,
+        destination: a.destination.clone(),
+        login: a.common.login(),
+        server_pid,
+        concurrency: a.concurrency,
+        connect_timeout: seconds("--connect-timeout", a.common.connect_timeout)?,
+        settle: seconds("--settle", a.settle)?,
+        hold: seconds("--hold", a.hold)?,
+    };
+    let r = idle::run(plan).await?;
+    println!("{}", idle_row(&a, &r));
+    Ok(true)
+}
+
+fn idle_row(a: &IdleArgs, r: &IdleReport) -> String {
+    match a.common.format {
+        Format::Kv => format!(
+            "scenario=idle label={:?} sessions={} rss_before_kib={} rss_after_kib={} \
+             kib_per_session={:.2} threads_before={} threads_after={} open_seconds={:.2}",
+            a.common.label,
+            r.sessions,
+            r.before.rss_kib,
+            r.after.rss_kib,
+            r.kib_per_session(),
+            r.before.threads,
+            r.after.threads,
+            r.open_time.as_secs_f64()
+        ),
+        Format::Markdown => format!(
+            "| {} | {} idle sessions (CONNECT + SUBSCRIBE) | {:.1} KiB RSS per session | \
+             RSS {} -> {} KiB, threads {} -> {}, opened in {:.1} s |",
+            a.common.label,
+            r.sessions,
+            r.kib_per_session(),
+            r.before.rss_kib,
+            r.after.rss_kib,
+            r.before.threads,
+            r.after.threads,
+            r.open_time.as_secs_f64()
+        ),
+    }
+}

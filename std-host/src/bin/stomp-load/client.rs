@@ -1,0 +1,388 @@
+//! A minimal STOMP client over WebSocket or plain TCP, just what the load runs need.
+//!
+//! [`Target`] is a parsed `ws://HOST:PORT/PATH` or `stomp://HOST:PORT` URL; only
+//! loopback hosts are accepted, so a load run can never leave the machine.
+//! [`connect`] opens the transport, sends CONNECT and waits for CONNECTED, returning a
+//! [`Tx`] / [`Rx`] pair that tasks drive independently. `Rx` owns a receive buffer and
+//! hands out whole decoded frames; `Tx` queues encoded frames and flushes on request, so
+//! the publisher can batch writes.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::wire::{self, InFrame};
+
+/// Where a connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `true` for `ws://`, `false` for `stomp://` (plain TCP).
+    pub websocket: bool,
+    /// The loopback address.
+    pub addr: SocketAddr,
+    /// The URL as given, used for the WebSocket handshake and in reports.
+    pub url: String,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        let (websocket, rest) = if let Some(r) = url.strip_prefix("ws://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("stomp://").or(url.strip_prefix("tcp://")) {
+            (false, r)
+        } else {
+            return Err(format!(
+                "`{url}`: expected ws://HOST:PORT/PATH or stomp://HOST:PORT"
+            ));
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = authority
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{url}`: missing :PORT"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = match host {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            h => h
+                .parse()
+                .map_err(|_| format!("`{url}`: host must be a loopback IP or localhost"))?,
+        };
+        if !ip.is_loopback() {
+            return Err(format!(
+                "`{url}`: only loopback targets are allowed (load runs stay on this machine)"
+            ));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{url}`: bad port `{port}`"))?;
+        Ok(Target {
+            websocket,
+            addr: SocketAddr::new(ip, port),
+            url: url.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// CONNECT parameters shared by every connection of a run.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub login: Option<String>,
+    pub passcode: Option<String>,
+    pub vhost: String,
+}
+
+/// Anything that ends a connection: transport, protocol or server ERROR.
+#[derive(Debug)]
+pub enum ClientError {
+    Io(std::io::Error),
+    WebSocket(tokio_tungstenite::tungstenite::Error),
+    Wire(wire::WireError),
+    /// The server sent ERROR; carries its `message` header.
+    Server(String),
+    /// The server closed the connection.
+    Closed,
+    /// A frame other than the expected one arrived.
+    Unexpected(String),
+    Timeout(&'static str),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "i/o: {e}"),
+            ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
+            ClientError::Wire(e) => write!(f, "bad frame from server: {e}"),
+            ClientError::Server(m) => write!(f, "server ERROR: {m}"),
+            ClientError::Closed => f.write_str("connection closed by server"),
+            ClientError::Unexpected(c) => write!(f, "unexpected {c} frame"),
+            ClientError::Timeout(what) => write!(f, "timed out waiting for {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        ClientError::WebSocket(e)
+    }
+}
+
+impl From<wire::WireError> for ClientError {
+    fn from(e: wire::WireError) -> Self {
+        ClientError::Wire(e)
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The sending half of a connection.
+pub enum Tx {
+    Ws(SplitSink<Ws, Message>),
+    Tcp(BufWriter<OwnedWriteHalf>),
+}
+
+impl Tx {
+    /// Queues one encoded frame without flushing.
+    pub async fn feed(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        match self {
+            // STOMP text is UTF-8 here (the tool only sends ASCII), and text messages
+            // are what browser clients such as stompjs send.
+            Tx::Ws(sink) => match std::str::from_utf8(frame) {
+                Ok(text) => sink.feed(Message::text(text)).await?,
+                Err(_) => sink.feed(Message::binary(frame.to_vec())).await?,
+            },
+            Tx::Tcp(w) => w.write_all(frame).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        match self {
+            Tx::Ws(sink) => sink.flush().await?,
+            Tx::Tcp(w) => w.flush().await?,
+        }
+        Ok(())
+    }
+
+    /// `feed` then `flush`.
+    pub async fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        self.feed(frame).await?;
+        self.flush().await
+    }
+
+    /// Closes the transport politely (WebSocket close / TCP shutdown).
+    pub async fn close(&mut self) {
+        match self {
+            Tx::Ws(sink) => {
+                let _ = sink.close().await;
+            }
+            Tx::Tcp(w) => {
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+}
+
+enum RxInner {
+    Ws(SplitStream<Ws>),
+    Tcp(OwnedReadHalf),
+}
+
+/// The receiving half of a connection, with its frame buffer.
+pub struct Rx {
+    inner: RxInner,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out as frames.
+    consumed: usize,
+}
+
+impl Rx {
+    fn new(inner: RxInner) -> Self {
+        Rx {
+            inner,
+            buf: Vec::with_capacity(64 * 1024),
+            consumed: 0,
+        }
+    }
+
+    /// Calls `on_frame` for every whole frame that arrives with the next read (at least
+    /// one read happens; it may yield zero frames when a frame is still partial).
+    pub async fn recv_batch(
+        &mut self,
+        mut on_frame: impl FnMut(InFrame<'_>) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        // Drop bytes already handed out before reading more.
+        if self.consumed > 0 {
+            self.buf.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        match &mut self.inner {
+            RxInner::Ws(stream) => loop {
+                match stream.next().await {
+                    None => return Err(ClientError::Closed),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(Message::Text(t))) => {
+                        self.buf.extend_from_slice(t.as_bytes());
+                        break;
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        self.buf.extend_from_slice(&b);
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) => return Err(ClientError::Closed),
+                    Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+                }
+            },
+            RxInner::Tcp(r) => {
+                if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+                    self.buf.reserve(64 * 1024);
+                }
+                let n = r.read_buf(&mut self.buf).await?;
+                if n == 0 {
+                    return Err(ClientError::Closed);
+                }
+            }
+        }
+        while let Some((frame, used)) = wire::next_frame(&self.buf[self.consumed..])? {
+            self.consumed += used;
+            if frame.is("ERROR") {
+                let mut msg = frame.header_text("message");
+                if msg.is_empty() {
+                    msg = String::from_utf8_lossy(frame.body).into_owned();
+                }
+                return Err(ClientError::Server(msg));
+            }
+            on_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for one frame with command `cmd` (`RECEIPT` with `receipt-id` = `id` when
+    /// given), failing on anything else that is not a MESSAGE.
+    pub async fn expect(
+        &mut self,
+        cmd: &'static str,
+        receipt_id: Option<&str>,
+        within: Duration,
+    ) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut found = false;
+        while !found {
+            let step = self.recv_batch(|f| {
+                if f.is(cmd)
+                    && receipt_id.is_none_or(|id| f.header("receipt-id") == Some(id.as_bytes()))
+                {
+                    found = true;
+                    Ok(())
+                } else if f.is("MESSAGE") {
+                    Ok(())
+                } else {
+                    Err(ClientError::Unexpected(
+                        String::from_utf8_lossy(f.command).into_owned(),
+                    ))
+                }
+            });
+            match tokio::time::timeout_at(deadline, step).await {
+                Ok(r) => r?,
+                Err(_) => return Err(ClientError::Timeout(cmd)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection to `target` and completes the STOMP CONNECT handshake.
+pub async fn connect(
+    target: &Target,
+    login: &Login,
+    within: Duration,
+) -> Result<(Tx, Rx), ClientError> {
+    let open = async {
+        let tcp = TcpStream::connect(target.addr).await?;
+        tcp.set_nodelay(true)?;
+        if target.websocket {
+            let mut req = target.url.as_str().into_client_request()?;
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
+            );
+            let (ws, _resp) = tokio_tungstenite::client_async(req, tcp).await?;
+            let (sink, stream) = ws.split();
+            Ok::<_, ClientError>((Tx::Ws(sink), Rx::new(RxInner::Ws(stream))))
+        } else {
+            let (r, w) = tcp.into_split();
+            Ok((
+                Tx::Tcp(BufWriter::with_capacity(64 * 1024, w)),
+                Rx::new(RxInner::Tcp(r)),
+            ))
+        }
+    };
+    let (mut tx, mut rx) = tokio::time::timeout(within, open)
+        .await
+        .map_err(|_| ClientError::Timeout("the transport to open"))??;
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("accept-version", "1.2,1.1,1.0"),
+        ("host", &login.vhost),
+        ("heart-beat", "0,0"),
+    ];
+    if let Some(l) = &login.login {
+        headers.push(("login", l));
+    }
+    if let Some(p) = &login.passcode {
+        headers.push(("passcode", p));
+    }
+    tx.send(&wire::encode("CONNECT", &headers, b"")).await?;
+    rx.expect("CONNECTED", None, within).await?;
+    Ok((tx, rx))
+}
+
+/// Sends SUBSCRIBE (auto ack) with a receipt and waits for the receipt.
+pub async fn subscribe(
+    tx: &mut Tx,
+    rx: &mut Rx,
+    id: &str,
+    destination: &str,
+    within: Duration,
+) -> Result<(), ClientError> {
+    let receipt = format!("sub-{id}");
+    let frame = wire::encode(
+        "SUBSCRIBE",
+        &[
+            ("id", id),
+            ("destination", destination),
+            ("ack", "auto"),
+            ("receipt", &receipt),
+        ],
+        b"",
+    );
+    tx.send(&frame).await?;
+    rx.expect("RECEIPT", Some(&receipt), within).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets_and_refuses_non_loopback() {
+        let t: Target = "ws://127.0.0.1:15674/ws".parse().unwrap();
+        assert!(t.websocket);
+        assert_eq!(t.addr.port(), 15674);
+        let t: Target = "stomp://localhost:61613".parse().unwrap();
+        assert!(!t.websocket);
+        assert!("ws://10.0.0.1:80/ws"
+            .parse::<Target>()
+            .unwrap_err()
+            .contains("loopback"));
+        assert!("http://127.0.0.1:80".parse::<Target>().is_err());
+        assert!("ws://127.0.0.1/ws"
+            .parse::<Target>()
+            .unwrap_err()
+            .contains("PORT"));
+    }
+}

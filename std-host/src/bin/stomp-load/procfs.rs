@@ -1,0 +1,131 @@
+//! What the tool reads from Linux `/proc`: a server's resident memory and thread count,
+//! finding a server by process name, its open-files limit, and how many established
+//! TCP connections go to a port (the broker connections a relay uses).
+
+use std::fs;
+
+/// Memory and threads of one process at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// `VmRSS` in KiB.
+    pub rss_kib: u64,
+    /// `Threads`.
+    pub threads: u64,
+}
+
+/// Reads `/proc/<pid>/status`.
+pub fn sample(pid: u32) -> Result<ProcSample, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    parse_status(&text).ok_or_else(|| format!("{path}: no VmRSS/Threads lines"))
+}
+
+fn parse_status(text: &str) -> Option<ProcSample> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some(ProcSample {
+        rss_kib: field("VmRSS:")?,
+        threads: field("Threads:")?,
+    })
+}
+
+/// The pid of the one process whose `comm` is `name` (e.g. `stomp-relay`, `beam.smp`,
+/// `java`). Several matches are an error that lists them, so the user passes a pid.
+pub fn find_by_name(name: &str) -> Result<u32, String> {
+    let mut found = Vec::new();
+    let dir = fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(comm) = fs::read_to_string(format!("/proc/{pid}/comm")) {
+            // comm is truncated to 15 bytes by the kernel.
+            let comm = comm.trim_end();
+            if comm == name || (comm.len() == 15 && name.starts_with(comm)) {
+                found.push(pid);
+            }
+        }
+    }
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => Err(format!("--server-name: no process named `{name}`")),
+        many => Err(format!(
+            "--server-name: {} processes named `{name}` ({many:?}); pass --server-pid",
+            many.len()
+        )),
+    }
+}
+
+/// The soft open-files limit of `pid`, if readable.
+pub fn open_files_limit(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    soft.parse().ok()
+}
+
+/// Established TCP connections whose remote port is `port` (client ends of
+/// connections to a local server on that port), over IPv4 and IPv6.
+pub fn established_to_port(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .map(|t| count_established_to(&t, port))
+        .sum()
+}
+
+fn count_established_to(table: &str, port: u16) -> usize {
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st ...; addresses are HEXIP:HEXPORT.
+            cols.len() > 3
+                && cols[3] == "01"
+                && cols[2]
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rss_and_threads() {
+        let s = parse_status("Name:\tx\nVmRSS:\t  12345 kB\nThreads:\t7\n").unwrap();
+        assert_eq!(
+            s,
+            ProcSample {
+                rss_kib: 12345,
+                threads: 7
+            }
+        );
+        assert!(sample(std::process::id()).unwrap().rss_kib > 0);
+    }
+
+    #[test]
+    fn counts_only_established_connections_to_the_port() {
+        let table = "  sl  local_address rem_address   st\n\
+            0: 0100007F:D431 0100007F:EF6D 01 x\n\
+            1: 0100007F:EF6D 0100007F:D431 01 x\n\
+            2: 0100007F:D432 0100007F:EF6D 06 x\n\
+            3: 00000000:EF6D 00000000:0000 0A x\n";
+        assert_eq!(count_established_to(table, 61293), 1);
+    }
+}
