@@ -381,11 +381,10 @@ async fn ws_upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Respons
             let version = socket
                 .protocol()
                 .and_then(|p| Version::from_subprotocol(p.as_bytes()));
-            let fut = tracker.track_future(async move {
+            tracker.track_future(async move {
                 crate::session::run(WsTransport::new(socket), shared, version).await;
                 drop(permit);
-            });
-            async move { fut.await }
+            })
         })
 }
 

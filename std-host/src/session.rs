@@ -701,7 +701,6 @@ impl Driver {
             let shown = routes
                 .router()
                 .user_delivery(v, self.session.id(), &mut user_dest)
-                .map(|s| &*s)
                 .unwrap_or(v);
             hs.push(Header::new(b"destination", shown));
         }

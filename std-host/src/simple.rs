@@ -29,11 +29,14 @@ struct Sub {
     client: ClientHandle,
 }
 
+type SubKey = (Arc<str>, Vec<u8>);
+
 #[derive(Default)]
 struct Table {
     exact: HashMap<Vec<u8>, Vec<Sub>>,
     patterns: Vec<(Vec<u8>, Sub)>,
-    by_session: HashMap<SessionId, Vec<(Arc<str>, Vec<u8>)>>,
+    /// Each session's subscriptions as (id, destination).
+    by_session: HashMap<SessionId, Vec<SubKey>>,
     count: usize,
 }
 

@@ -20,14 +20,15 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A config for tests: ephemeral ports, fast heart-beats off unless asked.
 pub fn test_config() -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
-    c.heartbeat = stomp_relay::config::HeartBeat {
-        send_ms: 0,
-        recv_ms: 0,
-    };
-    c
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        heartbeat: stomp_relay::config::HeartBeat {
+            send_ms: 0,
+            recv_ms: 0,
+        },
+        ..Config::default()
+    }
 }
 
 pub struct TestServer {
