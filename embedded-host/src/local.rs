@@ -18,6 +18,8 @@ use stomp_relay_codec::{
     Limits, Status, Version,
 };
 
+use stomp_relay_core::session::{CloseReason, ProtocolError, Versions, ERROR_MESSAGE_MAX};
+
 use crate::edge::{Edge, Inner, RejectResources, SessionResources, MAX_HEADERS};
 use crate::negotiate::{self, fmt_u32, HeartBeats};
 use crate::subs::{MAX_DESTINATION, MAX_SUB_ID};
@@ -139,9 +141,15 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     }
                     Ok(Status::Partial) => break,
                     Err(e) => {
-                        let mut text = heapless::String::<80>::new();
-                        let _ = core::fmt::write(&mut text, format_args!("Invalid frame: {}", e));
-                        self.with(|i| push_error(i, slot, conn.version, &text, None));
+                        self.with(|i| {
+                            push_error(
+                                i,
+                                slot,
+                                conn.version,
+                                format_args!("Invalid frame: {}", e),
+                                None,
+                            )
+                        });
                         return;
                     }
                 }
@@ -164,7 +172,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                                     i,
                                     slot,
                                     conn.version,
-                                    "Session closed: no heart-beat received",
+                                    CloseReason::HeartbeatTimeout,
                                     None,
                                 )
                             });
@@ -251,7 +259,13 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             };
             match frame.command {
                 Command::Connect | Command::Stomp => {
-                    push_error(i, slot, Some(version), "Already connected", receipt);
+                    push_error(
+                        i,
+                        slot,
+                        Some(version),
+                        ProtocolError::AlreadyConnected,
+                        receipt,
+                    );
                     Flow::Close
                 }
                 Command::Send => self.on_send(i, slot, version, frame, receipt),
@@ -263,7 +277,13 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                         .or_else(|| frame.destination())
                         .and_then(|v| plain(v, &mut id_buf));
                     let Some(id) = id else {
-                        push_error(i, slot, Some(version), "UNSUBSCRIBE without id", receipt);
+                        push_error(
+                            i,
+                            slot,
+                            Some(version),
+                            ProtocolError::MissingHeader(Command::Unsubscribe, "id"),
+                            receipt,
+                        );
                         return Flow::Close;
                     };
                     match i.subs.unsubscribe(slot, id) {
@@ -293,12 +313,12 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     push_receipt(i, slot, version, receipt);
                     Flow::Close
                 }
-                _ => {
+                other => {
                     push_error(
                         i,
                         slot,
                         Some(version),
-                        "Unexpected command from a client",
+                        ProtocolError::ServerCommand(other),
                         receipt,
                     );
                     Flow::Close
@@ -324,7 +344,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 i,
                 slot,
                 None,
-                "Expected CONNECT or STOMP as the first frame",
+                ProtocolError::NotConnected(frame.command),
                 None,
             );
             return Flow::Close;
@@ -335,14 +355,20 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 i,
                 slot,
                 None,
-                "Supported protocol versions are 1.0,1.1,1.2",
+                ProtocolError::UnsupportedVersion(Versions::ALL),
                 None,
             );
             return Flow::Close;
         };
         let Some(theirs) = negotiate::heart_beat(frame.header(b"heart-beat").map(|v| v.raw()))
         else {
-            push_error(i, slot, None, "Invalid heart-beat header", None);
+            push_error(
+                i,
+                slot,
+                None,
+                ProtocolError::InvalidHeader("heart-beat"),
+                None,
+            );
             return Flow::Close;
         };
         let heart_beats = if version == Version::V1_0 {
@@ -393,7 +419,13 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         receipt: Option<&[u8]>,
     ) -> Flow {
         if frame.destination().is_none() {
-            push_error(i, slot, Some(version), "SEND without destination", receipt);
+            push_error(
+                i,
+                slot,
+                Some(version),
+                ProtocolError::MissingHeader(Command::Send, "destination"),
+                receipt,
+            );
             return Flow::Close;
         }
         if frame.transaction().is_some() {
@@ -474,13 +506,19 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 i,
                 slot,
                 Some(version),
-                "SUBSCRIBE without destination",
+                ProtocolError::MissingHeader(Command::Subscribe, "destination"),
                 receipt,
             );
             return Flow::Close;
         };
         let Some(destination) = plain(destination, &mut dest_buf) else {
-            push_error(i, slot, Some(version), "Destination too long", receipt);
+            push_error(
+                i,
+                slot,
+                Some(version),
+                ProtocolError::HeaderTooLong("destination", MAX_DESTINATION),
+                receipt,
+            );
             return Flow::Close;
         };
         // STOMP 1.0 makes the id optional; the destination then names the subscription.
@@ -488,12 +526,24 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             Some(v) => plain(v, &mut id_buf),
             None if version == Version::V1_0 => Some(destination),
             None => {
-                push_error(i, slot, Some(version), "SUBSCRIBE without id", receipt);
+                push_error(
+                    i,
+                    slot,
+                    Some(version),
+                    ProtocolError::MissingHeader(Command::Subscribe, "id"),
+                    receipt,
+                );
                 return Flow::Close;
             }
         };
         let Some(id) = id else {
-            push_error(i, slot, Some(version), "Subscription id too long", receipt);
+            push_error(
+                i,
+                slot,
+                Some(version),
+                ProtocolError::HeaderTooLong("id", MAX_SUB_ID),
+                receipt,
+            );
             return Flow::Close;
         };
         match i.subs.subscribe(slot, id, destination) {
@@ -563,6 +613,20 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
     }
 }
 
+/// A `fmt::Write` that keeps what fits and drops the rest.
+struct Truncate<'a, const L: usize>(&'a mut heapless::String<L>);
+
+impl<const L: usize> core::fmt::Write for Truncate<'_, L> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for c in s.chars() {
+            if self.0.push(c).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The unescaped bytes of `v` (or `None` if they do not fit `buf`).
 pub(crate) fn plain<'o>(v: HeaderValue<'o>, buf: &'o mut [u8]) -> Option<&'o [u8]> {
     if let Some(p) = v.as_plain() {
@@ -592,9 +656,13 @@ fn push_error<const N: usize, const Q: usize, const S: usize, const F: usize>(
     i: &mut Inner<N, Q, S, F>,
     slot: usize,
     version: Option<Version>,
-    message: &str,
+    message: impl core::fmt::Display,
     receipt: Option<&[u8]>,
 ) -> Flow {
+    // relay-core's ERROR texts, cut at its limit like the core session does.
+    let mut text = heapless::String::<ERROR_MESSAGE_MAX>::new();
+    let _ = core::fmt::write(&mut Truncate(&mut text), format_args!("{}", message));
+    let message = text.as_str();
     warn!("session {}: ERROR {}", slot, message);
     let mut headers = [
         Header::new(b"message", message.as_bytes()),

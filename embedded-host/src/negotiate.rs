@@ -1,29 +1,29 @@
 //! Protocol negotiation the edge node does with each peer: the STOMP version from a
 //! CONNECT's `accept-version`, and heart-beat intervals from both sides' `heart-beat`.
 //!
-//! Pure functions over header bytes; nothing here allocates or panics on input.
+//! The rules themselves are relay-core's ([`Versions`], [`parse_heart_beat`],
+//! [`negotiate_heart_beat`]); this module adapts them to header options and embassy
+//! durations. Nothing here allocates or panics on input.
 
 use embassy_time::Duration;
 use stomp_relay_codec::Version;
+use stomp_relay_core::session::{negotiate_heart_beat, parse_heart_beat, Versions};
 
 /// The highest version in an `accept-version` value (absent: 1.0, as the spec says), or
 /// `None` when nothing offered is supported.
 pub fn version(accept_version: Option<&[u8]>) -> Option<Version> {
-    let Some(list) = accept_version else {
-        return Some(Version::V1_0);
-    };
-    list.split(|&b| b == b',')
-        .filter_map(|token| Version::parse(token.trim_ascii()))
-        .max()
+    match accept_version {
+        None => Some(Version::V1_0),
+        Some(list) => Versions::parse_accept(list).highest(),
+    }
 }
 
 /// Parses a `heart-beat` header, `"<send ms>,<receive ms>"`; absent means `0,0`.
 pub fn heart_beat(value: Option<&[u8]>) -> Option<(u32, u32)> {
-    let Some(value) = value else {
-        return Some((0, 0));
-    };
-    let comma = value.iter().position(|&b| b == b',')?;
-    Some((parse_u32(&value[..comma])?, parse_u32(&value[comma + 1..])?))
+    match value {
+        None => Some((0, 0)),
+        Some(v) => parse_heart_beat(v),
+    }
 }
 
 /// Intervals agreed for one connection: how often this side must send something and
@@ -46,10 +46,12 @@ impl HeartBeats {
     /// The spec's rule: each direction runs at the larger of what the sender can do and
     /// what the receiver wants, and only when both are non-zero.
     pub fn negotiate(ours: (Duration, Duration), theirs: (u32, u32)) -> HeartBeats {
-        let pick = |a: u64, b: u64| (a > 0 && b > 0).then(|| Duration::from_millis(a.max(b)));
+        let ms = |d: Duration| d.as_millis().min(u32::MAX as u64) as u32;
+        let (send, expect) = negotiate_heart_beat((ms(ours.0), ms(ours.1)), theirs);
+        let embassy = |d: core::time::Duration| Duration::from_millis(d.as_millis() as u64);
         HeartBeats {
-            send_every: pick(ours.0.as_millis(), theirs.1 as u64),
-            expect_every: pick(ours.1.as_millis(), theirs.0 as u64),
+            send_every: send.map(embassy),
+            expect_every: expect.map(embassy),
         }
     }
 
@@ -57,6 +59,11 @@ impl HeartBeats {
     pub fn read_deadline(&self, grace: u32) -> Option<Duration> {
         self.expect_every.map(|d| d * grace.max(1))
     }
+}
+
+/// Parses a decimal `u32` (a receipt id the edge node issued).
+pub fn parse_seq(digits: &[u8]) -> Option<u32> {
+    parse_u32(digits)
 }
 
 fn parse_u32(digits: &[u8]) -> Option<u32> {
@@ -86,11 +93,6 @@ pub fn fmt_u32(v: u32, buf: &mut [u8; 10]) -> &[u8] {
         }
     }
     &buf[i..]
-}
-
-/// Parses a decimal `u32` (a receipt id the edge node issued).
-pub fn parse_seq(digits: &[u8]) -> Option<u32> {
-    parse_u32(digits)
 }
 
 #[cfg(test)]
