@@ -16,6 +16,7 @@ pub mod config;
 pub mod frame;
 pub mod metrics;
 pub mod outbound;
+pub mod relay;
 pub mod server;
 mod session;
 pub mod simple;

@@ -144,10 +144,8 @@ impl ServerBuilder {
             (Some(b), _) => b,
             (None, BrokerKind::Simple) => Arc::new(SimpleBrokerBackend::new()),
             (None, BrokerKind::Relay) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "--broker relay needs a relay backend (ServerBuilder::broker)",
-                ))
+                crate::relay::start(crate::relay::RelayOptions::from_config(&config))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
             }
         };
         let http = TcpListener::bind(config.listen).await.map_err(|e| {

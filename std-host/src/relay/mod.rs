@@ -1,0 +1,147 @@
+//! Relay mode: the [`Broker`] backend that forwards broker destinations to an external
+//! STOMP broker (ActiveMQ, RabbitMQ, Artemis), so several stomp-relay instances share
+//! topics.
+//!
+//! Two layouts ([`RelayMode`]):
+//! - **per-session** (Spring's `StompBrokerRelay`): every client session gets its own
+//!   upstream connection ([`per_session`]), opened with the relay credentials, plus one
+//!   `_system_` connection per instance ([`system`]) that publishes application messages
+//!   and decides availability. While the system connection is down new sessions are
+//!   refused with `Broker not available.`; a session whose upstream connection drops gets
+//!   `Connection to broker closed.` and is closed.
+//! - **shared** ([`shared`]): one upstream connection per instance, one upstream
+//!   subscription per client destination, fan-out to local subscribers in-process. After
+//!   an upstream failure the instance reconnects with backoff, resubscribes, and its
+//!   clients keep their sessions.
+//!
+//! Both reconnect across the `--relay` addresses in order with exponential backoff and
+//! jitter ([`backoff`]), speak TLS for `stomps://` ([`tls`]), map destinations with the
+//! configured dialect ([`mapping`]) and keep heart-beats with the broker on their own
+//! timers ([`conn`]), independent of the client's heart-beats.
+//!
+//! Invariant: the client's login/passcode never reach the broker; the relay credentials
+//! replace them.
+
+pub mod backoff;
+pub mod conn;
+pub mod mapping;
+pub mod per_session;
+pub mod shared;
+pub mod system;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stomp_relay_core::Dialect;
+
+use crate::broker::Broker;
+use crate::config::{self, Config, RelayAddr, RelayMode};
+
+pub use backoff::Backoff;
+
+/// Everything relay mode needs, taken from [`Config`] by [`RelayOptions::from_config`].
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Broker addresses in failover order.
+    pub addrs: Vec<RelayAddr>,
+    /// Login of client sessions' upstream connections (replaces the client's).
+    pub login: String,
+    /// Passcode of client sessions' upstream connections.
+    pub passcode: String,
+    /// Login of the system (per-session mode) or shared connection.
+    pub system_login: String,
+    /// Passcode of the system or shared connection.
+    pub system_passcode: String,
+    /// `host` header of every upstream CONNECT; `None` sends none (the broker's default
+    /// virtual host), never the client's own `host`.
+    pub virtual_host: Option<String>,
+    /// How client destinations are spelled on the broker.
+    pub dialect: Dialect,
+    /// Client-facing broker prefixes (to map broker destinations back).
+    pub broker_prefixes: Vec<String>,
+    /// Per-session or shared.
+    pub mode: RelayMode,
+    /// Heart-beats offered to the broker, milliseconds (send, receive); 0 disables.
+    pub heartbeat: (u32, u32),
+    /// Bound on TCP connect + TLS + STOMP CONNECT/CONNECTED with one address.
+    pub connect_timeout: Duration,
+    /// Delays between reconnect rounds of the system/shared connection.
+    pub backoff: Backoff,
+    /// Extra PEM trust roots for `stomps://` (added to the public web roots).
+    pub tls_ca: Option<PathBuf>,
+    /// Largest frame accepted from the broker.
+    pub max_frame_size: usize,
+    /// Frames held while the shared connection is (re)connecting; beyond this a client
+    /// SEND fails with `Broker not available.` instead of growing memory.
+    pub max_pending: usize,
+}
+
+impl RelayOptions {
+    /// Relay options from the server configuration. `tls_ca` comes from the
+    /// `STOMP_RELAY_RELAY_CA` environment variable (a PEM file) until the configuration
+    /// has a flag for it.
+    pub fn from_config(c: &Config) -> RelayOptions {
+        RelayOptions {
+            addrs: c.relay.clone(),
+            login: c.relay_login.clone(),
+            passcode: c.relay_passcode.clone(),
+            system_login: c.system_login.clone(),
+            system_passcode: c.system_passcode.clone(),
+            virtual_host: c.virtual_host.clone(),
+            dialect: match c.dialect {
+                config::Dialect::Activemq => Dialect::ActiveMq,
+                config::Dialect::Rabbitmq => Dialect::RabbitMq,
+                config::Dialect::Artemis => Dialect::Artemis,
+                config::Dialect::Generic => Dialect::Generic,
+            },
+            broker_prefixes: c.broker_prefixes.clone(),
+            mode: c.relay_mode,
+            heartbeat: (c.heartbeat.send_ms, c.heartbeat.recv_ms),
+            connect_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            tls_ca: std::env::var_os("STOMP_RELAY_RELAY_CA").map(PathBuf::from),
+            max_frame_size: c.limits.max_frame_size.max(64 * 1024) + 16 * 1024,
+            max_pending: 10_000,
+        }
+    }
+}
+
+/// Why relay mode could not start.
+#[derive(Debug)]
+pub enum RelayError {
+    /// No `--relay` address configured.
+    NoAddress,
+    /// The TLS trust roots could not be loaded.
+    Tls(String),
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayError::NoAddress => f.write_str("--relay: at least one broker URL is needed"),
+            RelayError::Tls(why) => write!(f, "relay TLS: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+/// Starts relay mode (spawns the system or shared connection task on the current tokio
+/// runtime) and returns the backend the sessions use.
+pub fn start(opts: RelayOptions) -> Result<Arc<dyn Broker>, RelayError> {
+    if opts.addrs.is_empty() {
+        return Err(RelayError::NoAddress);
+    }
+    let tls = if opts.addrs.iter().any(|a| a.tls) {
+        Some(tls::client_config(opts.tls_ca.as_deref())?)
+    } else {
+        None
+    };
+    let target = conn::Target::new(opts.addrs.clone(), tls, opts.connect_timeout);
+    Ok(match opts.mode {
+        RelayMode::PerSession => Arc::new(per_session::PerSessionRelay::start(opts, target)),
+        RelayMode::Shared => Arc::new(shared::SharedRelay::start(opts, target)),
+    })
+}

@@ -1,0 +1,347 @@
+//! Per-session relay mode (Spring's `StompBrokerRelay`): one upstream connection per
+//! client session, plus the instance's `_system_` connection.
+//!
+//! - A session opens only while the system connection is up; otherwise the client gets
+//!   `Broker not available.`. Its upstream CONNECT carries the relay credentials and
+//!   virtual host, never the client's, and the session opens once the broker answered
+//!   CONNECTED (the host holds the client's frames until then).
+//! - Client frames are forwarded with destinations mapped by the dialect; MESSAGEs come
+//!   back with the client's own destination spelling (remembered per subscription).
+//! - A broker ERROR is passed to the client, then the session closes; a lost upstream
+//!   connection closes the session with ERROR `Connection to broker closed.`.
+//!
+//! Invariant: `sessions` counts upstream connections whose sink has not seen `closed`;
+//! `subscriptions` counts live client subscriptions across them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use stomp_relay_codec::Command;
+
+use super::conn::{self, Closed, Flow, Inbound, Target, Upstream};
+use super::mapping;
+use super::system::{self, Link, Supervised};
+use super::RelayOptions;
+use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
+use crate::close;
+use crate::frame::OwnedFrame;
+use crate::outbound::{ClientHandle, Delivery, ToClient};
+
+/// Client CONNECT headers that never go upstream (the relay sets its own).
+const REPLACED: &[&[u8]] = &[
+    b"accept-version",
+    b"login",
+    b"passcode",
+    b"host",
+    b"heart-beat",
+];
+
+struct Inner {
+    opts: RelayOptions,
+    target: Arc<Target>,
+    system: Arc<Supervised>,
+    sessions: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+/// The per-session relay backend.
+pub struct PerSessionRelay {
+    inner: Arc<Inner>,
+}
+
+/// The system connection only logs what the broker says to it.
+struct SystemLink;
+
+struct SystemSink;
+
+impl Inbound for SystemSink {
+    fn frame(&mut self, frame: OwnedFrame) -> Flow {
+        if frame.command == Command::Error {
+            tracing::warn!(
+                message = frame.header_str("message").unwrap_or(""),
+                "relay: broker sent ERROR to the system session"
+            );
+        }
+        Flow::Continue
+    }
+    fn closed(&mut self, _: Closed) {}
+}
+
+impl Link for SystemLink {
+    fn sink(&self) -> Box<dyn Inbound> {
+        Box::new(SystemSink)
+    }
+    fn up(&self, _: &Upstream) {}
+    fn down(&self) {}
+}
+
+impl PerSessionRelay {
+    /// Starts the system connection; sessions open once it is up.
+    pub fn start(opts: RelayOptions, target: Target) -> Self {
+        let target = Arc::new(target);
+        let connect = conn::connect_frame(
+            &opts.system_login,
+            &opts.system_passcode,
+            opts.virtual_host.as_deref(),
+            opts.heartbeat,
+            [],
+        );
+        let system = system::supervise(
+            "system",
+            &opts,
+            target.clone(),
+            connect,
+            Arc::new(SystemLink),
+        );
+        PerSessionRelay {
+            inner: Arc::new(Inner {
+                opts,
+                target,
+                system,
+                sessions: AtomicUsize::new(0),
+                subscriptions: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The system connection's shared state (availability, reconnect count).
+    pub fn system(&self) -> &Arc<Supervised> {
+        &self.inner.system
+    }
+}
+
+impl Broker for PerSessionRelay {
+    fn open_session(
+        &self,
+        info: SessionInfo,
+        client: ClientHandle,
+    ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if !inner.system.available() {
+                return Err(BrokerError::Unavailable);
+            }
+            let opts = &inner.opts;
+            let extra = info
+                .connect
+                .headers
+                .iter()
+                .filter(|(n, _)| !REPLACED.contains(&n.as_slice()))
+                .cloned()
+                .collect::<Vec<_>>();
+            let connect = conn::connect_frame(
+                &opts.login,
+                &opts.passcode,
+                opts.virtual_host.as_deref(),
+                opts.heartbeat,
+                extra,
+            );
+            let handshake = inner
+                .target
+                .connect(&connect, opts.heartbeat)
+                .await
+                .map_err(|why| {
+                    tracing::warn!(session = info.id, %why, "relay: session cannot connect upstream");
+                    BrokerError::Unavailable
+                })?;
+            let subs = Arc::new(Mutex::new(HashMap::new()));
+            let closing = Arc::new(AtomicBool::new(false));
+            inner.sessions.fetch_add(1, Ordering::Relaxed);
+            let sink = SessionSink {
+                client,
+                subs: subs.clone(),
+                closing: closing.clone(),
+                inner: inner.clone(),
+            };
+            let upstream = conn::spawn(handshake, opts.max_frame_size, sink);
+            Ok(Box::new(RelaySession {
+                upstream,
+                subs,
+                closing,
+                inner,
+            }) as Box<dyn BrokerSession>)
+        })
+    }
+
+    fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+        if mapping::outbound(self.inner.opts.dialect, &mut frame).is_none() {
+            return Err(BrokerError::Rejected(
+                "SEND frame has no destination header".into(),
+            ));
+        }
+        self.inner
+            .system
+            .send(frame)
+            .map_err(|_| BrokerError::Unavailable)
+    }
+
+    fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            available: self.inner.system.available(),
+            relay_sessions: self.inner.sessions.load(Ordering::Relaxed)
+                + usize::from(self.inner.system.available()),
+            subscriptions: self.inner.subscriptions.load(Ordering::Relaxed),
+        }
+    }
+
+    fn forwards_receipts(&self) -> bool {
+        true
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.inner.system.stop().await })
+    }
+}
+
+/// Client subscription id -> the client's destination (its own spelling).
+type Subs = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
+
+struct RelaySession {
+    upstream: Upstream,
+    subs: Subs,
+    closing: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+}
+
+impl BrokerSession for RelaySession {
+    fn forward(&mut self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+        let dialect = self.inner.opts.dialect;
+        match frame.command {
+            Command::Send => {
+                mapping::outbound(dialect, &mut frame).ok_or_else(|| {
+                    BrokerError::Rejected("SEND frame has no destination header".into())
+                })?;
+            }
+            Command::Subscribe => {
+                let id = frame
+                    .header("id")
+                    .ok_or_else(|| {
+                        BrokerError::Rejected("SUBSCRIBE frame has no id header".into())
+                    })?
+                    .to_vec();
+                let (dest, _) = mapping::outbound(dialect, &mut frame).ok_or_else(|| {
+                    BrokerError::Rejected("SUBSCRIBE frame has no destination header".into())
+                })?;
+                if self
+                    .subs
+                    .lock()
+                    .expect("poisoned")
+                    .insert(id, dest)
+                    .is_none()
+                {
+                    self.inner.subscriptions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // A 1.0/1.1 client acks by `message-id`; the upstream session is 1.2.
+            Command::Ack | Command::Nack if frame.header("id").is_none() => {
+                if let Some(mid) = frame.header("message-id").map(<[u8]>::to_vec) {
+                    frame.push_header("id", mid);
+                }
+            }
+            Command::Unsubscribe => {
+                if let Some(id) = frame.header("id") {
+                    if self.subs.lock().expect("poisoned").remove(id).is_some() {
+                        self.inner.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.upstream
+            .send(frame)
+            .map_err(|_| BrokerError::ConnectionClosed)
+    }
+
+    fn close(self: Box<Self>, _receipt: Option<String>) {
+        // The host answers the client's own DISCONNECT receipt; upstream gets ours.
+        self.closing.store(true, Ordering::Release);
+        self.upstream
+            .disconnect(Some("stomp-relay-disconnect".into()));
+    }
+}
+
+struct SessionSink {
+    client: ClientHandle,
+    subs: Subs,
+    closing: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+}
+
+impl Inbound for SessionSink {
+    fn frame(&mut self, mut frame: OwnedFrame) -> Flow {
+        if self.closing.load(Ordering::Acquire) {
+            return Flow::Continue;
+        }
+        match frame.command {
+            Command::Message => {
+                let exact = frame
+                    .header("subscription")
+                    .and_then(|id| self.subs.lock().expect("poisoned").get(id).cloned());
+                let dest = match exact {
+                    Some(d) => Some(d),
+                    None => frame.header("destination").map(|d| {
+                        mapping::to_client(
+                            self.inner.opts.dialect,
+                            d,
+                            &self.inner.opts.broker_prefixes,
+                        )
+                    }),
+                };
+                if let Some(d) = dest {
+                    mapping::set_header(&mut frame, "destination", d);
+                }
+                // As a Delivery the session shows user queues as user destinations and
+                // adds `ack` itself, which is right while the broker's ack id is the
+                // message id (ActiveMQ, RabbitMQ); otherwise pass the frame as is.
+                let sub = frame.header_str("subscription").map(Arc::<str>::from);
+                let mid = frame.header_str("message-id").map(Arc::<str>::from);
+                if let (Some(subscription), Some(message_id)) = (sub, mid) {
+                    if frame
+                        .header("ack")
+                        .is_none_or(|a| a == message_id.as_bytes())
+                    {
+                        let item = ToClient::Message(Delivery {
+                            subscription,
+                            message_id,
+                            message: Arc::new(frame),
+                        });
+                        return match self.client.send(item) {
+                            Ok(()) => Flow::Continue,
+                            Err(_) => Flow::Stop,
+                        };
+                    }
+                }
+            }
+            Command::Error => {
+                // The broker ends the connection after ERROR; the client gets it as is
+                // and the session task closes the client after writing an ERROR.
+                self.closing.store(true, Ordering::Release);
+                let _ = self.client.send(ToClient::Frame(frame));
+                return Flow::Stop;
+            }
+            _ => {}
+        }
+        match self.client.send(ToClient::Frame(frame)) {
+            Ok(()) => Flow::Continue,
+            // The session task is closing the client (slow consumer or gone) and will
+            // call `close`; stop reading for it now.
+            Err(_) => Flow::Stop,
+        }
+    }
+
+    fn closed(&mut self, why: Closed) {
+        self.inner.sessions.fetch_sub(1, Ordering::Relaxed);
+        let n = std::mem::take(&mut *self.subs.lock().expect("poisoned")).len();
+        self.inner.subscriptions.fetch_sub(n, Ordering::Relaxed);
+        if let Closed::Lost(why) = why {
+            if !self.closing.load(Ordering::Acquire) {
+                tracing::info!(session = self.client.session_id(), %why, "relay: upstream connection lost");
+                let _ = self.client.send(ToClient::Close {
+                    message: Some(BrokerError::ConnectionClosed.to_string()),
+                    code: close::PROTOCOL_ERROR,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Shared relay mode: one upstream connection per instance, one upstream subscription
+//! per client destination, fan-out to the local subscribers in-process.
+//!
+//! The broker sends each message once per instance instead of once per client, and a
+//! broker restart costs the clients nothing: the supervisor reconnects (with backoff,
+//! across the `--relay` addresses), [`Link::up`] resubscribes every destination that
+//! still has local subscribers and flushes the frames held meanwhile, and the client
+//! sessions carry on receiving.
+//!
+//! - Broadcast destinations deliver each upstream MESSAGE to every local subscriber;
+//!   queue destinations (`/queue/...`) to one local subscriber, round robin, so a queue
+//!   stays a queue across instances (the broker picks the instance, we pick the client).
+//! - Upstream subscriptions use `ack:auto`; client ACK/NACK are accepted locally.
+//! - Receipts: a forwarded frame's receipt travels upstream under a relay-unique id and
+//!   comes back to the client under its own; frames handled here get theirs at once.
+//! - Transactions are named `<session>-<tx>` upstream so sessions cannot collide.
+//! - While the connection is down, SEND/BEGIN/COMMIT/ABORT wait in a bounded queue;
+//!   a client finding it full gets `Broker not available.`.
+//!
+//! Invariant (under the state lock): every `Dest` has at least one local subscriber and
+//! exactly one entry in `by_upstream`; `subscriptions` is the number of local
+//! subscriptions over all destinations.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use stomp_relay_codec::Command;
+use stomp_relay_core::dialect::Routing;
+
+use super::conn::{self, Closed, Flow, Inbound, Target, Upstream};
+use super::mapping;
+use super::system::{self, Link, Supervised};
+use super::RelayOptions;
+use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
+use crate::frame::OwnedFrame;
+use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
+
+struct Local {
+    session: SessionId,
+    subscription: Arc<str>,
+    client: ClientHandle,
+}
+
+struct Dest {
+    upstream_id: String,
+    /// The SUBSCRIBE sent upstream (again after every reconnect).
+    subscribe: OwnedFrame,
+    routing: Routing,
+    locals: Vec<Local>,
+    next: usize,
+}
+
+#[derive(Default)]
+struct State {
+    upstream: Option<Upstream>,
+    /// Client destination -> its upstream subscription.
+    dests: HashMap<Vec<u8>, Dest>,
+    /// Upstream subscription id -> client destination.
+    by_upstream: HashMap<String, Vec<u8>>,
+    /// Session -> its subscription ids -> client destination.
+    sessions: HashMap<SessionId, HashMap<String, Vec<u8>>>,
+    /// Upstream receipt id -> (client, the client's receipt id).
+    receipts: HashMap<String, (ClientHandle, String)>,
+    pending: VecDeque<OwnedFrame>,
+    subscriptions: usize,
+    next_id: u64,
+}
+
+impl State {
+    fn next(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}{}", self.next_id)
+    }
+
+    /// Sends now, or holds the frame until the next connection (bounded).
+    fn send_or_hold(&mut self, frame: OwnedFrame, max_pending: usize) -> Result<(), BrokerError> {
+        let frame = match &self.upstream {
+            Some(up) => match up.send(frame) {
+                Ok(()) => return Ok(()),
+                Err(f) => f,
+            },
+            None => frame,
+        };
+        if self.pending.len() >= max_pending {
+            return Err(BrokerError::Unavailable);
+        }
+        self.pending.push_back(frame);
+        Ok(())
+    }
+
+    /// Sends only when connected (SUBSCRIBE/UNSUBSCRIBE are replayed from `dests`).
+    fn send_if_up(&self, frame: OwnedFrame) {
+        if let Some(up) = &self.upstream {
+            let _ = up.send(frame);
+        }
+    }
+
+    fn remove_local(&mut self, session: SessionId, sub: &str, dest: &[u8]) {
+        let Some(d) = self.dests.get_mut(dest) else {
+            return;
+        };
+        let before = d.locals.len();
+        d.locals
+            .retain(|l| !(l.session == session && &*l.subscription == sub));
+        self.subscriptions -= before - d.locals.len();
+        if d.locals.is_empty() {
+            let d = self.dests.remove(dest).expect("present");
+            self.by_upstream.remove(&d.upstream_id);
+            self.send_if_up(
+                OwnedFrame::new(Command::Unsubscribe).with_header("id", &d.upstream_id),
+            );
+        }
+    }
+}
+
+struct Inner {
+    opts: RelayOptions,
+    state: Mutex<State>,
+    sup: OnceLock<Arc<Supervised>>,
+}
+
+impl Inner {
+    fn sup(&self) -> &Supervised {
+        self.sup.get().expect("set at start")
+    }
+}
+
+/// The shared relay backend.
+pub struct SharedRelay {
+    inner: Arc<Inner>,
+}
+
+impl SharedRelay {
+    /// Starts the shared connection; sessions open once it is up.
+    pub fn start(opts: RelayOptions, target: Target) -> Self {
+        let connect = conn::connect_frame(
+            &opts.system_login,
+            &opts.system_passcode,
+            opts.virtual_host.as_deref(),
+            opts.heartbeat,
+            [],
+        );
+        let inner = Arc::new(Inner {
+            opts: opts.clone(),
+            state: Mutex::new(State::default()),
+            sup: OnceLock::new(),
+        });
+        let link: Arc<dyn Link> = Arc::new(SharedLink(inner.clone()));
+        let sup = system::supervise("shared", &opts, Arc::new(target), connect, link);
+        let _ = inner.sup.set(sup);
+        SharedRelay { inner }
+    }
+
+    /// The shared connection's state (availability, reconnect count).
+    pub fn connection(&self) -> &Supervised {
+        self.inner.sup()
+    }
+}
+
+struct SharedLink(Arc<Inner>);
+
+impl Link for SharedLink {
+    fn sink(&self) -> Box<dyn Inbound> {
+        Box::new(SharedSink(self.0.clone()))
+    }
+
+    fn up(&self, upstream: &Upstream) {
+        let mut st = self.0.state.lock().expect("poisoned");
+        for d in st.dests.values() {
+            let _ = upstream.send(d.subscribe.clone());
+        }
+        while let Some(f) = st.pending.pop_front() {
+            let _ = upstream.send(f);
+        }
+        st.upstream = Some(upstream.clone());
+    }
+
+    fn down(&self) {
+        let mut st = self.0.state.lock().expect("poisoned");
+        st.upstream = None;
+        // Receipts in flight died with the connection.
+        st.receipts.clear();
+    }
+}
+
+struct SharedSink(Arc<Inner>);
+
+impl Inbound for SharedSink {
+    fn frame(&mut self, frame: OwnedFrame) -> Flow {
+        match frame.command {
+            Command::Message => self.message(frame),
+            Command::Receipt => {
+                let Some(id) = frame.header_str("receipt-id") else {
+                    return Flow::Continue;
+                };
+                let found = self.0.state.lock().expect("poisoned").receipts.remove(id);
+                if let Some((client, theirs)) = found {
+                    let _ = client.send(ToClient::Frame(
+                        OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
+                    ));
+                }
+            }
+            Command::Error => tracing::warn!(
+                message = frame.header_str("message").unwrap_or(""),
+                "relay: broker sent ERROR on the shared connection"
+            ),
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    fn closed(&mut self, _: Closed) {}
+}
+
+impl SharedSink {
+    fn message(&self, frame: OwnedFrame) {
+        let Some(up_id) = frame.header_str("subscription") else {
+            return;
+        };
+        let message_id: Arc<str> = frame.header_str("message-id").unwrap_or("").into();
+        let mut st = self.0.state.lock().expect("poisoned");
+        let Some(dest) = st.by_upstream.get(up_id).cloned() else {
+            return; // unsubscribed meanwhile
+        };
+        let Some(d) = st.dests.get_mut(&dest) else {
+            return;
+        };
+        let mut msg = frame;
+        msg.headers
+            .retain(|(n, _)| !matches!(n.as_slice(), b"subscription" | b"message-id" | b"ack"));
+        mapping::set_header(&mut msg, "destination", dest);
+        let message = Arc::new(msg);
+        let deliver = |l: &Local| {
+            l.client
+                .send(ToClient::Message(Delivery {
+                    subscription: l.subscription.clone(),
+                    message_id: message_id.clone(),
+                    message: message.clone(),
+                }))
+                .is_ok()
+        };
+        match d.routing {
+            Routing::Broadcast => {
+                for l in &d.locals {
+                    deliver(l);
+                }
+            }
+            Routing::Queue => {
+                // One consumer per message; skip sessions that are going away.
+                for k in 0..d.locals.len() {
+                    let i = (d.next + k) % d.locals.len();
+                    if deliver(&d.locals[i]) {
+                        d.next = i + 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Broker for SharedRelay {
+    fn open_session(
+        &self,
+        info: SessionInfo,
+        client: ClientHandle,
+    ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if !inner.sup().available() {
+                return Err(BrokerError::Unavailable);
+            }
+            inner
+                .state
+                .lock()
+                .expect("poisoned")
+                .sessions
+                .entry(info.id)
+                .or_default();
+            Ok(Box::new(SharedSession {
+                inner,
+                id: info.id,
+                client,
+            }) as Box<dyn BrokerSession>)
+        })
+    }
+
+    fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+        if mapping::outbound(self.inner.opts.dialect, &mut frame).is_none() {
+            return Err(BrokerError::Rejected(
+                "SEND frame has no destination header".into(),
+            ));
+        }
+        mapping::remove_header(&mut frame, "receipt");
+        let mut st = self.inner.state.lock().expect("poisoned");
+        if st.upstream.is_none() {
+            return Err(BrokerError::Unavailable);
+        }
+        st.send_or_hold(frame, self.inner.opts.max_pending)
+    }
+
+    fn stats(&self) -> BrokerStats {
+        let up = self.inner.sup().available();
+        BrokerStats {
+            available: up,
+            relay_sessions: usize::from(up),
+            subscriptions: self.inner.state.lock().expect("poisoned").subscriptions,
+        }
+    }
+
+    fn forwards_receipts(&self) -> bool {
+        true
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.inner.sup().stop().await })
+    }
+}
+
+struct SharedSession {
+    inner: Arc<Inner>,
+    id: SessionId,
+    client: ClientHandle,
+}
+
+impl SharedSession {
+    fn local_receipt(&self, frame: &OwnedFrame) {
+        if let Some(r) = frame.header("receipt") {
+            let _ = self.client.send(ToClient::Frame(
+                OwnedFrame::new(Command::Receipt).with_header("receipt-id", r),
+            ));
+        }
+    }
+
+    /// Moves the client's receipt onto a relay-unique upstream receipt id.
+    fn upstream_receipt(&self, st: &mut State, frame: &mut OwnedFrame) {
+        if let Some(theirs) = frame.header_str("receipt").map(str::to_owned) {
+            let ours = st.next("r");
+            mapping::set_header(frame, "receipt", ours.clone());
+            st.receipts.insert(ours, (self.client.clone(), theirs));
+        }
+    }
+
+    fn subscribe(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+        let sub = frame
+            .header_str("id")
+            .ok_or_else(|| BrokerError::Rejected("SUBSCRIBE frame has no id header".into()))?
+            .to_owned();
+        let dest = frame
+            .header("destination")
+            .ok_or_else(|| {
+                BrokerError::Rejected("SUBSCRIBE frame has no destination header".into())
+            })?
+            .to_vec();
+        let inner = &self.inner;
+        let mut st = inner.state.lock().expect("poisoned");
+        let previous = st
+            .sessions
+            .entry(self.id)
+            .or_default()
+            .insert(sub.clone(), dest.clone());
+        if let Some(old) = previous {
+            // A re-used id replaces the old subscription, as a broker would.
+            st.remove_local(self.id, &sub, &old);
+        }
+        let local = Local {
+            session: self.id,
+            subscription: sub.into(),
+            client: self.client.clone(),
+        };
+        st.subscriptions += 1;
+        if let Some(d) = st.dests.get_mut(&dest) {
+            d.locals.push(local);
+            drop(st);
+            self.local_receipt(&frame);
+            return Ok(());
+        }
+        let upstream_id = st.next("s");
+        let mut up = OwnedFrame::new(Command::Subscribe)
+            .with_header("id", &upstream_id)
+            .with_header("destination", &dest)
+            .with_header("ack", "auto");
+        let (_, routing) = mapping::outbound(inner.opts.dialect, &mut up).expect("has destination");
+        st.by_upstream.insert(upstream_id.clone(), dest.clone());
+        st.dests.insert(
+            dest,
+            Dest {
+                upstream_id,
+                subscribe: up.clone(),
+                routing,
+                locals: vec![local],
+                next: 0,
+            },
+        );
+        if st.upstream.is_some() {
+            // The client's receipt confirms the broker subscription is in place.
+            if frame.header("receipt").is_some() {
+                self.upstream_receipt(&mut st, &mut frame);
+                up.push_header("receipt", frame.header("receipt").expect("just set"));
+            }
+            st.send_if_up(up);
+        } else {
+            drop(st);
+            self.local_receipt(&frame);
+        }
+        Ok(())
+    }
+}
+
+impl BrokerSession for SharedSession {
+    fn forward(&mut self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+        let max_pending = self.inner.opts.max_pending;
+        match frame.command {
+            Command::Subscribe => self.subscribe(frame),
+            Command::Unsubscribe => {
+                let mut st = self.inner.state.lock().expect("poisoned");
+                let id = frame.header_str("id").unwrap_or("").to_owned();
+                let dest = st.sessions.get_mut(&self.id).and_then(|s| s.remove(&id));
+                if let Some(dest) = dest {
+                    st.remove_local(self.id, &id, &dest);
+                }
+                drop(st);
+                self.local_receipt(&frame);
+                Ok(())
+            }
+            // Upstream subscriptions auto-acknowledge; the client's acks end here.
+            Command::Ack | Command::Nack => {
+                self.local_receipt(&frame);
+                Ok(())
+            }
+            Command::Send | Command::Begin | Command::Commit | Command::Abort => {
+                if frame.command == Command::Send
+                    && mapping::outbound(self.inner.opts.dialect, &mut frame).is_none()
+                {
+                    return Err(BrokerError::Rejected(
+                        "SEND frame has no destination header".into(),
+                    ));
+                }
+                if let Some(tx) = frame.header_str("transaction").map(str::to_owned) {
+                    mapping::set_header(&mut frame, "transaction", format!("{}-{tx}", self.id));
+                }
+                let mut st = self.inner.state.lock().expect("poisoned");
+                self.upstream_receipt(&mut st, &mut frame);
+                st.send_or_hold(frame, max_pending)
+            }
+            _ => {
+                self.local_receipt(&frame);
+                Ok(())
+            }
+        }
+    }
+
+    fn close(self: Box<Self>, _receipt: Option<String>) {
+        let mut st = self.inner.state.lock().expect("poisoned");
+        if let Some(subs) = st.sessions.remove(&self.id) {
+            for (sub, dest) in subs {
+                st.remove_local(self.id, &sub, &dest);
+            }
+        }
+    }
+}
