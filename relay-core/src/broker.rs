@@ -328,6 +328,52 @@ impl<S: SubscriptionStore> SimpleBroker<S> {
     }
 }
 
+impl<S: SubscriptionStore> SimpleBroker<S> {
+    /// Delivers to the subscriptions whose destination is exactly `sub_destination`
+    /// (pattern text compared as text, not matched): the local fan-out of a relay's
+    /// shared upstream subscription, which the broker already matched. Queue
+    /// destinations still go to one subscriber, round-robin. Returns the deliveries.
+    pub fn publish_to_subscribers_of(
+        &mut self,
+        sub_destination: &[u8],
+        mut deliver: impl FnMut(Delivery<'_>),
+    ) -> usize {
+        let mut next_id = self.next_message_id;
+        let mut matching = 0u64;
+        self.store.candidates(sub_destination, &mut |s| {
+            if s.destination == sub_destination {
+                matching += 1;
+            }
+        });
+        if matching == 0 {
+            return 0;
+        }
+        let pick = if self.is_queue(sub_destination) {
+            Some(self.store.next_round_robin(sub_destination) % matching)
+        } else {
+            None
+        };
+        let mut i = 0u64;
+        let mut count = 0;
+        self.store.candidates(sub_destination, &mut |s| {
+            if s.destination == sub_destination {
+                if pick.is_none_or(|p| p == i) {
+                    deliver(Delivery {
+                        session: s.session,
+                        subscription: s.id,
+                        message_id: next_id,
+                    });
+                    next_id += 1;
+                    count += 1;
+                }
+                i += 1;
+            }
+        });
+        self.next_message_id = next_id;
+        count
+    }
+}
+
 /// Headers of a SEND that never reach subscribers: replaced (`destination`,
 /// `message-id`, `subscription`, `ack`) or meaningful only to the sender.
 const DROPPED: &[&[u8]] = &[
@@ -467,6 +513,28 @@ mod tests {
         }
         assert_eq!(&counts[1..], &[10, 10, 10]);
         assert!(collect(&mut b, b"/queue/empty").is_empty());
+    }
+
+    #[test]
+    fn shared_fan_out_uses_subscription_text_not_matching() {
+        let mut b = Broker::new(FixedStore::new());
+        b.subscribe(SessionId(1), b"a", b"/sub/chat/*").unwrap();
+        b.subscribe(SessionId(2), b"b", b"/sub/chat/room1").unwrap();
+        b.subscribe(SessionId(3), b"c", b"/sub/chat/*").unwrap();
+        let mut got = Vec::new();
+        b.publish_to_subscribers_of(b"/sub/chat/*", |d| got.push(d.session.0));
+        assert_eq!(
+            got,
+            [1, 3],
+            "the exact subscriber gets the copy of its own upstream subscription"
+        );
+        b.subscribe(SessionId(4), b"q", b"/queue/w").unwrap();
+        b.subscribe(SessionId(5), b"q", b"/queue/w").unwrap();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            b.publish_to_subscribers_of(b"/queue/w", |d| got.push(d.session.0));
+        }
+        assert_eq!(got, [4, 5, 4, 5]);
     }
 
     #[test]
