@@ -1,107 +1,147 @@
 //! The embedded simple broker backend (the default, `--broker simple`).
 //!
-//! One subscription table shared by every session task behind a read-write lock:
-//! publishing takes the read lock (publishers on different tasks fan out in parallel),
-//! SUBSCRIBE/UNSUBSCRIBE/close take the write lock. Exact destinations are a hash-map
-//! lookup; pattern subscriptions (`/sub/chat.*`, `/sub/**`) are matched with
-//! relay-core's pattern matcher. A delivery is one `Arc` clone of the MESSAGE plus a
-//! queue push per subscriber; it never waits on a subscriber (a full send buffer closes
-//! that subscriber, see [`crate::outbound`]).
+//! relay-core's [`SimpleBroker`] decides who receives what (exact and pattern
+//! subscriptions, one round-robin receiver for `/queue/` destinations, message ids);
+//! this module gives it growable storage ([`HashStore`]) and turns each of its
+//! deliveries into a push onto the subscriber's outbound queue: one `Arc` clone of the
+//! MESSAGE, never a wait on the subscriber (a full send buffer closes that subscriber,
+//! see [`crate::outbound`]).
 //!
-//! Invariant: every subscription in `exact`/`patterns` is listed under its session in
-//! `by_session`, so closing a session removes all of its subscriptions.
+//! Invariant: every subscription in the store is listed under its session in
+//! `by_session`, so closing a session removes all of its subscriptions; a session's
+//! outbound handle is registered from open to close.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use stomp_relay_codec::Command;
-use stomp_relay_core::pattern::{self, Separator};
+use stomp_relay_core::broker::{SimpleBroker, StoreError, Subscription, SubscriptionStore};
+use stomp_relay_core::SessionId as CoreSessionId;
 
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
 
-#[derive(Clone)]
-struct Sub {
-    session: SessionId,
-    id: Arc<str>,
-    client: ClientHandle,
-}
+/// Each session's subscriptions as (id, destination).
+type SubKey = (Vec<u8>, Vec<u8>);
 
-type SubKey = (Arc<str>, Vec<u8>);
-
+/// relay-core's [`SubscriptionStore`] on growable hash maps: exact destinations are one
+/// lookup, pattern subscriptions are all offered as candidates (the broker filters).
 #[derive(Default)]
-struct Table {
-    exact: HashMap<Vec<u8>, Vec<Sub>>,
-    patterns: Vec<(Vec<u8>, Sub)>,
-    /// Each session's subscriptions as (id, destination).
-    by_session: HashMap<SessionId, Vec<SubKey>>,
+pub struct HashStore {
+    exact: HashMap<Vec<u8>, Vec<(CoreSessionId, Vec<u8>)>>,
+    patterns: Vec<(Vec<u8>, CoreSessionId, Vec<u8>)>,
+    by_session: HashMap<CoreSessionId, Vec<SubKey>>,
+    round_robin: HashMap<Vec<u8>, u64>,
     count: usize,
 }
 
-impl Table {
-    fn add(&mut self, dest: Vec<u8>, sub: Sub) {
-        self.by_session
-            .entry(sub.session)
-            .or_default()
-            .push((sub.id.clone(), dest.clone()));
-        if pattern::is_pattern(&dest) {
-            self.patterns.push((dest, sub));
-        } else {
-            self.exact.entry(dest).or_default().push(sub);
-        }
-        self.count += 1;
-    }
-
-    fn remove(&mut self, session: SessionId, id: &str) {
-        let Some(list) = self.by_session.get_mut(&session) else {
-            return;
-        };
-        let Some(pos) = list.iter().position(|(i, _)| &**i == id) else {
-            return;
-        };
-        let (_, dest) = list.swap_remove(pos);
-        if list.is_empty() {
-            self.by_session.remove(&session);
-        }
-        self.drop_sub(session, id, &dest);
-    }
-
-    fn drop_sub(&mut self, session: SessionId, id: &str, dest: &[u8]) {
-        let hit = |s: &Sub| s.session == session && &*s.id == id;
-        if pattern::is_pattern(dest) {
-            if let Some(p) = self.patterns.iter().position(|(d, s)| d == dest && hit(s)) {
-                self.patterns.swap_remove(p);
+impl HashStore {
+    fn drop_sub(&mut self, session: CoreSessionId, id: &[u8], dest: &[u8]) {
+        if stomp_relay_core::pattern::is_pattern(dest) {
+            if let Some(p) = self
+                .patterns
+                .iter()
+                .position(|(d, s, i)| d == dest && *s == session && i == id)
+            {
+                self.patterns.remove(p);
                 self.count -= 1;
             }
         } else if let Some(v) = self.exact.get_mut(dest) {
-            if let Some(p) = v.iter().position(hit) {
+            if let Some(p) = v.iter().position(|(s, i)| *s == session && i == id) {
                 v.remove(p);
                 self.count -= 1;
             }
             if v.is_empty() {
                 self.exact.remove(dest);
+                self.round_robin.remove(dest);
             }
         }
     }
+}
 
-    fn remove_session(&mut self, session: SessionId) {
-        for (id, dest) in self.by_session.remove(&session).unwrap_or_default() {
+impl SubscriptionStore for HashStore {
+    fn insert(&mut self, sub: Subscription<'_>) -> Result<(), StoreError> {
+        let (dest, id) = (sub.destination.to_vec(), sub.id.to_vec());
+        self.by_session
+            .entry(sub.session)
+            .or_default()
+            .push((id.clone(), dest.clone()));
+        if stomp_relay_core::pattern::is_pattern(&dest) {
+            self.patterns.push((dest, sub.session, id));
+        } else {
+            self.exact.entry(dest).or_default().push((sub.session, id));
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, session: CoreSessionId, id: &[u8]) -> bool {
+        let Some(list) = self.by_session.get_mut(&session) else {
+            return false;
+        };
+        let Some(pos) = list.iter().position(|(i, _)| i == id) else {
+            return false;
+        };
+        let (id, dest) = list.swap_remove(pos);
+        if list.is_empty() {
+            self.by_session.remove(&session);
+        }
+        self.drop_sub(session, &id, &dest);
+        true
+    }
+
+    fn remove_session(&mut self, session: CoreSessionId) -> usize {
+        let subs = self.by_session.remove(&session).unwrap_or_default();
+        let n = subs.len();
+        for (id, dest) in subs {
             self.drop_sub(session, &id, &dest);
         }
+        n
+    }
+
+    fn candidates(&self, destination: &[u8], f: &mut dyn FnMut(Subscription<'_>)) {
+        if let Some(v) = self.exact.get(destination) {
+            for (s, id) in v {
+                f(Subscription {
+                    session: *s,
+                    id,
+                    destination,
+                });
+            }
+        }
+        for (d, s, id) in &self.patterns {
+            f(Subscription {
+                session: *s,
+                id,
+                destination: d,
+            });
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn next_round_robin(&mut self, destination: &[u8]) -> u64 {
+        let c = self.round_robin.entry(destination.to_vec()).or_insert(0);
+        let v = *c;
+        *c = c.wrapping_add(1);
+        v
     }
 }
 
-struct Inner {
-    table: RwLock<Table>,
-    next_message: AtomicU64,
+struct State {
+    broker: SimpleBroker<HashStore>,
+    clients: HashMap<SessionId, ClientHandle>,
 }
 
-/// The in-memory broker shared by all sessions of one server.
+/// The in-memory broker shared by all sessions of one server: relay-core's
+/// [`SimpleBroker`] (matching, queue round-robin, message ids) behind one mutex, plus
+/// each session's outbound handle.
 #[derive(Clone)]
 pub struct SimpleBrokerBackend {
-    inner: Arc<Inner>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Default for SimpleBrokerBackend {
@@ -114,11 +154,15 @@ impl SimpleBrokerBackend {
     /// An empty broker.
     pub fn new() -> Self {
         SimpleBrokerBackend {
-            inner: Arc::new(Inner {
-                table: RwLock::new(Table::default()),
-                next_message: AtomicU64::new(1),
-            }),
+            state: Arc::new(Mutex::new(State {
+                broker: SimpleBroker::new(HashStore::default()),
+                clients: HashMap::new(),
+            })),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn publish_frame(&self, send: OwnedFrame) -> Result<(), BrokerError> {
@@ -128,7 +172,7 @@ impl SimpleBrokerBackend {
             ));
         };
         // The MESSAGE carries the SEND's headers except those meaningful only between
-        // the sender and the server.
+        // the sender and the server (the session adds subscription and message-id).
         let mut message = OwnedFrame::new(Command::Message);
         message.headers = send
             .headers
@@ -142,25 +186,18 @@ impl SimpleBrokerBackend {
             .collect();
         message.body = send.body;
         let message = Arc::new(message);
-        let n = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
-        let message_id: Arc<str> = format!("m-{n}").into();
-        let table = self.inner.table.read().unwrap_or_else(|p| p.into_inner());
-        let deliver = |s: &Sub| {
-            // A full buffer closes that subscriber; the others are not affected.
-            let _ = s.client.send(ToClient::Message(Delivery {
-                subscription: s.id.clone(),
-                message_id: message_id.clone(),
-                message: message.clone(),
-            }));
-        };
-        if let Some(subs) = table.exact.get(&dest) {
-            subs.iter().for_each(deliver);
-        }
-        for (p, s) in &table.patterns {
-            if pattern::matches(p, &dest, Separator::Slash) {
-                deliver(s);
+        let mut guard = self.lock();
+        let State { broker, clients } = &mut *guard;
+        broker.publish(&dest, |d| {
+            if let Some(client) = clients.get(&d.session.0) {
+                // A full buffer closes that subscriber; the others are not affected.
+                let _ = client.send(ToClient::Message(Delivery {
+                    subscription: String::from_utf8_lossy(d.subscription).into(),
+                    message_id: d.message_id.to_string().into(),
+                    message: message.clone(),
+                }));
             }
-        }
+        });
         Ok(())
     }
 }
@@ -171,10 +208,10 @@ impl Broker for SimpleBrokerBackend {
         info: SessionInfo,
         client: ClientHandle,
     ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
+        self.lock().clients.insert(info.id, client);
         let s: Box<dyn BrokerSession> = Box::new(SimpleSession {
             broker: self.clone(),
             id: info.id,
-            client,
         });
         Box::pin(std::future::ready(Ok(s)))
     }
@@ -184,11 +221,10 @@ impl Broker for SimpleBrokerBackend {
     }
 
     fn stats(&self) -> BrokerStats {
-        let t = self.inner.table.read().unwrap_or_else(|p| p.into_inner());
         BrokerStats {
             available: true,
             relay_sessions: 0,
-            subscriptions: t.count,
+            subscriptions: self.lock().broker.store().len(),
         }
     }
 
@@ -200,48 +236,28 @@ impl Broker for SimpleBrokerBackend {
 struct SimpleSession {
     broker: SimpleBrokerBackend,
     id: SessionId,
-    client: ClientHandle,
 }
 
 impl BrokerSession for SimpleSession {
     fn forward(&mut self, frame: OwnedFrame) -> Result<(), BrokerError> {
+        let sid = CoreSessionId(self.id);
+        let id = frame
+            .header("id")
+            .or_else(|| frame.header("destination"))
+            .unwrap_or_default();
         match frame.command {
             Command::Send => self.broker.publish_frame(frame),
             Command::Subscribe => {
-                let dest = frame.header("destination").unwrap_or_default().to_vec();
-                let id: Arc<str> = frame
-                    .header_str("id")
-                    .or_else(|| frame.header_str("destination"))
-                    .unwrap_or_default()
-                    .into();
-                let mut t = self
+                let dest = frame.header("destination").unwrap_or_default();
+                self.broker
+                    .lock()
                     .broker
-                    .inner
-                    .table
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner());
-                t.add(
-                    dest,
-                    Sub {
-                        session: self.id,
-                        id,
-                        client: self.client.clone(),
-                    },
-                );
-                Ok(())
+                    .subscribe(sid, id, dest)
+                    .map_err(|e| BrokerError::Rejected(e.to_string()))
             }
             Command::Unsubscribe => {
-                let id = frame
-                    .header_str("id")
-                    .or_else(|| frame.header_str("destination"))
-                    .unwrap_or_default();
-                let mut t = self
-                    .broker
-                    .inner
-                    .table
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner());
-                t.remove(self.id, id);
+                // Unknown ids (an application-destination subscription) are fine.
+                self.broker.lock().broker.unsubscribe(sid, id);
                 Ok(())
             }
             // No acknowledgements or transactions in the simple broker (as in Spring):
@@ -251,12 +267,8 @@ impl BrokerSession for SimpleSession {
     }
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
-        let mut t = self
-            .broker
-            .inner
-            .table
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        t.remove_session(self.id);
+        let mut st = self.broker.lock();
+        st.broker.remove_session(CoreSessionId(self.id));
+        st.clients.remove(&self.id);
     }
 }
