@@ -308,6 +308,14 @@ fn raw_websocket_silent_client_is_disconnected_beating_one_is_not() {
 }
 
 #[test]
+fn raw_websocket_slow_consumer_is_closed_while_others_keep_receiving() {
+    raw_ws(
+        "slow-consumer",
+        &["--send-buffer", "256KiB", "--send-time-limit", "1s"],
+    );
+}
+
+#[test]
 fn stomp_py_connects_with_each_stomp_version_over_tcp() {
     stomppy("versions", &[]);
 }

@@ -257,4 +257,80 @@ async function heartbeatEnforced() {
   }
 }
 
-await main({ 'split-batch': splitBatch, malformed, 'heartbeat-enforced': heartbeatEnforced });
+// A subscriber that stops reading is cut off by the server while subscribers that keep
+// reading get every message, in order. Run the server with a small send buffer and a
+// short send time limit. Bounded: COUNT messages of SIZE bytes (16 MiB in all, more than
+// loopback socket buffers absorb, so the server's own buffer must fill).
+async function slowConsumer() {
+  const COUNT = 2000;
+  const SIZE = 8192;
+  const dest = uniqueDest('slow');
+  const slow = await openRaw();
+  const fast = [];
+  let pub;
+  try {
+    await handshake(slow);
+    await send(slow, frame('SUBSCRIBE', { id: 'slow', destination: dest, receipt: 'r-slow' }));
+    await until(10000, 'RECEIPT for the slow SUBSCRIBE', () => slow.reader.frames.some(f => f.command === 'RECEIPT'));
+    slow.reader.frames.length = 0;
+    // Stop reading: from here on the server's writes to this client back up.
+    slow.ws.pause();
+
+    const counts = [];
+    for (let i = 0; i < 3; i++) {
+      const s = await openRaw();
+      fast.push(s);
+      await handshake(s);
+      await send(s, frame('SUBSCRIBE', { id: `fast${i}`, destination: dest, receipt: `r-fast${i}` }));
+      await until(10000, `RECEIPT for fast subscriber ${i}`, () => s.reader.frames.some(f => f.command === 'RECEIPT'));
+      s.reader.frames.length = 0;
+      counts.push(0);
+    }
+    pub = await openRaw();
+    await handshake(pub);
+    const filler = 'x'.repeat(SIZE - 12);
+    // Drain parsed frames as they come so memory stays bounded; check order on the way.
+    const seen = fast.map(() => 0);
+    const check = want => {
+      fast.forEach((s, i) => {
+        for (const f of s.reader.frames) {
+          assertEq(f.command, 'MESSAGE', `frame ${seen[i]} to fast subscriber ${i}`);
+          assertEq(f.body.subarray(0, 11).toString(), String(seen[i]).padStart(11, '0'), `order at fast subscriber ${i}`);
+          assertEq(f.body.length, SIZE, 'body size');
+          seen[i] += 1;
+        }
+        s.reader.frames.length = 0;
+        assert(s.closed === null, `fast subscriber ${i} was closed (${JSON.stringify(s.closed)}) after ${seen[i]} messages`);
+      });
+      return seen.every(n => n >= want);
+    };
+    // The publisher waits for the readers that keep up (16 messages, 128 KiB, in flight at
+    // most), so only the paused subscriber falls behind.
+    const BATCH = 16;
+    for (let i = 0; i < COUNT; i += BATCH) {
+      for (let j = i; j < Math.min(COUNT, i + BATCH); j++) {
+        const body = `${String(j).padStart(11, '0')} ${filler}`;
+        await send(pub, frame('SEND', { destination: dest, 'content-type': 'text/plain' }, body));
+      }
+      const want = Math.min(COUNT, i + BATCH);
+      await until(10000, `${want} messages at each fast subscriber`, () => check(want), () => `got ${seen.join(', ')}`);
+    }
+    fast.forEach((s, i) => assertEq(s.closed, null, `fast subscriber ${i} was closed`));
+    // Now look at what the slow one was sent before the server gave up on it.
+    slow.ws.resume();
+    await until(15000, 'the server to close the slow subscriber', () => slow.closed !== null, () => `it has ${slow.reader.frames.length} messages`);
+    const got = slow.reader.frames.filter(f => f.command === 'MESSAGE').length;
+    assert(got < COUNT, `slow subscriber was closed but received all ${COUNT} messages`);
+    assertEq(slow.closed.code, 4500, 'close code for the slow subscriber');
+    return `3 fast subscribers got ${COUNT} x ${SIZE} B in order; the paused one was closed ${slow.closed.code} after ${got}`;
+  } finally {
+    for (const s of [slow, ...fast, pub]) if (s) s.ws.terminate();
+  }
+}
+
+await main({
+  'split-batch': splitBatch,
+  malformed,
+  'heartbeat-enforced': heartbeatEnforced,
+  'slow-consumer': slowConsumer,
+});
