@@ -321,7 +321,10 @@ async function slowConsumer() {
     await until(15000, 'the server to close the slow subscriber', () => slow.closed !== null, () => `it has ${slow.reader.frames.length} messages`);
     const got = slow.reader.frames.filter(f => f.command === 'MESSAGE').length;
     assert(got < COUNT, `slow subscriber was closed but received all ${COUNT} messages`);
-    assertEq(slow.closed.code, 4500, 'close code for the slow subscriber');
+    // 4500 when the close frame got through once reading resumed; 1006 when the server had
+    // already given up on the blocked socket and dropped it (it cannot deliver a close frame
+    // to a client that does not read). Either way the server cut it off, which is the point.
+    assert([4500, 1006].includes(slow.closed.code), `close code for the slow subscriber was ${slow.closed.code}`);
     return `3 fast subscribers got ${COUNT} x ${SIZE} B in order; the paused one was closed ${slow.closed.code} after ${got}`;
   } finally {
     for (const s of [slow, ...fast, pub]) if (s) s.ws.terminate();
