@@ -12,6 +12,56 @@
 //! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
 //! - [`upstream`]: one broker connection (CONNECT, heart-beats, reconnect, failover).
 //! - [`relay`]: relaying client frames through it (per-session, system, shared modes).
+//!
+//! A host loop in miniature (one client, simple broker):
+//!
+//! ```
+//! use stomp_relay_core::broker::{FixedStore, SimpleBroker};
+//! use stomp_relay_core::codec::{Decoded, Decoder, Header, Status};
+//! use stomp_relay_core::router::{AppRoute, Destination, Router, RouterConfig};
+//! use stomp_relay_core::session::{Event, Session, SessionConfig, SessionId, MAX_CONTROL_FRAME};
+//! use stomp_relay_core::Instant;
+//!
+//! let router = Router::new(RouterConfig::default());
+//! let mut broker: SimpleBroker<FixedStore<16>> = SimpleBroker::new(FixedStore::new());
+//! let mut session: Session<8> = Session::new(SessionId(1), SessionConfig::default(), Instant::ZERO);
+//! let received = b"CONNECT\naccept-version:1.2\n\n\0\
+//!     SUBSCRIBE\nid:0\ndestination:/sub/chat\n\n\0\
+//!     SEND\ndestination:/pub/chat\nreceipt:r1\n\nhi\0";
+//! let (mut rest, now) = (&received[..], Instant::from_millis(5));
+//! let mut sent = Vec::new();
+//! let mut deliveries = 0;
+//! while let Ok(Status::Complete((item, used))) =
+//!     Decoder::new(session.version()).decode(rest, &mut [Header::EMPTY; 32])
+//! {
+//!     if let Decoded::Frame(frame) = item {
+//!         match session.handle_frame(now, &frame) {
+//!             Ok(Some(Event::Subscribe { id, destination, .. })) => {
+//!                 broker.subscribe(SessionId(1), id, destination).unwrap();
+//!             }
+//!             Ok(Some(Event::Send { destination })) => {
+//!                 let mut to = [0u8; 128];
+//!                 if let Ok(Destination::App(d)) = router.classify(destination) {
+//!                     if let Ok(AppRoute::Forward(target)) = router.route_app(d, &mut to) {
+//!                         // `/pub/chat` goes to `/sub/chat`: build MESSAGE frames with
+//!                         // broker::message_frame for each delivery.
+//!                         deliveries += broker.publish(target, |_delivery| {});
+//!                     }
+//!                 }
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//!     rest = &rest[used..];
+//!     let mut out = [0u8; MAX_CONTROL_FRAME];
+//!     while let Some(n) = session.poll_transmit(now, &mut out).unwrap() {
+//!         sent.extend_from_slice(&out[..n]); // write to the socket
+//!     }
+//! }
+//! assert_eq!(deliveries, 1);
+//! assert!(sent.starts_with(b"CONNECTED\nversion:1.2\n"));
+//! assert!(sent.ends_with(b"RECEIPT\nreceipt-id:r1\n\n\0"));
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -59,6 +59,11 @@ impl Backoff {
     }
 }
 
+/// The `receipt` of our DISCONNECT.
+pub const DISCONNECT_RECEIPT: &[u8] = b"stomp-relay-disconnect";
+/// How long to wait for the broker's RECEIPT of our DISCONNECT before closing anyway.
+pub const DISCONNECT_RECEIPT_WAIT: Duration = Duration::from_secs(5);
+
 /// Numeric settings of an upstream connection (strings come with each call that needs
 /// them, so the state machine holds no borrows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +179,8 @@ enum State {
     Connected,
     /// The host must close the transport; then reconnect or end.
     Failing,
-    /// DISCONNECT queued or sent; waiting for the transport to close.
+    /// DISCONNECT queued or sent; waiting for its RECEIPT (bounded by
+    /// [`DISCONNECT_RECEIPT_WAIT`]), then for the transport to close.
     Disconnecting,
     /// Over for good.
     Closed,
@@ -197,6 +203,8 @@ pub struct Upstream {
     connect_pending: bool,
     heartbeat_pending: bool,
     disconnect_pending: bool,
+    /// When DISCONNECT went out; `None` once its RECEIPT arrived or waiting ended.
+    disconnect_sent: Option<Instant>,
     events: [Option<UpstreamEvent>; 4],
 }
 
@@ -217,6 +225,7 @@ impl Upstream {
             connect_pending: false,
             heartbeat_pending: false,
             disconnect_pending: false,
+            disconnect_sent: None,
             events: [None; 4],
         }
     }
@@ -237,7 +246,9 @@ impl Upstream {
     /// [`Upstream::handle_transport_closed`]).
     pub fn should_close_transport(&self) -> bool {
         matches!(self.state, State::Failing)
-            || (self.state == State::Disconnecting && !self.disconnect_pending)
+            || (self.state == State::Disconnecting
+                && !self.disconnect_pending
+                && self.disconnect_sent.is_none())
     }
 
     /// The broker's negotiated version (1.2 until CONNECTED).
@@ -431,6 +442,7 @@ impl Upstream {
             ) => {
                 if self.state == State::Disconnecting {
                     self.disconnect_pending = false;
+                    self.disconnect_sent = None;
                 } else {
                     self.fail(LossReason::BrokerError);
                 }
@@ -438,6 +450,14 @@ impl Upstream {
             }
             (State::Connected | State::Disconnecting, Command::Message) => {
                 Some(Inbound::Message(*frame))
+            }
+            (State::Disconnecting, Command::Receipt)
+                if frame
+                    .receipt_id()
+                    .is_some_and(|r| r.eq_bytes(DISCONNECT_RECEIPT)) =>
+            {
+                self.disconnect_sent = None;
+                None
             }
             (State::Connected | State::Disconnecting, Command::Receipt) => {
                 Some(Inbound::Receipt(*frame))
@@ -474,6 +494,7 @@ impl Upstream {
         match self.state {
             State::Waiting { until } => Some(until),
             State::AwaitingConnected { since } => Some(since + self.config.connected_timeout),
+            State::Disconnecting => self.disconnect_sent.map(|t| t + DISCONNECT_RECEIPT_WAIT),
             State::Connected => {
                 let write = if self.heartbeat_pending {
                     None
@@ -491,6 +512,13 @@ impl Upstream {
         match self.state {
             State::AwaitingConnected { since } if now >= since + self.config.connected_timeout => {
                 self.fail(LossReason::ConnectedTimeout)
+            }
+            State::Disconnecting
+                if self
+                    .disconnect_sent
+                    .is_some_and(|t| now >= t + DISCONNECT_RECEIPT_WAIT) =>
+            {
+                self.disconnect_sent = None;
             }
             State::Connected => {
                 if self.read_timeout.is_some_and(|r| now >= self.last_rx + r) {
@@ -539,10 +567,11 @@ impl Upstream {
             self.connect_pending = false;
             len
         } else if self.disconnect_pending {
-            let headers = [Header::new(b"receipt", b"stomp-relay-disconnect")];
+            let headers = [Header::new(b"receipt", DISCONNECT_RECEIPT)];
             let frame = Frame::new(Command::Disconnect, &headers, b"");
             let len = crate::codec::encode(&frame, EncodeOptions::new(self.version), out)?;
             self.disconnect_pending = false;
+            self.disconnect_sent = Some(now);
             len
         } else if self.heartbeat_pending && self.state == State::Connected {
             let b = out
@@ -750,10 +779,34 @@ mod tests {
         u.disconnect();
         let out = drain(&mut u, t(1));
         assert_eq!(out, ["DISCONNECT\nreceipt:stomp-relay-disconnect\n\n\0"]);
+        assert!(
+            !u.should_close_transport(),
+            "waits for the broker's RECEIPT"
+        );
+        let h = [Header::new(b"receipt-id", b"stomp-relay-disconnect")];
+        assert_eq!(
+            u.handle_frame(t(2), &Frame::new(Command::Receipt, &h, b"")),
+            None
+        );
         assert!(u.should_close_transport());
         u.handle_transport_closed(t(2));
         assert!(u.is_closed());
         assert_eq!(u.poll_connect(t(10_000)), None);
+    }
+
+    #[test]
+    fn disconnect_gives_up_waiting_for_the_receipt() {
+        let mut u = up(None, 1);
+        u.poll_connect(t(0));
+        u.on_transport_connected(t(0));
+        drain(&mut u, t(0));
+        u.handle_frame(t(0), &connected_frame());
+        u.disconnect();
+        drain(&mut u, t(10));
+        assert_eq!(u.poll_timeout(), Some(t(5_010)));
+        u.handle_timeout(t(5_010));
+        assert!(u.should_close_transport());
+        assert_eq!(u.poll_timeout(), None);
     }
 
     #[test]
