@@ -11,8 +11,9 @@ use embassy_time::Duration;
 pub struct Config<'a> {
     /// TCP port local devices connect to. Default 61613.
     pub listen_port: u16,
-    /// The upstream broker (ActiveMQ, RabbitMQ or a stomp-relay server). No default.
-    pub upstream: IpEndpoint,
+    /// Upstream brokers (ActiveMQ, RabbitMQ or a stomp-relay server) in failover order:
+    /// the first that answers is used, the next is tried when it goes away. No default.
+    pub upstreams: &'a [IpEndpoint],
     /// `login` sent in the upstream CONNECT. Default `guest`.
     pub upstream_login: &'a str,
     /// `passcode` sent in the upstream CONNECT. Default `guest`.
@@ -26,12 +27,12 @@ pub struct Config<'a> {
     /// A peer silent for this many negotiated receive intervals is considered gone
     /// (Spring's factor). Default 3.
     pub heartbeat_grace: u32,
-    /// First reconnect delay after the upstream is lost; doubles per failed attempt.
-    /// Default 500 ms.
+    /// Base reconnect delay after every address failed once; doubles per failed round
+    /// (relay-core's equal-jitter backoff waits between half and all of it). Default 500 ms.
     pub reconnect_min: Duration,
     /// Ceiling of the reconnect delay. Default 30 s.
     pub reconnect_max: Duration,
-    /// How long to wait for the upstream's CONNECTED (and for a TCP connect). Default 5 s.
+    /// How long to wait for a TCP connect, and then for the upstream's CONNECTED. Default 5 s.
     pub connect_timeout: Duration,
     /// How long a local session may hold its outbound queue full before it is closed as
     /// a slow consumer, and how long closing waits to flush. Default 5 s.
@@ -43,11 +44,11 @@ pub struct Config<'a> {
 }
 
 impl<'a> Config<'a> {
-    /// The defaults documented on each field, relaying to `upstream`.
-    pub const fn new(upstream: IpEndpoint) -> Self {
+    /// The defaults documented on each field, relaying to `upstreams`.
+    pub const fn new(upstreams: &'a [IpEndpoint]) -> Self {
         Config {
             listen_port: 61613,
-            upstream,
+            upstreams,
             upstream_login: "guest",
             upstream_passcode: "guest",
             upstream_host: "/",

@@ -15,7 +15,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::signal::Signal;
 use stomp_relay_codec::{encode, EncodeOptions, Frame, Version};
 
-use crate::ring::{ByteQueue, StoreRing};
+use crate::ring::{ByteQueue, QueueFull, StoreRing};
 use crate::subs::SubTable;
 use crate::Config;
 
@@ -88,6 +88,9 @@ pub struct Edge<
 > {
     pub(crate) inner: Mutex<M, RefCell<Inner<N, QUEUE, STORE, FRAME>>>,
     pub(crate) session_wake: [Signal<M, ()>; N],
+    /// Signalled when a session's queue drained (or the session ended): fan-out waits
+    /// on it when a queue is full.
+    pub(crate) space_wake: [Signal<M, ()>; N],
     pub(crate) upstream_wake: Signal<M, ()>,
     pub(crate) slots_changed: Signal<M, ()>,
 }
@@ -124,6 +127,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 },
             })),
             session_wake: [const { Signal::new() }; N],
+            space_wake: [const { Signal::new() }; N],
             upstream_wake: Signal::new(),
             slots_changed: Signal::new(),
         }
@@ -211,6 +215,15 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
 impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
     Inner<N, QUEUE, STORE, FRAME>
 {
+    /// Marks session `slot` for closing as a slow consumer.
+    pub fn mark_slow_consumer(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if s.busy && !s.overflowed {
+            s.overflowed = true;
+            self.stats.slow_consumers += 1;
+        }
+    }
+
     /// Encodes `frame` for session `slot` and queues it; on overflow the session is
     /// marked for closing (a slow consumer) and `false` comes back.
     pub fn queue_frame(&mut self, slot: usize, frame: &Frame<'_>, options: EncodeOptions) -> bool {
@@ -219,6 +232,21 @@ impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
 }
 
 impl<const QUEUE: usize> Slot<QUEUE> {
+    /// Encodes `frame` and queues it if it fits; nothing changes otherwise.
+    pub fn try_queue(
+        &mut self,
+        scratch: &mut [u8],
+        frame: &Frame<'_>,
+        options: EncodeOptions,
+    ) -> Result<(), QueueFull> {
+        if self.overflowed {
+            // Closing anyway: swallow, so fan-out does not wait on a dead session.
+            return Ok(());
+        }
+        let n = encode(frame, options, scratch).map_err(|_| QueueFull)?;
+        self.queue.push(&[&scratch[..n]])
+    }
+
     /// See [`Inner::queue_frame`]; split out so fan-out can borrow the table meanwhile.
     pub fn queue_frame(
         &mut self,

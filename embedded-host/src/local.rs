@@ -28,6 +28,9 @@ use crate::Config;
 /// The ERROR frame a connection beyond the `N` slots receives before it is closed.
 pub const TOO_MANY_SESSIONS: &[u8] = b"ERROR\nmessage:Too many sessions\ncontent-type:text/plain\ncontent-length:17\n\nToo many sessions\0";
 
+/// The ERROR `message` for a device that cannot keep up with its MESSAGEs.
+pub const SLOW_CONSUMER: &str = "Slow consumer: outbound queue overflowed";
+
 /// What the read side decided after a frame.
 enum Flow {
     Continue,
@@ -73,6 +76,8 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
 
             self.with(|i| i.subs.remove_session(slot));
             self.upstream_wake.signal(());
+            // A fan-out waiting for this session's queue must not wait for nothing.
+            self.space_wake[slot].signal(());
             socket.close();
             let _ = with_timeout(config.write_timeout, socket.flush()).await;
             socket.abort();
@@ -201,6 +206,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     (n, ())
                 })
                 .await;
+            self.space_wake[slot].signal(());
             if r.is_err() {
                 return false;
             }
@@ -216,6 +222,12 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             });
             if overflowed {
                 warn!("session {}: outbound queue overflowed, closing", slot);
+                self.with(|i| {
+                    let version = i.slots[slot].version;
+                    push_error(i, slot, Some(version), SLOW_CONSUMER, None);
+                    // Nothing more is queued behind the ERROR.
+                    i.slots[slot].overflowed = true;
+                });
                 return;
             }
             if pending {

@@ -1,13 +1,18 @@
-//! The one upstream session: connect with backoff, CONNECT with the relay credentials,
-//! restore subscriptions, forward the store-and-forward ring in order, fan MESSAGEs out
-//! to local subscribers, heart-beats both ways.
+//! The one upstream session, driven by relay-core's [`Upstream`] state machine
+//! (CONNECT with the relay credentials, CONNECTED wait, heart-beats, failover across
+//! the configured addresses, backoff with jitter): this module opens the TCP
+//! connections it asks for, restores subscriptions, forwards the store-and-forward ring
+//! in order and fans MESSAGEs out to local subscribers.
 //!
-//! Invariants: every SEND goes upstream with a `receipt` carrying its ring sequence
-//! number and leaves the ring only when that RECEIPT arrives, so an outage loses nothing
-//! the ring still holds and delivery stays in order (at-least-once: a SEND written just
-//! before a loss may arrive twice); after every (re)connect each destination with local
-//! subscribers is subscribed exactly once; local sessions never notice the upstream
-//! going away except that MESSAGEs pause.
+//! Invariants: nothing but CONNECT goes up before the broker's CONNECTED; every SEND
+//! goes upstream with a `receipt` carrying its ring sequence number and leaves the ring
+//! only when that RECEIPT arrives, so an outage loses nothing the ring still holds and
+//! delivery stays in order (at-least-once: a SEND written just before a loss may arrive
+//! twice); after every (re)connect each destination with local subscribers is
+//! subscribed exactly once, before any stored SEND is flushed; local sessions never
+//! notice the upstream going away except that MESSAGEs pause.
+
+use core::cell::RefCell;
 
 use embassy_futures::select::select;
 use embassy_net::tcp::{TcpReader, TcpSocket, TcpWriter};
@@ -19,104 +24,123 @@ use stomp_relay_codec::{
     encode, Command, DecodeError, Decoded, Decoder, EncodeOptions, Frame, Header, Limit, Limits,
     Status, Version,
 };
+use stomp_relay_core::time::Instant as CoreInstant;
+use stomp_relay_core::upstream::{
+    Backoff, Credentials, Inbound, Upstream, UpstreamConfig, UpstreamEvent,
+};
 
 use crate::edge::{Edge, Inner, UpstreamResources, MAX_HEADERS};
-use crate::negotiate::{self, fmt_u32, HeartBeats};
+use crate::negotiate::{self, fmt_u32};
+use crate::ring::QueueFull;
 use crate::subs::{Action, MAX_SUB_ID};
 use crate::Config;
+
+fn now() -> CoreInstant {
+    CoreInstant::from_millis(Instant::now().as_millis())
+}
+
+fn core_duration(d: Duration) -> core::time::Duration {
+    core::time::Duration::from_millis(d.as_millis())
+}
+
+/// The embassy instant of a relay-core deadline.
+fn embassy_instant(t: CoreInstant) -> Instant {
+    Instant::from_millis(t.as_millis())
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u64) as u32
+}
 
 impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
     Edge<M, N, QUEUE, STORE, FRAME>
 {
-    /// Keeps the upstream session up forever, reconnecting with exponential backoff and
-    /// jitter between [`Config::reconnect_min`] and [`Config::reconnect_max`].
+    /// Keeps the upstream session up forever: relay-core's [`Upstream`] decides when and
+    /// where to connect (backoff with jitter between [`Config::reconnect_min`] and
+    /// [`Config::reconnect_max`], rotating through [`Config::upstreams`]).
     pub async fn run_upstream<const RX: usize, const TX: usize, const F: usize>(
         &self,
         stack: Stack<'_>,
         config: &Config<'_>,
         res: &mut UpstreamResources<RX, TX, F>,
     ) -> ! {
-        let mut backoff = config.reconnect_min;
-        let mut rng = config.seed | 1;
+        let up = RefCell::new(Upstream::new(
+            UpstreamConfig {
+                heart_beat: (
+                    millis(config.upstream_heartbeat.0),
+                    millis(config.upstream_heartbeat.1),
+                ),
+                read_timeout_factor: config.heartbeat_grace,
+                connected_timeout: core_duration(config.connect_timeout),
+                reconnect: Some(Backoff {
+                    initial: core_duration(config.reconnect_min),
+                    max: core_duration(config.reconnect_max),
+                }),
+                addresses: config.upstreams.len().max(1),
+                jitter_seed: config.seed,
+            },
+            now(),
+        ));
+        let creds = Credentials {
+            login: Some(config.upstream_login),
+            passcode: Some(config.upstream_passcode),
+            virtual_host: Some(config.upstream_host),
+        };
+        let UpstreamResources { rx, tx, frame, out } = res;
         loop {
-            let reached = self.upstream_once(stack, config, res).await;
+            let address = loop {
+                let next = up.borrow_mut().poll_connect(now());
+                if let Some(a) = next {
+                    break a;
+                }
+                let deadline = up.borrow().poll_timeout();
+                match deadline {
+                    Some(t) => Timer::at(embassy_instant(t)).await,
+                    None => Timer::after_millis(100).await,
+                }
+            };
+            let Some(&endpoint) = config.upstreams.get(address) else {
+                // No address configured: nothing to connect to, ever.
+                Timer::after_secs(3600).await;
+                continue;
+            };
+            let mut socket = TcpSocket::new(stack, &mut rx[..], &mut tx[..]);
+            if let Ok(Ok(())) = with_timeout(config.connect_timeout, socket.connect(endpoint)).await
+            {
+                up.borrow_mut().on_transport_connected(now());
+                let (mut reader, mut writer) = socket.split();
+                select(
+                    self.upstream_read(&mut reader, &up, config, frame),
+                    self.upstream_write(&mut writer, &up, &creds, out),
+                )
+                .await;
+            }
+            socket.abort();
+            let _ = with_timeout(Duration::from_millis(100), socket.flush()).await;
+            drop(socket);
+            up.borrow_mut().handle_transport_closed(now());
+            while let Some(event) = up.borrow_mut().poll_event() {
+                if let UpstreamEvent::Lost(reason) = event {
+                    warn!("upstream lost: {}", reason);
+                }
+            }
             self.with(|i| {
                 i.upstream_up = false;
                 i.subs.upstream_lost();
                 i.store.rewind();
             });
-            if reached {
-                backoff = config.reconnect_min;
-            }
-            // xorshift64: jitter so that many edge nodes do not reconnect in lockstep.
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let quarter = backoff.as_millis() / 4;
-            let jitter = if quarter > 0 { rng % quarter } else { 0 };
-            let delay = backoff + Duration::from_millis(jitter);
-            info!(
-                "upstream: lost or unreachable, retrying in {} ms",
-                delay.as_millis()
-            );
-            Timer::after(delay).await;
-            backoff = (backoff * 2).min(config.reconnect_max);
         }
     }
 
-    /// One upstream connection, start to end. `true` if it reached CONNECTED.
-    async fn upstream_once<const RX: usize, const TX: usize, const F: usize>(
+    /// Reads broker frames until the state machine gives up on the transport or it
+    /// closes.
+    async fn upstream_read(
         &self,
-        stack: Stack<'_>,
-        config: &Config<'_>,
-        res: &mut UpstreamResources<RX, TX, F>,
-    ) -> bool {
-        let UpstreamResources { rx, tx, frame, out } = res;
-        let mut socket = TcpSocket::new(stack, rx, tx);
-        let reached =
-            match with_timeout(config.connect_timeout, socket.connect(config.upstream)).await {
-                Ok(Ok(())) => self.upstream_session(&mut socket, config, frame, out).await,
-                _ => false,
-            };
-        socket.abort();
-        let _ = with_timeout(Duration::from_millis(100), socket.flush()).await;
-        reached
-    }
-
-    async fn upstream_session(
-        &self,
-        socket: &mut TcpSocket<'_>,
+        reader: &mut TcpReader<'_>,
+        up: &RefCell<Upstream>,
         config: &Config<'_>,
         buf: &mut [u8],
-        out: &mut [u8],
-    ) -> bool {
-        let ms = |d: Duration| d.as_millis().min(u32::MAX as u64) as u32;
-        let (mut a, mut b) = ([0u8; 10], [0u8; 10]);
-        let send = fmt_u32(ms(config.upstream_heartbeat.0), &mut a);
-        let recv = fmt_u32(ms(config.upstream_heartbeat.1), &mut b);
-        let mut hb = [0u8; 21];
-        hb[..send.len()].copy_from_slice(send);
-        hb[send.len()] = b',';
-        hb[send.len() + 1..send.len() + 1 + recv.len()].copy_from_slice(recv);
-        let headers = [
-            Header::new(b"accept-version", b"1.2"),
-            Header::new(b"host", config.upstream_host.as_bytes()),
-            Header::new(b"login", config.upstream_login.as_bytes()),
-            Header::new(b"passcode", config.upstream_passcode.as_bytes()),
-            Header::new(b"heart-beat", &hb[..send.len() + 1 + recv.len()]),
-        ];
-        let Ok(n) = encode(
-            &Frame::new(Command::Connect, &headers, b""),
-            Version::V1_2,
-            out,
-        ) else {
-            warn!("upstream: CONNECT does not fit the frame buffer");
-            return false;
-        };
-        if socket.write_all(&out[..n]).await.is_err() || socket.flush().await.is_err() {
-            return false;
-        }
-
+    ) {
         let limits = Limits {
             max_frame_size: buf.len(),
             max_headers: MAX_HEADERS,
@@ -125,65 +149,14 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         };
         let decoder = Decoder::with_limits(Version::V1_2, limits);
         let mut filled = 0;
-        let theirs = match with_timeout(config.connect_timeout, async {
-            loop {
-                // Decoded in a plain function so the header storage is not kept in the
-                // future across the read below.
-                match connected_step(&decoder, &buf[..filled]) {
-                    Step::Answer(result, n) => {
-                        buf.copy_within(n..filled, 0);
-                        filled -= n;
-                        return result;
-                    }
-                    Step::Skip(n) => {
-                        buf.copy_within(n..filled, 0);
-                        filled -= n;
-                        continue;
-                    }
-                    Step::More => {}
-                    Step::Invalid => return Err(()),
-                }
-                match socket.read(&mut buf[filled..]).await {
-                    Ok(0) | Err(_) => return Err(()),
-                    Ok(n) => filled += n,
-                }
-            }
-        })
-        .await
-        {
-            Ok(Ok(theirs)) => theirs,
-            _ => return false,
-        };
-        let heart_beats = HeartBeats::negotiate(config.upstream_heartbeat, theirs);
-        self.with(|i| {
-            i.upstream_up = true;
-            i.stats.upstream_connects += 1;
-        });
-        info!("upstream: connected");
-        self.upstream_wake.signal(());
-
-        let (mut reader, mut writer) = socket.split();
-        select(
-            self.upstream_read(&mut reader, config, decoder, buf, filled, heart_beats),
-            self.upstream_write(&mut writer, out, heart_beats),
-        )
-        .await;
-        true
-    }
-
-    async fn upstream_read(
-        &self,
-        reader: &mut TcpReader<'_>,
-        config: &Config<'_>,
-        decoder: Decoder,
-        buf: &mut [u8],
-        mut filled: usize,
-        heart_beats: HeartBeats,
-    ) {
         // Skipping the rest of a frame too large for `buf` (up to its NUL).
         let mut skipping = false;
+        // The MESSAGE at the start of `buf` was already delivered to this many of its
+        // local subscribers (it is decoded again after waiting for a full queue).
+        let mut resume = 0;
         loop {
             let mut start = 0;
+            let mut blocked = None;
             while start < filled {
                 if skipping {
                     match buf[start..filled].iter().position(|&b| b == 0) {
@@ -197,32 +170,51 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 }
                 let mut headers = [Header::EMPTY; MAX_HEADERS];
                 match decoder.decode(&buf[start..filled], &mut headers) {
-                    Ok(Status::Complete((Decoded::HeartBeat, n))) => start += n,
-                    Ok(Status::Complete((Decoded::Frame(f), n))) => {
+                    Ok(Status::Complete((Decoded::HeartBeat, n))) => {
                         start += n;
-                        match f.command {
-                            Command::Message => self.fan_out(&f),
-                            Command::Receipt => {
-                                if let Some(seq) =
-                                    f.receipt_id().and_then(|v| negotiate::parse_seq(v.raw()))
-                                {
+                        up.borrow_mut().handle_heartbeat(now());
+                    }
+                    Ok(Status::Complete((Decoded::Frame(f), n))) => {
+                        let inbound = up.borrow_mut().handle_frame(now(), &f);
+                        match inbound {
+                            Some(Inbound::Connected(_)) => {
+                                self.with(|i| {
+                                    i.upstream_up = true;
+                                    i.stats.upstream_connects += 1;
+                                });
+                                info!("upstream: connected");
+                                self.upstream_wake.signal(());
+                            }
+                            Some(Inbound::Message(m)) => {
+                                if let Some(at) = self.fan_out(&m, resume) {
+                                    // A subscriber's queue is full: wait for it below,
+                                    // with this frame still at `start`.
+                                    blocked = Some(at);
+                                    break;
+                                }
+                                resume = 0;
+                            }
+                            Some(Inbound::Receipt(r)) => {
+                                let seq =
+                                    r.receipt_id().and_then(|v| negotiate::parse_seq(v.raw()));
+                                if let Some(seq) = seq {
                                     self.with(|i| {
                                         let acked = i.store.ack_through(seq);
                                         i.stats.forwarded += acked;
                                     });
                                 }
                             }
-                            Command::Error => {
+                            Some(Inbound::Error(e)) => {
                                 warn!(
                                     "upstream ERROR: {}",
-                                    f.message()
+                                    e.message()
                                         .and_then(|m| m.as_str())
                                         .unwrap_or("(no message)")
                                 );
-                                return;
                             }
-                            _ => {}
+                            None => {}
                         }
+                        start += n;
                     }
                     Ok(Status::Partial) => break,
                     Err(DecodeError::LimitExceeded {
@@ -231,40 +223,53 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     }) => {
                         warn!("upstream: frame larger than the receive buffer skipped");
                         self.with(|i| i.stats.oversize_upstream += 1);
+                        up.borrow_mut().on_receive(now());
                         skipping = true;
                     }
                     Err(_) => {
-                        warn!("upstream: undecodable frame, reconnecting");
-                        return;
+                        warn!("upstream: undecodable frame");
+                        up.borrow_mut().handle_decode_error(now());
                     }
+                }
+                if up.borrow().should_close_transport() {
+                    self.upstream_wake.signal(());
+                    return;
                 }
             }
             buf.copy_within(start..filled, 0);
             filled -= start;
-
-            let read = reader.read(&mut buf[filled..]);
-            let n = match heart_beats.read_deadline(config.heartbeat_grace) {
-                Some(d) => match with_timeout(d, read).await {
-                    Ok(r) => r,
+            if let Some((index, session)) = blocked {
+                // Backpressure: the upstream waits (its TCP window closes) while a slow
+                // device drains, up to `write_timeout`; then that device is dropped as a
+                // slow consumer and the others get the message.
+                self.session_wake[session].signal(());
+                let drained =
+                    with_timeout(config.write_timeout, self.space_wake[session].wait()).await;
+                resume = match drained {
+                    Ok(()) => index,
                     Err(_) => {
-                        warn!("upstream: heart-beat missed, reconnecting");
-                        return;
+                        self.with(|i| i.mark_slow_consumer(session));
+                        self.session_wake[session].signal(());
+                        index + 1
                     }
-                },
-                None => read.await,
-            };
-            match n {
+                };
+                continue;
+            }
+            match reader.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    up.borrow_mut().on_receive(now());
+                }
             }
         }
     }
 
-    /// Copies an upstream MESSAGE to every local subscription of its route.
-    fn fan_out(&self, frame: &Frame<'_>) {
-        let Some(sub) = frame.subscription() else {
-            return;
-        };
+    /// Copies an upstream MESSAGE to the local subscriptions of its route, starting
+    /// with the `skip`-th. Stops at the first whose queue has no room and returns its
+    /// index and session, so the caller can wait for it and resume there.
+    fn fan_out(&self, frame: &Frame<'_>, skip: usize) -> Option<(usize, usize)> {
+        let sub = frame.subscription()?;
         let mut kept = [Header::EMPTY; MAX_HEADERS + 1];
         let mut k = 0;
         for h in frame
@@ -283,10 +288,8 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 stats,
                 ..
             } = i;
-            let Some(route) = subs.route_of(sub.raw()) else {
-                return;
-            };
-            for (session, id) in subs.subscribers(route) {
+            let route = subs.route_of(sub.raw())?;
+            for (index, (session, id)) in subs.subscribers(route).enumerate().skip(skip) {
                 let mut escaped = [0u8; 2 * MAX_SUB_ID];
                 let mut headers = kept;
                 headers[k] = Header::new(b"subscription", escape(id, &mut escaped));
@@ -297,114 +300,103 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     form: frame.form,
                 };
                 let slot = &mut slots[session];
-                if slot.queue_frame(
-                    scratch,
-                    stats,
-                    &copy,
-                    EncodeOptions::passthrough(slot.version),
-                ) {
-                    stats.delivered += 1;
+                match slot.try_queue(scratch, &copy, EncodeOptions::passthrough(slot.version)) {
+                    Ok(()) => stats.delivered += 1,
+                    Err(QueueFull) if !slot.queue.is_empty() => return Some((index, session)),
+                    // Does not fit even an empty queue (or cannot be encoded for the
+                    // device's version): the device cannot get what it subscribed to.
+                    Err(QueueFull) => {
+                        slot.overflowed = true;
+                        stats.slow_consumers += 1;
+                    }
                 }
                 self.session_wake[session].signal(());
             }
-        });
+            None
+        })
     }
 
+    /// Writes what the state machine wants (CONNECT, heart-beats), then, once
+    /// connected, subscription changes and the store-and-forward ring; runs the timers.
     async fn upstream_write(
         &self,
         writer: &mut TcpWriter<'_>,
+        up: &RefCell<Upstream>,
+        creds: &Credentials<'_>,
         out: &mut [u8],
-        heart_beats: HeartBeats,
     ) {
-        let mut last_write = Instant::now();
         loop {
             let mut wrote = false;
-            // Subscription changes first, so a device's SEND right after its SUBSCRIBE
-            // cannot overtake it upstream.
-            while let Some(n) = self.with(|i| take_action(i, out)) {
-                if writer.write_all(&out[..n]).await.is_err() {
-                    return;
-                }
-                wrote = true;
-            }
             loop {
-                let next = self.with(|i| {
-                    let (seq, rec) = i.store.next_unsent(out)?;
-                    let len = rec.len();
-                    i.store.mark_sent(seq);
-                    Some((seq, len))
-                });
-                let Some((seq, len)) = next else {
-                    break;
-                };
-                let mut digits = [0u8; 10];
-                let seq = fmt_u32(seq, &mut digits);
-                let parts: [&[u8]; 4] = [b"SEND\nreceipt:", seq, b"\n", &out[..len]];
-                for part in parts {
-                    if writer.write_all(part).await.is_err() {
+                let control = up.borrow_mut().poll_transmit(now(), creds, out);
+                match control {
+                    Ok(Some(n)) => {
+                        if writer.write_all(&out[..n]).await.is_err() {
+                            return;
+                        }
+                        wrote = true;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        warn!("upstream: CONNECT does not fit the frame buffer");
                         return;
                     }
                 }
-                wrote = true;
+            }
+            if up.borrow().is_connected() {
+                // Subscription changes first, so a device's SEND right after its
+                // SUBSCRIBE cannot overtake it upstream.
+                while let Some(n) = self.with(|i| take_action(i, out)) {
+                    if writer.write_all(&out[..n]).await.is_err() {
+                        return;
+                    }
+                    wrote = true;
+                }
+                loop {
+                    let next = self.with(|i| {
+                        let (seq, rec) = i.store.next_unsent(out)?;
+                        let len = rec.len();
+                        i.store.mark_sent(seq);
+                        Some((seq, len))
+                    });
+                    let Some((seq, len)) = next else {
+                        break;
+                    };
+                    let mut digits = [0u8; 10];
+                    let seq = fmt_u32(seq, &mut digits);
+                    let parts: [&[u8]; 4] = [b"SEND\nreceipt:", seq, b"\n", &out[..len]];
+                    for part in parts {
+                        if writer.write_all(part).await.is_err() {
+                            return;
+                        }
+                    }
+                    wrote = true;
+                }
             }
             if wrote {
                 if writer.flush().await.is_err() {
                     return;
                 }
-                last_write = Instant::now();
+                up.borrow_mut().on_transmit(now());
                 continue;
             }
-            match heart_beats.send_every {
-                Some(every) => {
-                    let due = last_write + every;
-                    if Instant::now() >= due {
-                        if writer.write_all(b"\n").await.is_err() || writer.flush().await.is_err() {
-                            return;
-                        }
-                        last_write = Instant::now();
-                        continue;
-                    }
-                    let _ = with_timeout(due - Instant::now(), self.upstream_wake.wait()).await;
+            if up.borrow().should_close_transport() {
+                return;
+            }
+            let deadline = up.borrow().poll_timeout();
+            match deadline {
+                Some(t) => {
+                    let _ =
+                        embassy_time::with_deadline(embassy_instant(t), self.upstream_wake.wait())
+                            .await;
                 }
                 None => self.upstream_wake.wait().await,
             }
+            up.borrow_mut().handle_timeout(now());
+            if up.borrow().should_close_transport() {
+                return;
+            }
         }
-    }
-}
-
-/// One decode step while waiting for CONNECTED.
-enum Step {
-    /// CONNECTED (the broker's heart-beat) or a refusal, and the bytes it used.
-    Answer(Result<(u32, u32), ()>, usize),
-    /// A heart-beat to skip.
-    Skip(usize),
-    More,
-    Invalid,
-}
-
-fn connected_step(decoder: &Decoder, buf: &[u8]) -> Step {
-    let mut headers = [Header::EMPTY; MAX_HEADERS];
-    match decoder.decode(buf, &mut headers) {
-        Ok(Status::Complete((Decoded::Frame(f), n))) => {
-            let result = match f.command {
-                Command::Connected => {
-                    negotiate::heart_beat(f.header(b"heart-beat").map(|v| v.raw())).ok_or(())
-                }
-                _ => {
-                    warn!(
-                        "upstream refused CONNECT: {}",
-                        f.message()
-                            .and_then(|m| m.as_str())
-                            .unwrap_or("(no message)")
-                    );
-                    Err(())
-                }
-            };
-            Step::Answer(result, n)
-        }
-        Ok(Status::Complete((Decoded::HeartBeat, n))) => Step::Skip(n),
-        Ok(Status::Partial) => Step::More,
-        Err(_) => Step::Invalid,
     }
 }
 

@@ -25,7 +25,8 @@ fn static_state_for_four_sessions_fits_32_kib() {
     let (stack, _peer, _net) = common::network(None);
     let edge = BudgetEdge::new();
     let mut res = BudgetResources::new();
-    let config = Config::new(IpEndpoint::new(common::PEER_IP.into(), 61613));
+    let upstreams = [IpEndpoint::new(common::PEER_IP.into(), 61613)];
+    let config = Config::new(&upstreams);
     let run = edge.run(stack, &config, &mut res);
     let future = size_of_val(&run);
     drop(run);

@@ -16,7 +16,8 @@ type TestEdge = Edge<NoopRawMutex, 4, 2048, 4096, 1024>;
 type TestResources = EdgeResources<4, 1024, 1024, 1024, 1024, 1024>;
 
 fn config() -> Config<'static> {
-    let mut c = Config::new(IpEndpoint::new(PEER_IP.into(), UPSTREAM_PORT));
+    let upstreams = leak([IpEndpoint::new(PEER_IP.into(), UPSTREAM_PORT)]);
+    let mut c = Config::new(upstreams);
     c.upstream_login = "relay-user";
     c.upstream_passcode = "relay-pass";
     c.reconnect_min = Duration::from_millis(50);

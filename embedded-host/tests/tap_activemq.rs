@@ -192,7 +192,8 @@ fn tap_end_to_end_with_activemq() {
         let edge = E2eEdge::new();
         let mut res = Box::new(E2eResources::new());
         let host: Ipv4Address = HOST_IP.parse().unwrap();
-        let mut config = Config::new(IpEndpoint::new(host.into(), 61613));
+        let upstreams = [IpEndpoint::new(host.into(), 61613)];
+        let mut config = Config::new(&upstreams);
         config.upstream_login = "admin";
         config.upstream_passcode = "admin";
         config.reconnect_min = Duration::from_millis(100);

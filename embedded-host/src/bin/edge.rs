@@ -33,9 +33,10 @@ struct Args {
     /// Default gateway on the TAP network.
     #[arg(long)]
     gateway: Option<Ipv4Addr>,
-    /// Upstream broker, IPv4:port (reachable over the TAP network).
+    /// Upstream broker, IPv4:port (reachable over the TAP network); repeat the flag
+    /// for failover addresses, tried in order.
     #[arg(long, default_value = "192.168.69.1:61613")]
-    upstream: SocketAddrV4,
+    upstream: Vec<SocketAddrV4>,
     /// TCP port local devices connect to.
     #[arg(long, default_value_t = 61613)]
     port: u16,
@@ -125,10 +126,12 @@ fn setup(spawner: Spawner) -> Result<(), String> {
         embassy_net::new(device, net_config, STACK.init(StackResources::new()), seed);
 
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-    let mut config = Config::new(IpEndpoint::new(
-        (*args.upstream.ip()).into(),
-        args.upstream.port(),
-    ));
+    let upstreams: Vec<IpEndpoint> = args
+        .upstream
+        .iter()
+        .map(|a| IpEndpoint::new((*a.ip()).into(), a.port()))
+        .collect();
+    let mut config = Config::new(Box::leak(upstreams.into_boxed_slice()));
     config.listen_port = args.port;
     config.upstream_login = leak(args.login);
     config.upstream_passcode = leak(args.passcode);
@@ -140,7 +143,7 @@ fn setup(spawner: Spawner) -> Result<(), String> {
     let config = CONFIG.init(config);
 
     log::info!(
-        "edge node on {} ({}), devices on port {}, upstream {}",
+        "edge node on {} ({}), devices on port {}, upstream {:?}",
         args.tap,
         args.address,
         args.port,
