@@ -1,0 +1,198 @@
+//! The real `stomp-relay` binary: configuration errors (exit 2, one line naming the flag
+//! or key), `--help`, precedence of flags over environment over file, and graceful
+//! shutdown on SIGTERM/SIGINT.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stomp-relay"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn bad_flag_exits_2_naming_it() {
+    let out = run(&["--lisen", "127.0.0.1:1"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--lisen"), "{err}");
+
+    let out = run(&["--broker", "kafka"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--broker") && err.contains("kafka"), "{err}");
+
+    let out = run(&["--heartbeat", "often"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--heartbeat"));
+}
+
+#[test]
+fn bad_config_key_exits_2_naming_it() {
+    let dir = std::env::temp_dir().join(format!("stomp-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nsend-bufer = \"1MiB\"\n").unwrap();
+    let out = run(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("send-bufer") && err.contains("line 2"),
+        "{err}"
+    );
+
+    // A bad value in the environment names the flag it stands for.
+    let out = run(&[], &[("STOMP_RELAY_MAX_FRAME_SIZE", "huge")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-frame-size"));
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let out = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--listen",
+        "--tcp-listen",
+        "--app-prefix",
+        "--broker-prefix",
+        "--broker",
+        "--relay",
+        "--relay-login",
+        "--relay-passcode",
+        "--system-login",
+        "--system-passcode",
+        "--virtual-host",
+        "--dialect",
+        "--relay-mode",
+        "--heartbeat",
+        "--max-frame-size",
+        "--send-buffer",
+        "--send-time-limit",
+        "--time-to-first-frame",
+        "--max-connections",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    for default in [
+        "127.0.0.1:8080",
+        "[default: simple]",
+        "[default: 64KiB]",
+        "[default: 512KiB]",
+        "[default: 10s]",
+        "[default: 60s]",
+        "[default: 10000,10000]",
+    ] {
+        assert!(help.contains(default), "--help lacks {default}");
+    }
+}
+
+#[tokio::test]
+async fn flags_win_over_env_over_file() {
+    let dir = std::env::temp_dir().join(format!("stomp-relay-prec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ok.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\nbroker-prefix = \"/file/\"\napp-prefix = [\"/app/\"]\n",
+    )
+    .unwrap();
+    // The file's listen is overridden by the env, the env's broker prefix by the flag.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--broker-prefix",
+            "/flag/",
+        ])
+        .env("STOMP_RELAY_LISTEN", "127.0.0.1:0")
+        .env("STOMP_RELAY_BROKER_PREFIX", "/env/")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let http = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap();
+            }
+        }
+        panic!("no listen line");
+    })
+    .await
+    .unwrap();
+    let url = format!("ws://{http}/ws");
+    let mut c = WsClient::connected(&url, &[]).await;
+    c.subscribe("1", "/flag/x").await;
+    c.send_frame("SEND", &[("destination", "/app/x")], b"routed")
+        .await;
+    let m = c.expect_frame().await;
+    assert_eq!(m.header_str("destination"), Some("/flag/x"));
+    c.send_frame("SEND", &[("destination", "/env/x")], b"")
+        .await;
+    assert_eq!(c.expect_frame().await.command.as_str(), "ERROR");
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_1001_and_exits_0() {
+    for signal in ["-TERM", "-INT"] {
+        let mut bin =
+            spawn_binary(&["--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0"]).await;
+        let url = format!("ws://{}/ws", bin.http);
+        let mut a = WsClient::connected(&url, &[]).await;
+        let mut b = WsClient::connected(&url, &[]).await;
+        b.subscribe("1", "/sub/x").await;
+        let pid = bin.child.id().unwrap().to_string();
+        let t0 = std::time::Instant::now();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        for c in [&mut a, &mut b] {
+            let e = c.expect_frame().await;
+            assert_eq!(e.command.as_str(), "ERROR");
+            assert_eq!(e.header_str("message"), Some("Server shutting down"));
+            assert_eq!(c.expect_close().await, Some(1001));
+        }
+        let status = tokio::time::timeout(Duration::from_secs(10), bin.child.wait())
+            .await
+            .expect("server did not exit")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{signal}");
+        assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+        // Nothing listens any more.
+        assert!(tokio::net::TcpStream::connect(bin.http).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn default_binary_serves_the_simple_broker() {
+    // Everything default except the port: a client can talk to itself through /sub/.
+    let bin = spawn_binary(&["--listen", "127.0.0.1:0"]).await;
+    let url = format!("ws://{}/ws", bin.http);
+    let mut c = WsClient::connected(&url, &[]).await;
+    c.subscribe("1", "/sub/hello").await;
+    c.send_frame("SEND", &[("destination", "/pub/hello")], b"world")
+        .await;
+    assert_eq!(&c.expect_frame().await.body[..], b"world");
+    assert_eq!(http_get(bin.http, "/readyz").await.0, 200);
+}
