@@ -24,6 +24,7 @@ fn config() -> Config<'static> {
     c.reconnect_max = Duration::from_millis(400);
     c.local_heartbeat = (Duration::from_millis(500), Duration::from_millis(500));
     c.upstream_heartbeat = (Duration::from_millis(500), Duration::from_millis(500));
+    c.write_timeout = Duration::from_millis(500);
     c
 }
 
@@ -434,6 +435,42 @@ fn silent_device_is_closed_after_missed_heart_beats() {
         assert_eq!(f.header("message"), Some("Session closed."));
         eventually(Duration::from_secs(5), "slot freed", || {
             edge.active_sessions() == 0
+        })
+        .await;
+    });
+}
+
+#[test]
+fn slow_consumer_is_closed_and_others_get_everything() {
+    with_edge(None, |peer, edge, sim| async move {
+        eventually(Duration::from_secs(10), "upstream connected", || {
+            edge.upstream_connected()
+        })
+        .await;
+        let mut fast = Client::connect(peer, edge_addr()).await;
+        fast.subscribe("fast", "/topic/flood").await;
+        // A device with a 256-byte window that stops reading after subscribing.
+        let mut slow = Client::open_with_window(peer, edge_addr(), 256).await;
+        slow.send(Command::Connect, &[("accept-version", "1.2")], b"")
+            .await;
+        assert_eq!(
+            slow.recv().await.expect("CONNECTED").command,
+            Command::Connected
+        );
+        slow.subscribe("slow", "/topic/flood").await;
+        wait_upstream_subscribed(sim, "/topic/flood").await;
+
+        let filler = "x".repeat(200);
+        let sent: Vec<String> = (0..60).map(|i| format!("{:03}-{}", i, filler)).collect();
+        for body in &sent {
+            sim.publish("/topic/flood", body);
+        }
+        for body in &sent {
+            let f = fast.recv().await.expect("the fast device keeps receiving");
+            assert_eq!(f.body_str(), body, "in order, none lost");
+        }
+        eventually(Duration::from_secs(10), "slow device closed", || {
+            edge.stats().slow_consumers == 1 && edge.active_sessions() == 1
         })
         .await;
     });

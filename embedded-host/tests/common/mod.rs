@@ -189,7 +189,12 @@ pub struct Client {
 
 impl Client {
     pub async fn open(stack: Stack<'static>, to: IpEndpoint) -> Client {
-        let rx = leak([0u8; 8192]);
+        Client::open_with_window(stack, to, 8192).await
+    }
+
+    /// Opens a connection whose receive buffer (TCP window) is `rx` bytes.
+    pub async fn open_with_window(stack: Stack<'static>, to: IpEndpoint, rx: usize) -> Client {
+        let rx = Box::leak(vec![0u8; rx].into_boxed_slice());
         let tx = leak([0u8; 8192]);
         let mut socket = TcpSocket::new(stack, rx, tx);
         socket.connect(to).await.expect("tcp connect");
