@@ -169,6 +169,7 @@ impl Server {
             ("INTEROP_HOST", "localhost".to_owned()),
             ("INTEROP_APP_SEND", "/pub/chat/room1".to_owned()),
             ("INTEROP_APP_RECV", "/sub/chat/room1".to_owned()),
+            ("INTEROP_USER_DEST", "/user/queue/reply".to_owned()),
             ("INTEROP_FANOUT", "60".to_owned()),
         ]
     }
@@ -288,6 +289,11 @@ fn stompjs_send_to_app_prefix_reaches_broker_subscribers() {
 }
 
 #[test]
+fn stompjs_user_destination_reaches_only_that_users_sessions() {
+    stompjs("user-dest", &[]);
+}
+
+#[test]
 fn stompjs_and_stomp_py_talk_to_each_other() {
     stompjs("cross-python", &[]);
 }
@@ -295,6 +301,11 @@ fn stompjs_and_stomp_py_talk_to_each_other() {
 #[test]
 fn raw_websocket_frames_split_and_batched_across_messages() {
     raw_ws("split-batch", &[]);
+}
+
+#[test]
+fn raw_websocket_without_subprotocol_negotiates_by_accept_version() {
+    raw_ws("no-subprotocol", &[]);
 }
 
 #[test]

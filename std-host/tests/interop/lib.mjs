@@ -27,6 +27,9 @@ export const config = {
   // Application route: a SEND to appSend must reach subscribers of appRecv.
   appSend: env('INTEROP_APP_SEND', undefined),
   appRecv: env('INTEROP_APP_RECV', undefined),
+  // User destinations: a subscriber of userDest receives what is sent to
+  // `/user/<its login>/<userDest without /user/>`, and nobody else does.
+  userDest: env('INTEROP_USER_DEST', undefined),
   python: env('INTEROP_PYTHON', 'python3'),
   verbose: env('INTEROP_VERBOSE', '') !== '',
 };
@@ -42,9 +45,9 @@ export function uniqueDest(tag) {
   return `${config.topic}interop-${tag}-${process.pid}-${rand}`;
 }
 
-export function connectHeaders() {
+export function connectHeaders(login = config.login) {
   const h = { host: config.vhost };
-  if (config.login !== undefined) h.login = config.login;
+  if (login !== undefined) h.login = login;
   if (config.passcode !== undefined) h.passcode = config.passcode;
   return h;
 }
@@ -109,7 +112,7 @@ export async function connectStompjs(opts = {}) {
       return ws;
     },
     stompVersions,
-    connectHeaders: connectHeaders(),
+    connectHeaders: connectHeaders(opts.login),
     reconnectDelay: 0,
     heartbeatIncoming: opts.heartbeatIncoming ?? 0,
     heartbeatOutgoing: opts.heartbeatOutgoing ?? 0,

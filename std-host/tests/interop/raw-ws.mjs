@@ -83,8 +83,8 @@ function connectFrame(extra = {}) {
 }
 
 // Opens a raw WebSocket with the v12.stomp subprotocol and records frames and the close.
-async function openRaw() {
-  const ws = new WebSocket(config.wsUrl, ['v12.stomp']);
+async function openRaw(protocols = ['v12.stomp']) {
+  const ws = new WebSocket(config.wsUrl, protocols);
   const reader = new FrameReader();
   const state = { ws, reader, closed: null, messages: 0 };
   ws.on('message', data => {
@@ -101,7 +101,7 @@ async function openRaw() {
     ws.on('open', resolve);
     ws.on('error', reject);
   }));
-  assertEq(ws.protocol, 'v12.stomp', 'negotiated subprotocol');
+  assertEq(ws.protocol, protocols[0] ?? '', 'negotiated subprotocol');
   return state;
 }
 
@@ -168,6 +168,31 @@ async function splitBatch() {
     assertEq(frames[0].command, 'RECEIPT', 'first frame after SUBSCRIBE');
     assertEq(s.closed, null, 'connection still open');
     return `frames arrived over ${s.messages} server messages`;
+  } finally {
+    s.ws.terminate();
+  }
+}
+
+// A WebSocket client offering no subprotocol negotiates the version by accept-version,
+// the highest common one winning, and works like any other.
+async function noSubprotocol() {
+  const s = await openRaw([]);
+  try {
+    await send(s, connectFrame({ 'accept-version': '1.0,1.1,1.2' }));
+    await until(10000, 'CONNECTED', () => s.reader.frames.length >= 1, () => describe(s.reader.frames));
+    const connected = s.reader.frames.shift();
+    assertEq(connected.command, 'CONNECTED', 'reply to CONNECT without subprotocol');
+    assertEq(connected.headers.version, '1.2', 'negotiated version');
+    const dest = uniqueDest('noproto');
+    await send(s, Buffer.concat([
+      frame('SUBSCRIBE', { id: '0', destination: dest, receipt: 'r-sub' }),
+      frame('SEND', { destination: dest }, 'no subprotocol'),
+    ]));
+    await until(10000, 'RECEIPT and MESSAGE', () => s.reader.frames.length >= 2, () => describe(s.reader.frames));
+    assertEq(s.reader.frames[0].command, 'RECEIPT', 'first frame');
+    assertEq(s.reader.frames[1].command, 'MESSAGE', 'second frame');
+    assertEq(s.reader.frames[1].body.toString(), 'no subprotocol', 'body');
+    return `version ${connected.headers.version} with no subprotocol`;
   } finally {
     s.ws.terminate();
   }
@@ -333,6 +358,7 @@ async function slowConsumer() {
 
 await main({
   'split-batch': splitBatch,
+  'no-subprotocol': noSubprotocol,
   malformed,
   'heartbeat-enforced': heartbeatEnforced,
   'slow-consumer': slowConsumer,

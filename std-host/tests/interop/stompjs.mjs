@@ -256,6 +256,37 @@ async function appRoute() {
   }
 }
 
+// Private messages: SEND /user/alice/... reaches every session of alice, only them, on
+// the destination they subscribed (/user/...).
+async function userDest() {
+  assert(config.userDest && config.userDest.startsWith('/user/'), 'INTEROP_USER_DEST (/user/...) must be set');
+  const sendTo = `/user/alice/${config.userDest.slice('/user/'.length)}`;
+  const names = ['alice', 'alice', 'bob'];
+  const clients = [];
+  const inbox = names.map(() => []);
+  try {
+    for (let i = 0; i < names.length; i++) {
+      const { client } = await connectStompjs({ login: names[i], name: `${names[i]}${i}` });
+      clients.push(client);
+      await subscribeConfirmed(client, config.userDest, m => inbox[i].push(m));
+    }
+    const { client: carol } = await connectStompjs({ login: 'carol', name: 'carol' });
+    clients.push(carol);
+    await sendConfirmed(carol, { destination: sendTo, body: '앨리스에게만 (for alice only)' });
+    await until(5000, `both alice sessions to receive from ${sendTo}`, () => inbox[0].length >= 1 && inbox[1].length >= 1);
+    await sleep(300);
+    for (const i of [0, 1]) {
+      assertEq(inbox[i].length, 1, `messages at alice session ${i}`);
+      assertEq(inbox[i][0].body, '앨리스에게만 (for alice only)', `body at alice session ${i}`);
+      assertEq(inbox[i][0].headers.destination, config.userDest, `destination seen by alice session ${i}`);
+    }
+    assertEq(inbox[2].length, 0, 'messages leaked to bob');
+    return `${sendTo} -> 2 alice sessions on ${config.userDest}, none to bob`;
+  } finally {
+    await closeAll(clients);
+  }
+}
+
 // A stomp.py client (plain TCP) and this stompjs client (WebSocket) talk both ways.
 async function crossPython() {
   const toJs = uniqueDest('py2js');
@@ -302,5 +333,6 @@ await main({
   burst,
   fanout,
   'app-route': appRoute,
+  'user-dest': userDest,
   'cross-python': crossPython,
 });
