@@ -1,5 +1,7 @@
 //! Interop with real STOMP clients: `@stomp/stompjs` (Node, over WebSocket) and
-//! `stomp.py` (Python, over plain TCP) against the real `stomp-relay` binary.
+//! `stomp.py` (Python, over plain TCP) against the real `stomp-relay` binary, on the
+//! simple broker and, in relay mode, through the real RabbitMQ and ActiveMQ that
+//! `scripts/brokers.sh up` starts.
 //!
 //! Each test starts its own server process on ephemeral loopback ports and runs one
 //! scenario script from `tests/interop/` (see its README.md); a failing script fails the
@@ -7,7 +9,7 @@
 //! loud failure naming the install command, never a silent pass: `.ci/run` installs them.
 //! Every child process is bounded in time and killed when its test ends.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,8 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Longest one scenario script may run; the scripts' own deadline is 60 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
-/// Longest the server may take to accept connections after spawning.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest the server may take to accept connections (and reach its broker) after spawning.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Server output kept for failure messages.
 const LOG_LIMIT: usize = 64 * 1024;
 
@@ -93,6 +95,20 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Whether `GET /readyz` on the HTTP listener answers 200.
+fn ready(addr: &SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).is_ok() && status.ends_with(b" 200")
+}
+
 /// The real `stomp-relay` binary, killed when dropped.
 struct Server {
     child: Child,
@@ -132,10 +148,11 @@ impl Server {
                     );
                     break;
                 }
-                let up = |a: &SocketAddr| {
-                    TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
-                };
-                if up(&ws) && up(&tcp) {
+                // Ready means accepting on both ports and, in relay mode, connected to the
+                // broker: before that, Spring-style, a CONNECT gets `Broker not available.`
+                if TcpStream::connect_timeout(&tcp, Duration::from_millis(200)).is_ok()
+                    && ready(&ws)
+                {
                     return Server {
                         child,
                         ws,
@@ -349,4 +366,94 @@ fn stomp_py_burst_of_200_arrives_in_order() {
 #[test]
 fn raw_tcp_malformed_frames_get_error_then_close() {
     stomppy("malformed", &[]);
+}
+
+/// Scenarios that must behave the same whether the server's broker is the embedded one or
+/// an external broker it relays to.
+const RELAYED: &[(&str, &str, &str)] = &[
+    ("node", "stompjs.mjs", "versions"),
+    ("node", "stompjs.mjs", "receipts"),
+    ("node", "stompjs.mjs", "bodies"),
+    ("node", "stompjs.mjs", "burst"),
+    ("node", "stompjs.mjs", "fanout"),
+    ("node", "stompjs.mjs", "app-route"),
+    ("node", "stompjs.mjs", "cross-python"),
+    ("node", "raw-ws.mjs", "split-batch"),
+    ("python", "stomppy.py", "versions"),
+    ("python", "stomppy.py", "bodies"),
+];
+
+fn relayed(server_args: &[&str]) {
+    require_clients();
+    let server = Server::start(server_args);
+    for (program, script, scenario) in RELAYED {
+        let program = if *program == "python" {
+            python()
+        } else {
+            (*program).to_owned()
+        };
+        run_scenario(&server, &program, script, scenario);
+    }
+}
+
+const RABBITMQ: &[&str] = &[
+    "--broker",
+    "relay",
+    "--relay",
+    "stomp://127.0.0.1:61623",
+    "--dialect",
+    "rabbitmq",
+    "--virtual-host",
+    "/",
+    "--relay-login",
+    "guest",
+    "--relay-passcode",
+    "guest",
+    "--system-login",
+    "guest",
+    "--system-passcode",
+    "guest",
+];
+
+const ACTIVEMQ: &[&str] = &[
+    "--broker",
+    "relay",
+    "--relay",
+    "stomp://127.0.0.1:61613",
+    "--dialect",
+    "activemq",
+    "--relay-login",
+    "admin",
+    "--relay-passcode",
+    "admin",
+    "--system-login",
+    "admin",
+    "--system-passcode",
+    "admin",
+];
+
+fn with_mode(broker: &[&'static str], mode: &'static str) -> Vec<&'static str> {
+    let mut args = broker.to_vec();
+    args.extend(["--relay-mode", mode]);
+    args
+}
+
+#[test]
+fn relay_rabbitmq_per_session_real_clients() {
+    relayed(&with_mode(RABBITMQ, "per-session"));
+}
+
+#[test]
+fn relay_rabbitmq_shared_real_clients() {
+    relayed(&with_mode(RABBITMQ, "shared"));
+}
+
+#[test]
+fn relay_activemq_per_session_real_clients() {
+    relayed(&with_mode(ACTIVEMQ, "per-session"));
+}
+
+#[test]
+fn relay_activemq_shared_real_clients() {
+    relayed(&with_mode(ACTIVEMQ, "shared"));
 }
