@@ -122,6 +122,12 @@ struct FanoutArgs {
     /// broker connections a relay holds).
     #[arg(long)]
     count_port: Option<u16>,
+    /// Pids of the server processes (comma-separated) whose CPU time is reported.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    server_pids: Vec<u32>,
+    /// Process name (comm) of the server whose CPU time is reported, e.g. beam.smp.
+    #[arg(long, conflicts_with = "server_pids")]
+    server_name: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +238,10 @@ async fn fanout_cmd(a: FanoutArgs) -> Result<bool, String> {
         connect_timeout: seconds("--connect-timeout", a.common.connect_timeout)?,
         drain_timeout: seconds("--drain-timeout", a.drain_timeout)?,
         count_port: a.count_port,
+        server_pids: match &a.server_name {
+            Some(name) => vec![procfs::find_by_name(name)?],
+            None => a.server_pids.clone(),
+        },
     };
     let report = fanout::run(plan.clone()).await?;
     println!("{}", fanout_row(&a, &plan, &report));
@@ -280,6 +290,13 @@ fn fanout_row(a: &FanoutArgs, plan: &FanoutPlan, r: &FanoutReport) -> String {
             if let Some(c) = r.port_connections {
                 s += &format!(" port_connections={c}");
             }
+            if let (Some(cpu), Some(per)) = (r.server_cpu, r.server_cpu_us_per_delivery()) {
+                s += &format!(
+                    " server_cpu_s={:.2} server_cpu_us_per_delivery={per:.3}",
+                    cpu.as_secs_f64()
+                );
+            }
+            s += &format!(" tool_cpu_s={:.2}", r.tool_cpu.as_secs_f64());
             s
         }
         Format::Markdown => {
@@ -292,10 +309,13 @@ fn fanout_row(a: &FanoutArgs, plan: &FanoutPlan, r: &FanoutReport) -> String {
                     r.latency_us.max() as f64 / 1000.0
                 ),
             };
-            let conns = r
+            let mut conns = r
                 .port_connections
                 .map(|c| format!(", {c} broker connections"))
                 .unwrap_or_default();
+            if let Some(per) = r.server_cpu_us_per_delivery() {
+                conns += &format!(", server CPU {per:.2} us/delivery");
+            }
             format!(
                 "| {} | fan-out 1->{} ({transport}, {hosts} target(s)), {} B, {mode} | {figure} | \
                  {} lost, {} out of order, {} deliveries in {:.1} s{conns} |",

@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::wire::{self, InFrame};
+use stomp_relay_codec::{Command, Frame, Header};
+
+use crate::wire;
 
 /// Where a connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +95,8 @@ pub struct Login {
 pub enum ClientError {
     Io(std::io::Error),
     WebSocket(tokio_tungstenite::tungstenite::Error),
-    Wire(wire::WireError),
+    Wire(stomp_relay_codec::DecodeError),
+    Encode(stomp_relay_codec::EncodeError),
     /// The server sent ERROR; carries its `message` header.
     Server(String),
     /// The server closed the connection.
@@ -109,6 +112,7 @@ impl fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "i/o: {e}"),
             ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
             ClientError::Wire(e) => write!(f, "bad frame from server: {e}"),
+            ClientError::Encode(e) => write!(f, "cannot encode frame: {e}"),
             ClientError::Server(m) => write!(f, "server ERROR: {m}"),
             ClientError::Closed => f.write_str("connection closed by server"),
             ClientError::Unexpected(c) => write!(f, "unexpected {c} frame"),
@@ -131,9 +135,15 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
     }
 }
 
-impl From<wire::WireError> for ClientError {
-    fn from(e: wire::WireError) -> Self {
+impl From<stomp_relay_codec::DecodeError> for ClientError {
+    fn from(e: stomp_relay_codec::DecodeError) -> Self {
         ClientError::Wire(e)
+    }
+}
+
+impl From<stomp_relay_codec::EncodeError> for ClientError {
+    fn from(e: stomp_relay_codec::EncodeError) -> Self {
+        ClientError::Encode(e)
     }
 }
 
@@ -214,7 +224,7 @@ impl Rx {
     /// one read happens; it may yield zero frames when a frame is still partial).
     pub async fn recv_batch(
         &mut self,
-        mut on_frame: impl FnMut(InFrame<'_>) -> Result<(), ClientError>,
+        mut on_frame: impl FnMut(&Frame<'_>) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
         // Drop bytes already handed out before reading more.
         if self.consumed > 0 {
@@ -248,16 +258,21 @@ impl Rx {
                 }
             }
         }
-        while let Some((frame, used)) = wire::next_frame(&self.buf[self.consumed..])? {
+        loop {
+            let mut headers = [Header::EMPTY; wire::MAX_HEADERS];
+            let Some((frame, used)) = wire::next_frame(&self.buf[self.consumed..], &mut headers)?
+            else {
+                break;
+            };
             self.consumed += used;
-            if frame.is("ERROR") {
-                let mut msg = frame.header_text("message");
+            if frame.command == Command::Error {
+                let mut msg = wire::header_text(&frame, "message");
                 if msg.is_empty() {
                     msg = String::from_utf8_lossy(frame.body).into_owned();
                 }
                 return Err(ClientError::Server(msg));
             }
-            on_frame(frame)?;
+            on_frame(&frame)?;
         }
         Ok(())
     }
@@ -266,7 +281,7 @@ impl Rx {
     /// given), failing on anything else that is not a MESSAGE.
     pub async fn expect(
         &mut self,
-        cmd: &'static str,
+        cmd: Command,
         receipt_id: Option<&str>,
         within: Duration,
     ) -> Result<(), ClientError> {
@@ -274,22 +289,19 @@ impl Rx {
         let mut found = false;
         while !found {
             let step = self.recv_batch(|f| {
-                if f.is(cmd)
-                    && receipt_id.is_none_or(|id| f.header("receipt-id") == Some(id.as_bytes()))
-                {
+                let id_ok = receipt_id.is_none_or(|id| f.receipt_id().is_some_and(|v| v == id));
+                if f.command == cmd && id_ok {
                     found = true;
                     Ok(())
-                } else if f.is("MESSAGE") {
+                } else if f.command == Command::Message {
                     Ok(())
                 } else {
-                    Err(ClientError::Unexpected(
-                        String::from_utf8_lossy(f.command).into_owned(),
-                    ))
+                    Err(ClientError::Unexpected(f.command.as_str().to_string()))
                 }
             });
             match tokio::time::timeout_at(deadline, step).await {
                 Ok(r) => r?,
-                Err(_) => return Err(ClientError::Timeout(cmd)),
+                Err(_) => return Err(ClientError::Timeout(cmd.as_str())),
             }
         }
         Ok(())
@@ -336,8 +348,9 @@ pub async fn connect(
     if let Some(p) = &login.passcode {
         headers.push(("passcode", p));
     }
-    tx.send(&wire::encode("CONNECT", &headers, b"")).await?;
-    rx.expect("CONNECTED", None, within).await?;
+    tx.send(&wire::encode(Command::Connect, &headers, b"")?)
+        .await?;
+    rx.expect(Command::Connected, None, within).await?;
     Ok((tx, rx))
 }
 
@@ -351,7 +364,7 @@ pub async fn subscribe(
 ) -> Result<(), ClientError> {
     let receipt = format!("sub-{id}");
     let frame = wire::encode(
-        "SUBSCRIBE",
+        Command::Subscribe,
         &[
             ("id", id),
             ("destination", destination),
@@ -359,9 +372,9 @@ pub async fn subscribe(
             ("receipt", &receipt),
         ],
         b"",
-    );
+    )?;
     tx.send(&frame).await?;
-    rx.expect("RECEIPT", Some(&receipt), within).await
+    rx.expect(Command::Receipt, Some(&receipt), within).await
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::client::{self, Login, Rx, Target, Tx};
 use crate::procfs;
+use stomp_relay_codec::Command;
+
 use crate::wire;
 
 /// How the publisher paces itself.
@@ -55,6 +57,8 @@ pub struct FanoutPlan {
     pub drain_timeout: Duration,
     /// Sample established TCP connections to this port mid-run (broker connections).
     pub count_port: Option<u16>,
+    /// Server processes whose CPU time over the measured interval is reported.
+    pub server_pids: Vec<u32>,
 }
 
 /// What a fan-out run measured.
@@ -68,6 +72,10 @@ pub struct FanoutReport {
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
     pub port_connections: Option<usize>,
+    /// CPU time the server processes used while measuring (None without `server_pids`).
+    pub server_cpu: Option<Duration>,
+    /// CPU time this tool used while measuring.
+    pub tool_cpu: Duration,
     pub errors: Vec<String>,
 }
 
@@ -75,6 +83,17 @@ impl FanoutReport {
     pub fn deliveries_per_sec(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Server CPU per delivery, in microseconds: a figure that stays meaningful when
+    /// other work shares the machine.
+    pub fn server_cpu_us_per_delivery(&self) -> Option<f64> {
+        self.server_cpu
+            .map(|c| c.as_secs_f64() * 1e6 / self.delivered.max(1) as f64)
+    }
+}
+
+fn cpu_of(pids: &[u32]) -> Result<Duration, String> {
+    pids.iter().map(|&p| procfs::cpu_time(p)).sum()
 }
 
 const WARMUP_SEQ: u64 = u64::MAX;
@@ -144,20 +163,21 @@ struct SendFrames {
 }
 
 impl SendFrames {
-    fn new(destination: &str, body_size: usize) -> Self {
+    fn new(destination: &str, body_size: usize) -> Result<Self, String> {
         let body = vec![b'x'; body_size];
         let len = body_size.to_string();
         let frame = wire::encode(
-            "SEND",
+            Command::Send,
             &[
                 ("destination", destination),
                 ("content-type", "text/plain"),
                 ("content-length", &len),
             ],
             &body,
-        );
+        )
+        .map_err(|e| format!("--destination {destination}: {e}"))?;
         let body_at = frame.len() - 1 - body_size;
-        SendFrames { frame, body_at }
+        Ok(SendFrames { frame, body_at })
     }
 
     fn stamp(&mut self, seq: u64, sent_ns: u64) -> &[u8] {
@@ -247,7 +267,7 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         }
     });
 
-    let mut frames = SendFrames::new(&plan.destination, plan.body_size);
+    let mut frames = SendFrames::new(&plan.destination, plan.body_size)?;
     let outcome = async {
         warm_up(&mut ptx, &mut frames, &progress, plan.subscribers, base).await?;
         let conns_sample = plan.count_port.map(|port| {
@@ -257,6 +277,10 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
                 procfs::established_to_port(port)
             })
         });
+        let cpu_before = (
+            cpu_of(&plan.server_pids)?,
+            procfs::cpu_time(std::process::id())?,
+        );
         let start = Instant::now();
         let published = match plan.pace {
             Pace::Max { batch, .. } => {
@@ -286,11 +310,13 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
             }
         }
         let elapsed = start.elapsed();
+        let server_cpu = cpu_of(&plan.server_pids)?.saturating_sub(cpu_before.0);
+        let tool_cpu = procfs::cpu_time(std::process::id())?.saturating_sub(cpu_before.1);
         let port_connections = match conns_sample {
             Some(h) => Some(h.await.map_err(|e| e.to_string())?),
             None => None,
         };
-        Ok::<_, String>((published, elapsed, port_connections))
+        Ok::<_, String>((published, elapsed, port_connections, server_cpu, tool_cpu))
     };
     let result = tokio::select! {
         r = outcome => r,
@@ -309,6 +335,8 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         elapsed: Duration::ZERO,
         latency_us: new_histogram(),
         port_connections: None,
+        server_cpu: None,
+        tool_cpu: Duration::ZERO,
         errors: Vec::new(),
     };
     for s in subs {
@@ -323,7 +351,9 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
             report.errors.push(e);
         }
     }
-    let (published, elapsed, port_connections) = result?;
+    let (published, elapsed, port_connections, server_cpu, tool_cpu) = result?;
+    report.server_cpu = (!plan.server_pids.is_empty()).then_some(server_cpu);
+    report.tool_cpu = tool_cpu;
     report.published = published;
     report.elapsed = elapsed;
     report.port_connections = port_connections;
@@ -453,7 +483,7 @@ async fn subscriber(
     let mut expected = 0u64;
     loop {
         let batch = rx.recv_batch(|f| {
-            if !f.is("MESSAGE") {
+            if f.command != Command::Message {
                 return Ok(());
             }
             let (Some(seq), Some(sent)) =
@@ -506,9 +536,10 @@ mod tests {
 
     #[test]
     fn stamps_round_trip_through_the_body() {
-        let mut f = SendFrames::new("/topic/bench", 256);
+        let mut f = SendFrames::new("/topic/bench", 256).unwrap();
         let frame = f.stamp(42, 0xdead_beef).to_vec();
-        let (decoded, used) = wire::next_frame(&frame).unwrap().unwrap();
+        let mut h = [stomp_relay_codec::Header::EMPTY; wire::MAX_HEADERS];
+        let (decoded, used) = wire::next_frame(&frame, &mut h).unwrap().unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(decoded.body.len(), 256);
         assert_eq!(parse_hex16(decoded.body), Some(42));

@@ -1,6 +1,6 @@
-//! What the tool reads from Linux `/proc`: a server's resident memory and thread count,
-//! finding a server by process name, its open-files limit, and how many established
-//! TCP connections go to a port (the broker connections a relay uses).
+//! What the tool reads from Linux `/proc`: a server's resident memory, thread count and
+//! CPU time, finding a server by process name, its open-files limit, and how many
+//! established TCP connections go to a port (the broker connections a relay uses).
 
 use std::fs;
 
@@ -31,6 +31,26 @@ fn parse_status(text: &str) -> Option<ProcSample> {
         rss_kib: field("VmRSS:")?,
         threads: field("Threads:")?,
     })
+}
+
+/// CPU time (user + system, all threads) `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration, String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    parse_cpu_ticks(&text)
+        // /proc reports in USER_HZ, which is 100 on every Linux ABI.
+        .map(|ticks| std::time::Duration::from_millis(ticks * 10))
+        .ok_or_else(|| format!("{path}: unexpected format"))
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The pid of the one process whose `comm` is `name` (e.g. `stomp-relay`, `beam.smp`,
@@ -117,6 +137,13 @@ mod tests {
             }
         );
         assert!(sample(std::process::id()).unwrap().rss_kib > 0);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_odd_command_names() {
+        let stat = "42 (a b) c) S 1 1 1 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert!(cpu_time(std::process::id()).is_ok());
     }
 
     #[test]
