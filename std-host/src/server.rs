@@ -91,9 +91,23 @@ pub struct ServerBuilder {
     message_mappings: Vec<Mapping<MessageHandler>>,
     subscribe_mappings: Vec<Mapping<SubscribeHandler>>,
     authenticator: Option<Authenticator>,
+    routes: Vec<RoutesFn>,
 }
 
+type RoutesFn = Box<dyn FnOnce(Publisher) -> axum::Router + Send>;
+
 impl ServerBuilder {
+    /// Serves extra HTTP routes next to `/ws`, `/healthz`, `/readyz` and `/metrics`: an
+    /// application page, a REST endpoint that publishes. `make` gets the server's
+    /// [`Publisher`] once the broker exists.
+    pub fn http_routes<F>(mut self, make: F) -> Self
+    where
+        F: FnOnce(Publisher) -> axum::Router + Send + 'static,
+    {
+        self.routes.push(Box::new(make));
+        self
+    }
+
     /// Uses this broker backend instead of the one `config.broker` names (the relay
     /// backend plugs in here).
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
@@ -180,12 +194,23 @@ impl ServerBuilder {
             shutdown: shutdown_rx,
             next_id: AtomicU64::new(1),
         });
+        let routes = self
+            .routes
+            .into_iter()
+            .fold(None, |acc: Option<axum::Router>, make| {
+                let r = make(shared.publisher());
+                Some(match acc {
+                    Some(a) => a.merge(r),
+                    None => r,
+                })
+            });
         Ok(Server {
             shared,
             http,
             tcp,
             shutdown_tx,
             tracker: TaskTracker::new(),
+            routes,
         })
     }
 }
@@ -197,6 +222,7 @@ pub struct Server {
     tcp: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
     tracker: TaskTracker,
+    routes: Option<axum::Router>,
 }
 
 /// Triggers graceful shutdown of a running [`Server`]. Cheap to clone.
@@ -221,6 +247,7 @@ impl Server {
             message_mappings: Vec::new(),
             subscribe_mappings: Vec::new(),
             authenticator: None,
+            routes: Vec::new(),
         }
     }
 
@@ -267,6 +294,7 @@ impl Server {
             tcp,
             shutdown_tx,
             tracker,
+            routes,
         } = self;
         let mut stop = shared.shutdown.clone();
         tracing::info!(
@@ -285,6 +313,10 @@ impl Server {
                 shared: shared.clone(),
                 tracker: tracker.clone(),
             });
+        let app = match routes {
+            Some(r) => app.merge(r),
+            None => app,
+        };
         let mut http_stop = stop.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(http, app)
