@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command as Cmd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -88,15 +89,25 @@ impl Drop for TapGuard {
     }
 }
 
+/// Whether the bridge to ActiveMQ passes connections (false: an upstream outage).
+static BRIDGE_UP: AtomicBool = AtomicBool::new(true);
+/// Open bridge connections, to cut them for an outage.
+static BRIDGED: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
+
 /// Relays connections to `HOST_IP:61613` on to ActiveMQ on loopback.
 fn bridge_to_activemq() {
     let listener = TcpListener::bind((HOST_IP, 61613)).expect("bind bridge on the TAP address");
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(inbound) = conn else { continue };
+            if !BRIDGE_UP.load(Ordering::SeqCst) {
+                let _ = inbound.shutdown(Shutdown::Both);
+                continue;
+            }
             let Ok(outbound) = TcpStream::connect(ACTIVEMQ) else {
                 continue;
             };
+            BRIDGED.lock().unwrap().push(inbound.try_clone().unwrap());
             for (mut from, mut to) in [
                 (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
                 (outbound, inbound),
@@ -108,6 +119,14 @@ fn bridge_to_activemq() {
             }
         }
     });
+}
+
+/// Takes the upstream away: open bridged connections are cut, new ones refused.
+fn cut_bridge() {
+    BRIDGE_UP.store(false, Ordering::SeqCst);
+    for s in BRIDGED.lock().unwrap().drain(..) {
+        let _ = s.shutdown(Shutdown::Both);
+    }
 }
 
 /// A blocking STOMP client on a kernel socket.
@@ -293,10 +312,49 @@ fn tap_end_to_end_with_activemq() {
 
     upstream_sub.send(Command::Send, &[("destination", &topic)], b"from-upstream");
     assert_eq!(b.recv().body_str(), "from-upstream");
+    assert_eq!(upstream_sub.recv().body_str(), "from-upstream");
+
+    // Upstream outage: the devices stay connected, their SENDs wait in the ring and
+    // reach ActiveMQ in order once the edge node is back, and B's subscription is
+    // restored.
+    cut_bridge();
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while UPSTREAM_UP.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "edge node never noticed the outage"
+        );
+        thread::sleep(StdDuration::from_millis(20));
+    }
+    let during: Vec<String> = (0..10).map(|i| format!("outage-{:02}", i)).collect();
+    for (n, body) in during.iter().enumerate() {
+        let receipt = format!("o{}", n);
+        a.send(
+            Command::Send,
+            &[("destination", &topic), ("receipt", &receipt)],
+            body.as_bytes(),
+        );
+        assert_eq!(a.recv().header("receipt-id"), Some(receipt.as_str()));
+    }
+    BRIDGE_UP.store(true, Ordering::SeqCst);
+    let got: Vec<String> = (0..during.len())
+        .map(|_| upstream_sub.recv().body_str().to_string())
+        .collect();
+    assert_eq!(
+        got, during,
+        "stored SENDs reach ActiveMQ in order after the reconnect"
+    );
+    let got_b: Vec<String> = (0..during.len())
+        .map(|_| b.recv().body_str().to_string())
+        .collect();
+    assert_eq!(
+        got_b, during,
+        "device B is subscribed again after the reconnect"
+    );
     STOP.store(true, Ordering::Relaxed);
     edge_thread.join().expect("edge thread ended cleanly");
     println!(
-        "tap end to end: 20 device messages relayed to ActiveMQ and back over {}",
+        "tap end to end: 20 device messages relayed to ActiveMQ and back over {}, 10 more across an upstream outage",
         TAP
     );
 }
