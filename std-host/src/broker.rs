@@ -69,6 +69,17 @@ pub struct BrokerStats {
     pub subscriptions: usize,
 }
 
+/// One upstream broker address as the dashboard shows it (relay mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStatus {
+    /// The address, e.g. `stomp://127.0.0.1:61613`.
+    pub url: String,
+    /// Whether this instance's system/shared connection is connected to it now.
+    pub connected: bool,
+    /// Why the last attempt to reach it failed, if it did.
+    pub last_error: Option<String>,
+}
+
 /// A broker backend shared by every session of the server.
 pub trait Broker: Send + Sync + 'static {
     /// Opens the broker side of a client session whose CONNECT was accepted. `client`
@@ -101,6 +112,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Graceful shutdown: DISCONNECT upstream (with receipt) and close connections. The
     /// caller bounds the time it waits.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+
+    /// Per-address upstream state for the dashboard; empty when the backend does not
+    /// track it (the simple broker has no upstream).
+    fn upstreams(&self) -> Vec<UpstreamStatus> {
+        Vec::new()
+    }
 }
 
 /// The broker side of one client session.
@@ -117,4 +134,10 @@ pub trait BrokerSession: Send {
     /// The client session ended: a DISCONNECT (with its `receipt`, if any) or the
     /// transport closing (`None`). A relay sends DISCONNECT upstream and closes.
     fn close(self: Box<Self>, receipt: Option<String>);
+
+    /// The broker address this session's own upstream connection uses (per-session
+    /// relay mode), for the dashboard; `None` when it has none of its own.
+    fn upstream(&self) -> Option<String> {
+        None
+    }
 }

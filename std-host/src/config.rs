@@ -259,6 +259,10 @@ pub struct Config {
     pub heartbeat: HeartBeat,
     /// Per-connection limits.
     pub limits: Limits,
+    /// Token required by `/dashboard` and `/api/stats`; `None` leaves them open.
+    pub admin_token: Option<String>,
+    /// Key required by `POST /api/publish`; `None` leaves it open.
+    pub api_key: Option<String>,
 }
 
 impl Default for Config {
@@ -287,6 +291,8 @@ impl Default for Config {
                 recv_ms: 10_000,
             },
             limits: Limits::default(),
+            admin_token: None,
+            api_key: None,
         }
     }
 }
@@ -453,6 +459,12 @@ pub struct Cli {
     /// Longest graceful shutdown waits for clients and upstream DISCONNECTs [default: 5s]
     #[arg(long, env = "STOMP_RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none, open]
+    #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none, open]
+    #[arg(long, env = "STOMP_RELAY_API_KEY", value_name = "KEY")]
+    pub api_key: Option<String>,
 }
 
 /// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
@@ -480,6 +492,8 @@ struct FileConfig {
     time_to_first_frame: Option<NumOrStr>,
     max_connections: Option<usize>,
     shutdown_timeout: Option<NumOrStr>,
+    admin_token: Option<String>,
+    api_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -659,6 +673,28 @@ impl Config {
             "shutdown-timeout",
         )? {
             c.limits.shutdown_timeout = v;
+        }
+        for (v, name, slot) in [
+            (
+                pick(cli.admin_token, file.admin_token, "admin-token"),
+                "admin-token",
+                &mut c.admin_token,
+            ),
+            (
+                pick(cli.api_key, file.api_key, "api-key"),
+                "api-key",
+                &mut c.api_key,
+            ),
+        ] {
+            if let Some((v, src)) = v {
+                if v.is_empty() {
+                    return Err(invalid(
+                        src,
+                        format!("`{name}` must not be empty (leave it out to disable)"),
+                    ));
+                }
+                *slot = Some(v);
+            }
         }
         Ok(c)
     }

@@ -21,6 +21,7 @@ pub mod server;
 mod session;
 pub mod simple;
 pub mod transport;
+pub mod web;
 
 pub use app::{AppMessage, Payload, PublishError, Publisher, Reply};
 pub use broker::{Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};

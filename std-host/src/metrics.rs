@@ -6,7 +6,8 @@
 //! resolved once into fixed arrays so counting costs one atomic add, never a label
 //! lookup. Broker figures are read from [`crate::broker::Broker::stats`] at scrape time.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -97,7 +98,12 @@ pub struct Metrics {
     subscriptions: Gauge,
     relay_sessions: Gauge,
     broker_available: Gauge,
+    /// The latest abnormal closes (unix milliseconds, cause), newest last, for the dashboard.
+    recent_closes: Mutex<VecDeque<(u64, CloseCause)>>,
 }
+
+/// How many abnormal closes [`Metrics::recent_closes`] remembers.
+pub const RECENT_CLOSES: usize = 50;
 
 fn command_index(c: Command) -> usize {
     Command::ALL.iter().position(|x| *x == c).unwrap_or(0)
@@ -223,6 +229,7 @@ impl Metrics {
             subscriptions,
             relay_sessions,
             broker_available,
+            recent_closes: Mutex::new(VecDeque::with_capacity(RECENT_CLOSES)),
         })
     }
 
@@ -233,6 +240,39 @@ impl Metrics {
             .position(|c| *c == cause)
             .unwrap_or(0);
         self.closed[i].inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut recent = self.recent_closes.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_CLOSES {
+            recent.pop_front();
+        }
+        recent.push_back((now, cause));
+    }
+
+    /// The latest abnormal closes (unix milliseconds, cause), oldest first.
+    pub fn recent_closes(&self) -> Vec<(u64, CloseCause)> {
+        let recent = self.recent_closes.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().copied().collect()
+    }
+
+    /// Sessions closed abnormally since start, by cause.
+    pub fn closed_abnormally_counts(&self) -> Vec<(CloseCause, u64)> {
+        CloseCause::ALL
+            .iter()
+            .zip(&self.closed)
+            .map(|(c, n)| (*c, n.get()))
+            .collect()
+    }
+
+    /// Frames of `command` received from clients since start.
+    pub fn frames_in_total(&self, command: Command) -> u64 {
+        self.frames_in[command_index(command)].get()
+    }
+
+    /// Frames of `command` sent to clients since start.
+    pub fn frames_out_total(&self, command: Command) -> u64 {
+        self.frames_out[command_index(command)].get()
     }
 
     /// Counts a frame received.

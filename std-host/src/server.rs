@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     pub(crate) subscribe_mappings: Vec<Mapping<SubscribeHandler>>,
     pub(crate) authenticator: Option<Authenticator>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) web: Arc<crate::web::Observer>,
     next_id: AtomicU64,
     connections: Arc<Semaphore>,
 }
@@ -162,6 +163,8 @@ impl ServerBuilder {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
             }
         };
+        let web = crate::web::Observer::new();
+        let broker = web.wrap(broker);
         let http = TcpListener::bind(config.listen).await.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
         })?;
@@ -192,6 +195,7 @@ impl ServerBuilder {
             subscribe_mappings: self.subscribe_mappings,
             authenticator: self.authenticator,
             shutdown: shutdown_rx,
+            web,
             next_id: AtomicU64::new(1),
         });
         let routes = self
@@ -309,6 +313,7 @@ impl Server {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(crate::web::routes(shared.clone()))
             .with_state(AppState {
                 shared: shared.clone(),
                 tracker: tracker.clone(),

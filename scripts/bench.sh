@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The whole benchmark comparison in one command (issues 4 and 5), bounded in time
+# (about 10 minutes on a 2-core machine):
+#   - stomp-relay (simple broker, release build) vs RabbitMQ Web-STOMP: fan-out
+#     1 publisher -> 100 subscribers, 256 B bodies, max sustained deliveries/s and
+#     p50/p99 latency at 20k deliveries/s; RSS per idle WebSocket session;
+#   - relay mode on ActiveMQ: 100 subscribers split over two stomp-relay instances,
+#     per-session and shared mode, vs the same clients connected directly to ActiveMQ,
+#     with the broker connections each setup holds.
+# Every peer is measured in the same run, so the ratios are read off one run.
+# Needs the brokers (scripts/brokers.sh up, called here when they are not listening).
+# Not part of scripts/test.sh: it is a measurement, not a test.
+#
+# Environment knobs (defaults in brackets):
+#   BENCH_REPEAT [3]         max-rate runs per target; the median is reported
+#   BENCH_DURATION [10]      measured seconds per fan-out run
+#   BENCH_RATE [20000]       deliveries/s of the latency runs
+#   BENCH_IDLE [10000]       idle sessions held against stomp-relay
+#   BENCH_PEER_IDLE [2000]   idle sessions against RabbitMQ and ActiveMQ (they use
+#                            ~20x the memory per session; per-session cost is linear)
+#   BENCH_RELAY_TRANSPORT [tcp]  how the fan-out clients reach the relay instances
+#                            (tcp matches the direct-ActiveMQ clients; ws is the browser path)
+#   BENCH_OUT [target/bench/bench-<UTC date>.md]  where the markdown table is written
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEAT=${BENCH_REPEAT:-3}
+DURATION=${BENCH_DURATION:-10}
+RATE=${BENCH_RATE:-20000}
+IDLE=${BENCH_IDLE:-10000}
+PEER_IDLE=${BENCH_PEER_IDLE:-2000}
+RELAY_TRANSPORT=${BENCH_RELAY_TRANSPORT:-tcp}
+STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
+OUT=${BENCH_OUT:-target/bench/bench-$(date -u +%Y%m%dT%H%M).md}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET_DIR/release"
+RABBIT_WS=ws://127.0.0.1:15674/ws
+AMQ_TCP=stomp://127.0.0.1:61613
+SUBS=100
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+listening() { ss -ltnH "( sport = :$1 )" | grep -q .; }
+
+log "building stomp-relay and stomp-load (release)"
+cargo build --release -q -p stomp-relay --bins
+
+if ! listening 15674 || ! listening 61613; then
+    log "brokers not listening: scripts/brokers.sh up"
+    scripts/brokers.sh up
+fi
+amq_pid=$(pgrep -f 'activemq\.jar' | head -n1 || true)
+[ -n "$amq_pid" ] || amq_pid=$(pgrep -x java | head -n1)
+
+# The servers started here inherit this limit; 10k idle sessions need more than 1024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 || true
+
+# start_server NAME HTTP_PORT TCP_PORT ARGS... ; sets $server_pid
+start_server() {
+    local name=$1 http=$2 tcp=$3
+    shift 3
+    "$BIN/stomp-relay" --listen "127.0.0.1:$http" --tcp-listen "127.0.0.1:$tcp" "$@" \
+        >"target/bench/$name.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 100); do
+        if listening "$http" && listening "$tcp"; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not start; see target/bench/$name.log"
+    exit 1
+}
+stop_server() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+load() { timeout 300 "$BIN/stomp-load" "$@" --format kv; }
+kv() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+median() { sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "n/a")}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.1fx", a / b; else print "n/a" }'; }
+fmt_k() { awk -v v="$1" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf "%.1f k", v / 1000 }'; }
+
+# max_rate NAME ARGS... : REPEAT max-rate runs; prints "median_rate median_cpu_us lost_total conns"
+max_rate() {
+    local name=$1
+    shift
+    local rates=() cpus=() lost=0 conns=""
+    for i in $(seq "$REPEAT"); do
+        local line
+        if ! line=$(load fanout --label "$name" --subscribers "$SUBS" --duration "$DURATION" "$@"); then
+            log "$name run $i did not finish cleanly: ${line:-no output}"
+        fi
+        echo "$line" >>"$OUT.raw"
+        rates+=("$(kv "$line" deliveries_per_s)")
+        cpus+=("$(kv "$line" server_cpu_us_per_delivery)")
+        lost=$((lost + $(kv "$line" lost || echo 0) + 0))
+        conns=$(kv "$line" port_connections)
+    done
+    echo "$(printf '%s\n' "${rates[@]}" | grep . | median) $(printf '%s\n' "${cpus[@]}" | grep . | median) $lost ${conns:-n/a}"
+}
+
+mkdir -p target/bench
+: >"$OUT.raw"
+
+# ---- issue 4: simple broker vs RabbitMQ Web-STOMP --------------------------------
+start_server simple 18080 18613
+simple_pid=$server_pid
+SIMPLE_WS=ws://127.0.0.1:18080/ws
+
+log "fan-out max rate: stomp-relay vs RabbitMQ Web-STOMP ($REPEAT x ${DURATION}s each)"
+read -r s_rate s_cpu s_lost _ < <(max_rate "stomp-relay simple" --url "$SIMPLE_WS" \
+    --destination /topic/bench --server-pid "$simple_pid")
+read -r r_rate r_cpu r_lost _ < <(max_rate "RabbitMQ Web-STOMP" --url "$RABBIT_WS" \
+    --login guest --passcode guest --destination /topic/bench --server-name beam.smp)
+
+log "fan-out latency at $RATE deliveries/s"
+s_lat=$(load fanout --label "stomp-relay simple" --url "$SIMPLE_WS" --subscribers "$SUBS" \
+    --duration "$DURATION" --rate "$RATE" --destination /topic/bench || true)
+r_lat=$(load fanout --label "RabbitMQ Web-STOMP" --url "$RABBIT_WS" --login guest --passcode guest \
+    --subscribers "$SUBS" --duration "$DURATION" --rate "$RATE" --destination /topic/bench || true)
+printf '%s\n%s\n' "$s_lat" "$r_lat" >>"$OUT.raw"
+
+log "idle sessions: $IDLE on stomp-relay, $PEER_IDLE on RabbitMQ and ActiveMQ"
+s_idle=$(load idle --label "stomp-relay simple" --url "$SIMPLE_WS" --sessions "$IDLE" \
+    --server-pid "$simple_pid" || true)
+r_idle=$(load idle --label "RabbitMQ Web-STOMP" --url "$RABBIT_WS" --login guest --passcode guest \
+    --sessions "$PEER_IDLE" --server-name beam.smp --settle 3 || true)
+a_idle=$(load idle --label "ActiveMQ STOMP TCP" --url "$AMQ_TCP" --sessions "$PEER_IDLE" \
+    --server-pid "$amq_pid" --settle 3 || true)
+printf '%s\n%s\n%s\n' "$s_idle" "$r_idle" "$a_idle" >>"$OUT.raw"
+stop_server "$simple_pid"
+
+# ---- issue 5: relay mode on ActiveMQ vs direct ------------------------------------
+relay_url() { # relay_url HTTP_PORT TCP_PORT
+    if [ "$RELAY_TRANSPORT" = ws ]; then echo "ws://127.0.0.1:$1/ws"; else echo "stomp://127.0.0.1:$2"; fi
+}
+log "fan-out max rate: clients directly on ActiveMQ"
+read -r d_rate d_cpu d_lost d_conns < <(max_rate "ActiveMQ direct" --url "$AMQ_TCP" \
+    --destination /topic/bench --count-port 61613 --server-pid "$amq_pid")
+
+declare -A m_rate m_cpu m_lost m_conns
+for mode in per-session shared; do
+    log "fan-out max rate: two stomp-relay instances, relay $mode, on ActiveMQ"
+    relay_args=(--broker relay --relay "$AMQ_TCP" --dialect activemq --relay-mode "$mode"
+        --relay-login admin --relay-passcode admin --system-login admin --system-passcode admin)
+    start_server "relay-$mode-1" 18081 18614 "${relay_args[@]}"
+    r1=$server_pid
+    start_server "relay-$mode-2" 18082 18615 "${relay_args[@]}"
+    r2=$server_pid
+    sleep 1 # system sessions connect upstream
+    read -r m_rate[$mode] m_cpu[$mode] m_lost[$mode] m_conns[$mode] < <(max_rate "relay $mode" \
+        --url "$(relay_url 18081 18614)" \
+        --sub-url "$(relay_url 18081 18614),$(relay_url 18082 18615)" \
+        --destination /sub/bench --count-port 61613 --server-pid "$r1,$r2,$amq_pid")
+    stop_server "$r1"
+    stop_server "$r2"
+done
+
+# ---- the table -------------------------------------------------------------------
+lat() { # "p50 / p99 ms" from a latency line, with loss when any
+    local l=$1
+    [ -n "$(kv "$l" p99_ms)" ] || { echo "failed"; return; }
+    local s
+    s=$(printf '%.2f / %.2f ms' "$(kv "$l" p50_ms)" "$(kv "$l" p99_ms)")
+    [ "$(kv "$l" lost)" = 0 ] || s="$s ($(kv "$l" lost) undelivered)"
+    echo "$s"
+}
+per() { [ -n "$(kv "$1" kib_per_session)" ] && printf '%.1f KiB (%s sessions)' "$(kv "$1" kib_per_session)" "$(kv "$1" sessions)" || echo "failed"; }
+lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
+
+{
+    echo "Measured $STAMP on $(nproc) cores ($(uname -r)), load average before the run:" \
+        "$(cut -d' ' -f1-3 /proc/loadavg); command: \`scripts/bench.sh\`" \
+        "(BENCH_REPEAT=$REPEAT, ${DURATION} s per run, medians)."
+    echo
+    echo "Fan-out 1 publisher -> $SUBS subscribers, 256-byte bodies, WebSocket:"
+    echo
+    echo "| measure | stomp-relay (simple broker) | RabbitMQ Web-STOMP | ratio | target |"
+    echo "|---|---|---|---|---|"
+    echo "| max sustained deliveries/s | $(fmt_k "$s_rate")$(lostnote "$s_lost") | $(fmt_k "$r_rate")$(lostnote "$r_lost") | $(ratio "$s_rate" "$r_rate") | >= 10x |"
+    echo "| server CPU per delivery | $(printf '%.2f' "${s_cpu:-0}") us | $(printf '%.2f' "${r_cpu:-0}") us | $(ratio "$r_cpu" "$s_cpu") less | - |"
+    echo "| latency p50 / p99 at $((RATE / 1000)) k deliveries/s | $(lat "$s_lat") | $(lat "$r_lat") | | p99 < 2 ms |"
+    echo "| RSS per idle session (CONNECT + SUBSCRIBE) | $(per "$s_idle") | $(per "$r_idle") | $(ratio "$(kv "$r_idle" kib_per_session)" "$(kv "$s_idle" kib_per_session)") less | <= 8 KiB |"
+    echo
+    echo "ActiveMQ STOMP TCP idle session, same run: $(per "$a_idle")."
+    echo
+    echo "Relay mode on ActiveMQ 5.17, $SUBS subscribers split over two stomp-relay instances" \
+        "(publisher on the first; clients over $RELAY_TRANSPORT), vs the same clients directly on ActiveMQ (TCP):"
+    echo
+    echo "| setup | max sustained deliveries/s | vs direct | target | broker connections | CPU per delivery (relays + broker) |"
+    echo "|---|---|---|---|---|---|"
+    echo "| clients directly on ActiveMQ | $(fmt_k "$d_rate")$(lostnote "$d_lost") | 1.0x | - | $d_conns | $(printf '%.2f' "${d_cpu:-0}") us |"
+    echo "| relay per-session (Spring-compatible) | $(fmt_k "${m_rate[per-session]}")$(lostnote "${m_lost[per-session]}") | $(ratio "${m_rate[per-session]}" "$d_rate") | >= 0.8x | ${m_conns[per-session]} | $(printf '%.2f' "${m_cpu[per-session]:-0}") us |"
+    echo "| relay shared | $(fmt_k "${m_rate[shared]}")$(lostnote "${m_lost[shared]}") | $(ratio "${m_rate[shared]}" "$d_rate") | >= 5x | ${m_conns[shared]} | $(printf '%.2f' "${m_cpu[shared]:-0}") us |"
+} >"$OUT"
+
+cat "$OUT"
+log "table: $OUT; every run's raw line: $OUT.raw"

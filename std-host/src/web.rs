@@ -1,0 +1,862 @@
+//! The web pages and HTTP API served beside `/ws`: the chat demo (`GET /`), the
+//! operations dashboard (`GET /dashboard`), its data (`GET /api/stats`), publishing from
+//! back-end services (`POST /api/publish`, Spring's `SimpMessagingTemplate` over HTTP)
+//! and the OpenAPI description (`GET /openapi.json`).
+//!
+//! The pages, scripts and the vendored `@stomp/stompjs` bundle live in `std-host/web/`
+//! and are compiled into the binary with `include_str!`, so building never needs npm.
+//!
+//! What the dashboard knows beyond the Prometheus counters comes from [`Observer`], a
+//! thin decorator around the server's [`Broker`]: it sees every session the broker opens
+//! and every SUBSCRIBE/UNSUBSCRIBE/SEND forwarded to it, so it can list sessions with
+//! their subscriptions and count subscriptions per destination without the session task
+//! or the backend knowing about it. Its cost on the hot path is one atomic add per SEND;
+//! SUBSCRIBE/UNSUBSCRIBE lock only their own session's entry.
+//!
+//! Invariants: a session is in the observer's table exactly while its broker session is
+//! open (added when `open_session` succeeded, removed in `close`); `/api/publish` goes
+//! through the same [`crate::Publisher`] the embedding API gives applications, so it
+//! takes the same path as application publishes (the system session in relay mode).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use stomp_relay_codec::Command;
+use subtle::ConstantTimeEq;
+
+use crate::app::PublishError;
+use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
+use crate::config::{BrokerKind, Dialect, RelayMode};
+use crate::frame::OwnedFrame;
+use crate::outbound::{ClientHandle, SessionId};
+use crate::server::Shared;
+
+const CHAT_HTML: &str = include_str!("../web/chat.html");
+const CHAT_JS: &str = include_str!("../web/chat.js");
+const DASHBOARD_HTML: &str = include_str!("../web/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../web/dashboard.js");
+const LOGIN_HTML: &str = include_str!("../web/login.html");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+const STOMPJS: &str = include_str!("../web/vendor/stomp.umd.min.js");
+const OPENAPI_JSON: &str = include_str!("../web/openapi.json");
+
+/// Per-second samples kept for the messages-per-second chart.
+pub const HISTORY_SECONDS: usize = 120;
+/// Broker errors remembered for the dashboard.
+pub const RECENT_ERRORS: usize = 50;
+/// Sessions listed one by one in `/api/stats` (all are counted).
+pub const LISTED_SESSIONS: usize = 500;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One session as the dashboard lists it.
+#[derive(Debug)]
+struct SessionView {
+    user: Option<String>,
+    opened_ms: u64,
+    /// (subscription id, client destination), in subscription order.
+    subscriptions: Vec<(String, String)>,
+    upstream: Option<String>,
+    broker_sends: u64,
+}
+
+/// One per-second sample of the message rates.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sample {
+    /// End of the second, unix milliseconds.
+    pub at_ms: u64,
+    /// Messages published to the broker in that second (client SENDs and application publishes).
+    pub published: u64,
+    /// MESSAGE frames delivered to clients in that second.
+    pub delivered: u64,
+}
+
+/// What the dashboard knows about sessions, subscriptions and broker errors; see the
+/// module docs.
+pub struct Observer {
+    started: Instant,
+    published: AtomicU64,
+    sessions: Mutex<HashMap<SessionId, Arc<Mutex<SessionView>>>>,
+    errors: Mutex<VecDeque<(u64, String)>>,
+    history: Mutex<VecDeque<Sample>>,
+}
+
+impl Observer {
+    /// An empty observer.
+    pub fn new() -> Arc<Observer> {
+        Arc::new(Observer {
+            started: Instant::now(),
+            published: AtomicU64::new(0),
+            sessions: Mutex::new(HashMap::new()),
+            errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_SECONDS)),
+        })
+    }
+
+    /// `broker` with this observer watching it.
+    pub fn wrap(self: &Arc<Self>, broker: Arc<dyn Broker>) -> Arc<dyn Broker> {
+        Arc::new(Observed {
+            inner: broker,
+            obs: self.clone(),
+        })
+    }
+
+    /// Remembers a broker error for the dashboard.
+    pub fn note_error(&self, text: String) {
+        let mut e = lock(&self.errors);
+        if e.len() == RECENT_ERRORS {
+            e.pop_front();
+        }
+        e.push_back((unix_ms(), text));
+    }
+
+    /// Messages published to the broker since start.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    fn push_sample(&self, s: Sample) {
+        let mut h = lock(&self.history);
+        if h.len() == HISTORY_SECONDS {
+            h.pop_front();
+        }
+        h.push_back(s);
+    }
+}
+
+struct Observed {
+    inner: Arc<dyn Broker>,
+    obs: Arc<Observer>,
+}
+
+impl Broker for Observed {
+    fn open_session(
+        &self,
+        info: SessionInfo,
+        client: ClientHandle,
+    ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
+        let id = info.id;
+        let user = info.user.clone();
+        let opening = self.inner.open_session(info, client);
+        let obs = self.obs.clone();
+        Box::pin(async move {
+            match opening.await {
+                Ok(inner) => {
+                    let view = Arc::new(Mutex::new(SessionView {
+                        user,
+                        opened_ms: unix_ms(),
+                        subscriptions: Vec::new(),
+                        upstream: inner.upstream(),
+                        broker_sends: 0,
+                    }));
+                    lock(&obs.sessions).insert(id, view.clone());
+                    Ok(Box::new(ObservedSession {
+                        inner,
+                        id,
+                        view,
+                        obs,
+                    }) as Box<dyn BrokerSession>)
+                }
+                Err(e) => {
+                    obs.note_error(format!("session {id} refused by the broker: {e}"));
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn publish(&self, frame: OwnedFrame) -> Result<(), BrokerError> {
+        let dest = frame.header_str("destination").unwrap_or("").to_string();
+        match self.inner.publish(frame) {
+            Ok(()) => {
+                self.obs.published.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.obs
+                    .note_error(format!("publish to {dest} failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    fn stats(&self) -> BrokerStats {
+        self.inner.stats()
+    }
+
+    fn forwards_receipts(&self) -> bool {
+        self.inner.forwards_receipts()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.inner.shutdown()
+    }
+
+    fn upstreams(&self) -> Vec<crate::broker::UpstreamStatus> {
+        self.inner.upstreams()
+    }
+}
+
+struct ObservedSession {
+    inner: Box<dyn BrokerSession>,
+    id: SessionId,
+    view: Arc<Mutex<SessionView>>,
+    obs: Arc<Observer>,
+}
+
+impl BrokerSession for ObservedSession {
+    fn forward(&mut self, frame: OwnedFrame) -> Result<(), BrokerError> {
+        let command = frame.command;
+        // Only what the dashboard shows is copied out before the frame moves on.
+        let noted = match command {
+            Command::Subscribe => frame
+                .header_str("id")
+                .zip(frame.header_str("destination"))
+                .map(|(i, d)| (i.to_string(), d.to_string())),
+            Command::Unsubscribe => frame
+                .header_str("id")
+                .map(|i| (i.to_string(), String::new())),
+            _ => None,
+        };
+        let result = self.inner.forward(frame);
+        match &result {
+            Ok(()) => match command {
+                Command::Send => {
+                    self.obs.published.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.view).broker_sends += 1;
+                }
+                Command::Subscribe => {
+                    if let Some(sub) = noted {
+                        lock(&self.view).subscriptions.push(sub);
+                    }
+                }
+                Command::Unsubscribe => {
+                    if let Some((id, _)) = noted {
+                        lock(&self.view).subscriptions.retain(|(i, _)| *i != id);
+                    }
+                }
+                _ => {}
+            },
+            Err(e) => self.obs.note_error(format!(
+                "session {}: {} not forwarded: {e}",
+                self.id,
+                command.as_str()
+            )),
+        }
+        result
+    }
+
+    fn client_activity(&mut self) {
+        self.inner.client_activity();
+    }
+
+    fn close(self: Box<Self>, receipt: Option<String>) {
+        lock(&self.obs.sessions).remove(&self.id);
+        self.inner.close(receipt);
+    }
+
+    fn upstream(&self) -> Option<String> {
+        self.inner.upstream()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /api/stats
+
+/// The `/api/stats` document (see `web/openapi.json` for the field meanings).
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    server: ServerStats,
+    broker: BrokerView,
+    sessions: SessionsView,
+    subscriptions: SubscriptionsView,
+    messages: MessagesView,
+    errors: Vec<ErrorView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerStats {
+    version: &'static str,
+    uptime_seconds: u64,
+    now_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerView {
+    mode: &'static str,
+    relay_mode: Option<&'static str>,
+    dialect: Option<&'static str>,
+    available: bool,
+    relay_connections: usize,
+    addresses: Vec<AddressView>,
+}
+
+#[derive(Debug, Serialize)]
+struct AddressView {
+    url: String,
+    /// `true`/`false` when the backend reports it, `null` when it does not.
+    connected: Option<bool>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionsView {
+    current: i64,
+    total: u64,
+    listed: Vec<SessionRow>,
+    truncated: bool,
+    closed_abnormally: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct SessionRow {
+    id: SessionId,
+    user: Option<String>,
+    connected_seconds: u64,
+    /// SENDs straight to broker destinations (SENDs to application destinations are
+    /// counted in `messages.published_total` only).
+    broker_sends: u64,
+    subscriptions: Vec<SubscriptionRow>,
+    upstream: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SubscriptionRow {
+    id: String,
+    destination: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SubscriptionsView {
+    total: usize,
+    by_destination: Vec<DestinationRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct DestinationRow {
+    destination: String,
+    subscribers: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct MessagesView {
+    published_total: u64,
+    delivered_total: u64,
+    per_second: Vec<Sample>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorView {
+    at_ms: u64,
+    message: String,
+}
+
+fn mode_names(shared: &Shared) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+    let c = &shared.config;
+    match c.broker {
+        BrokerKind::Simple => ("simple", None, None),
+        BrokerKind::Relay => (
+            "relay",
+            Some(match c.relay_mode {
+                RelayMode::PerSession => "per-session",
+                RelayMode::Shared => "shared",
+            }),
+            Some(match c.dialect {
+                Dialect::Activemq => "activemq",
+                Dialect::Rabbitmq => "rabbitmq",
+                Dialect::Artemis => "artemis",
+                Dialect::Generic => "generic",
+            }),
+        ),
+    }
+}
+
+/// Builds the stats document.
+fn stats(shared: &Shared) -> Stats {
+    let obs = &shared.web;
+    let m = &shared.metrics;
+    let now = unix_ms();
+    let broker = shared.broker.stats();
+    let (mode, relay_mode, dialect) = mode_names(shared);
+    let reported = shared.broker.upstreams();
+    let addresses = if !reported.is_empty() {
+        reported
+            .into_iter()
+            .map(|u| AddressView {
+                url: u.url,
+                connected: Some(u.connected),
+                last_error: u.last_error,
+            })
+            .collect()
+    } else if shared.config.broker == BrokerKind::Relay {
+        shared
+            .config
+            .relay
+            .iter()
+            .map(|a| AddressView {
+                url: a.to_string(),
+                connected: None,
+                last_error: None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let views: Vec<(SessionId, Arc<Mutex<SessionView>>)> = {
+        let s = lock(&obs.sessions);
+        s.iter().map(|(k, v)| (*k, v.clone())).collect()
+    };
+    let mut per_dest: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rows = Vec::new();
+    let mut sub_total = 0;
+    for (id, view) in &views {
+        let v = lock(view);
+        for (_, d) in &v.subscriptions {
+            *per_dest.entry(d.clone()).or_default() += 1;
+            sub_total += 1;
+        }
+        rows.push(SessionRow {
+            id: *id,
+            user: v.user.clone(),
+            connected_seconds: now.saturating_sub(v.opened_ms) / 1000,
+            broker_sends: v.broker_sends,
+            subscriptions: v
+                .subscriptions
+                .iter()
+                .map(|(i, d)| SubscriptionRow {
+                    id: i.clone(),
+                    destination: d.clone(),
+                })
+                .collect(),
+            upstream: v.upstream.clone(),
+        });
+    }
+    rows.sort_by_key(|r| r.id);
+    let truncated = rows.len() > LISTED_SESSIONS;
+    rows.truncate(LISTED_SESSIONS);
+    let mut by_destination: Vec<DestinationRow> = per_dest
+        .into_iter()
+        .map(|(destination, subscribers)| DestinationRow {
+            destination,
+            subscribers,
+        })
+        .collect();
+    by_destination.sort_by_key(|d| std::cmp::Reverse(d.subscribers));
+
+    let mut errors: Vec<ErrorView> = lock(&obs.errors)
+        .iter()
+        .map(|(at, t)| ErrorView {
+            at_ms: *at,
+            message: t.clone(),
+        })
+        .collect();
+    errors.extend(m.recent_closes().into_iter().map(|(at, cause)| ErrorView {
+        at_ms: at,
+        message: format!("session closed abnormally: {}", cause.as_str()),
+    }));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
+    errors.truncate(RECENT_ERRORS);
+
+    Stats {
+        server: ServerStats {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: obs.started.elapsed().as_secs(),
+            now_ms: now,
+        },
+        broker: BrokerView {
+            mode,
+            relay_mode,
+            dialect,
+            available: broker.available,
+            relay_connections: broker.relay_sessions,
+            addresses,
+        },
+        sessions: SessionsView {
+            current: m.sessions_current.get(),
+            total: m.sessions_total.get(),
+            listed: rows,
+            truncated,
+            closed_abnormally: m
+                .closed_abnormally_counts()
+                .into_iter()
+                .map(|(c, n)| (c.as_str(), n))
+                .collect(),
+        },
+        subscriptions: SubscriptionsView {
+            // The broker's own count when it keeps one (relay mode counts upstream
+            // subscriptions); otherwise what the observer saw.
+            total: if broker.subscriptions > 0 {
+                broker.subscriptions
+            } else {
+                sub_total
+            },
+            by_destination,
+        },
+        messages: MessagesView {
+            published_total: obs.published(),
+            delivered_total: m.frames_out_total(Command::Message),
+            per_second: lock(&obs.history).iter().copied().collect(),
+        },
+        errors,
+    }
+}
+
+/// Samples the message counters once a second until shutdown.
+async fn sample(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = (
+        shared.web.published(),
+        shared.metrics.frames_out_total(Command::Message),
+    );
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = crate::server::stopped(&mut stop) => break,
+            _ = tick.tick() => {
+                let now = (
+                    shared.web.published(),
+                    shared.metrics.frames_out_total(Command::Message),
+                );
+                shared.web.push_sample(Sample {
+                    at_ms: unix_ms(),
+                    published: now.0.saturating_sub(last.0),
+                    delivered: now.1.saturating_sub(last.1),
+                });
+                last = now;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes
+
+/// The web routes, ready to merge into the server's router. Spawns the once-a-second
+/// sampler for the messages-per-second chart (it ends at shutdown).
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S> {
+    tokio::spawn(sample(shared.clone()));
+    let body_limit = shared.config.limits.max_frame_size.saturating_mul(4) + 16 * 1024;
+    Router::new()
+        .route("/", get(|| async { page(CHAT_HTML) }))
+        .route("/dashboard", get(dashboard))
+        .route("/assets/chat.js", get(|| async { asset(CHAT_JS, JS) }))
+        .route(
+            "/assets/dashboard.js",
+            get(|| async { asset(DASHBOARD_JS, JS) }),
+        )
+        .route(
+            "/assets/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/stomp.umd.min.js",
+            get(|| async { asset(STOMPJS, JS) }),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { asset(OPENAPI_JSON, "application/json") }),
+        )
+        .route("/api/stats", get(api_stats))
+        .route(
+            "/api/publish",
+            post(api_publish).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(shared)
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+fn page(html: &'static str) -> Response {
+    asset(html, "text/html; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A JSON error body `{"error": "..."}` with `status`.
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": message.into() });
+    (status, axum::Json(body)).into_response()
+}
+
+fn unauthorized(realm: &str, message: &str) -> Response {
+    let mut r = json_error(StatusCode::UNAUTHORIZED, message);
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"")) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// `Authorization: Bearer X` or the named header.
+fn presented<'a>(headers: &'a HeaderMap, alt: &str) -> Option<&'a str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    bearer.or_else(|| headers.get(alt).and_then(|v| v.to_str().ok()))
+}
+
+/// Whether `given` matches the configured secret (always true when none is configured).
+fn allowed(secret: &Option<String>, given: Option<&str>) -> bool {
+    match secret {
+        None => true,
+        Some(s) => given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(s.as_bytes()))),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn dashboard(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let given = q
+        .token
+        .as_deref()
+        .or_else(|| presented(&headers, "x-admin-token"));
+    if allowed(&shared.config.admin_token, given) {
+        page(DASHBOARD_HTML)
+    } else {
+        let mut r = page(LOGIN_HTML);
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r
+    }
+}
+
+async fn api_stats(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let given = presented(&headers, "x-admin-token").or(q.token.as_deref());
+    if !allowed(&shared.config.admin_token, given) {
+        return unauthorized(
+            "stomp-relay admin",
+            "admin token required: send `Authorization: Bearer <token>` (the server's --admin-token)",
+        );
+    }
+    let mut r = axum::Json(stats(&shared)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `POST /api/publish` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    destination: String,
+    /// A string is sent as UTF-8 text; any other JSON value is sent as JSON text with
+    /// `content-type: application/json` (what `convertAndSend` does with an object).
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// Headers the server sets itself; a request may not.
+const RESERVED: [&str; 7] = [
+    "destination",
+    "subscription",
+    "message-id",
+    "ack",
+    "receipt",
+    "transaction",
+    "content-length",
+];
+
+async fn api_publish(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !allowed(&shared.config.api_key, presented(&headers, "x-api-key")) {
+        return unauthorized(
+            "stomp-relay publish",
+            "API key required: send `X-API-Key: <key>` or `Authorization: Bearer <key>` (the server's --api-key)",
+        );
+    }
+    let req: PublishRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "request body is not a valid publish request: {e}; expected JSON like \
+                     {{\"destination\": \"/sub/chat/lobby\", \"body\": \"hello\", \"headers\": {{}}}}"
+                ),
+            )
+        }
+    };
+    for (name, value) in &req.headers {
+        if name.is_empty() || name.contains([':', '\r', '\n']) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("header name `{name}` is not allowed: it must be non-empty without `:` or line breaks"),
+            );
+        }
+        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("header `{name}` is set by the server and cannot be given"),
+            );
+        }
+        if value.contains(['\r', '\n']) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("header `{name}`: the value must not contain line breaks"),
+            );
+        }
+    }
+    let mut hs: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let has_type = req
+        .headers
+        .keys()
+        .any(|n| n.eq_ignore_ascii_case("content-type"));
+    let payload: Vec<u8> = match &req.body {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(s)) => {
+            if !has_type {
+                hs.push(("content-type", "text/plain;charset=UTF-8"));
+            }
+            s.as_bytes().to_vec()
+        }
+        Some(other) => {
+            if !has_type {
+                hs.push(("content-type", "application/json"));
+            }
+            other.to_string().into_bytes()
+        }
+    };
+    let max = shared.config.limits.max_frame_size;
+    let size = payload.len() + hs.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
+    if size + req.destination.len() + 64 > max {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the message ({size} bytes of body and headers) exceeds the max frame size of {max} bytes (--max-frame-size)"),
+        );
+    }
+    let bytes = payload.len();
+    match shared.publisher().publish(&req.destination, &hs, payload) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "status": "published",
+                "destination": req.destination,
+                "bytes": bytes,
+            })),
+        )
+            .into_response(),
+        Err(PublishError::Destination(why)) => json_error(StatusCode::BAD_REQUEST, why),
+        Err(PublishError::Broker(BrokerError::Rejected(why))) => {
+            json_error(StatusCode::BAD_REQUEST, why)
+        }
+        Err(PublishError::Broker(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(allowed(&None, None));
+        assert!(allowed(&None, Some("x")));
+        let s = Some("s3cret".to_string());
+        assert!(allowed(&s, Some("s3cret")));
+        assert!(!allowed(&s, Some("s3cre")));
+        assert!(!allowed(&s, Some("s3cret ")));
+        assert!(!allowed(&s, None));
+    }
+
+    #[test]
+    fn bearer_or_named_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented(&h, "x-api-key"), None);
+        h.insert("x-api-key", HeaderValue::from_static("k1"));
+        assert_eq!(presented(&h, "x-api-key"), Some("k1"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k2"));
+        assert_eq!(presented(&h, "x-api-key"), Some("k2"));
+    }
+
+    /// The OpenAPI document is valid JSON and describes every HTTP route served.
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("valid JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().expect("paths");
+        for p in [
+            "/",
+            "/dashboard",
+            "/api/stats",
+            "/api/publish",
+            "/openapi.json",
+            "/ws",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(p), "openapi.json lacks {p}");
+        }
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    /// The vendored stompjs bundle is the version the lockfile pins.
+    #[test]
+    fn vendored_stompjs_matches_lockfile() {
+        let lock: serde_json::Value =
+            serde_json::from_str(include_str!("../web/package-lock.json")).expect("lockfile");
+        let locked = lock["packages"]["node_modules/@stomp/stompjs"]["version"]
+            .as_str()
+            .expect("stompjs in the lockfile");
+        let recorded = include_str!("../web/vendor/stompjs.version");
+        assert!(
+            recorded.starts_with(&format!("@stomp/stompjs {locked} ")),
+            "vendor/stompjs.version says `{}` but the lockfile pins {locked}: run `npm ci && npm run vendor` in std-host/web",
+            recorded.trim()
+        );
+        assert!(STOMPJS.contains("StompJs"), "not the UMD bundle");
+    }
+}
