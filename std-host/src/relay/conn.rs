@@ -1,24 +1,32 @@
-//! One upstream STOMP connection on tokio: TCP (and TLS) connect across the `--relay`
-//! addresses, the CONNECT/CONNECTED handshake, then a reader task and a writer task.
+//! One upstream broker connection on tokio: the thin driver around relay-core's sans-IO
+//! [`Upstream`] state machine.
 //!
-//! The writer owns the write half: it batches queued frames into one write, and sends a
-//! heart-beat EOL whenever nothing was written for the negotiated interval. The reader
-//! owns the read half: it decodes frames into [`OwnedFrame`]s for an [`Inbound`] sink and
-//! declares the connection dead when the broker stays silent for three of its
-//! heart-beat intervals. Heart-beats with the broker are thus independent of the client
-//! side: a client sending only locally handled frames never lets the broker time out.
+//! The state machine decides everything about the connection: which `--relay` address
+//! to try and when (backoff with jitter between rounds, no delay between the addresses
+//! of a round), the CONNECT frame with the relay credentials, heart-beats negotiated
+//! with the broker, the CONNECTED and read timeouts, DISCONNECT. This driver only moves
+//! bytes and time: it opens the TCP (and TLS) transport the machine names, feeds it what
+//! the broker sends, writes what it wants written, sleeps until its next deadline, and
+//! writes the frames the relay forwards while the machine says it is connected.
 //!
-//! Invariant: the sink's [`Inbound::closed`] is called exactly once, after its last
-//! [`Inbound::frame`], and says whether the close was asked for ([`Upstream::disconnect`]
-//! or the sink returning [`Flow::Stop`]) or the connection was lost.
+//! One task per connection (per client session in per-session mode, one per instance
+//! for the system or shared connection, which reconnect for as long as they live).
+//!
+//! Invariants: nothing but CONNECT is written before the broker's CONNECTED (forwarded
+//! frames wait in the channel, in order); the sink sees `connected`/`lost` in the order
+//! the machine reports them, and `closed` exactly once, last.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use stomp_relay_codec::{
-    Command, Decoded, Decoder, EncodeOptions, Header, Limits, Status, Version,
+use stomp_relay_codec::{Decoded, Decoder, EncodeOptions, Header, Limits, Status};
+use stomp_relay_core::upstream::{
+    Credentials, Inbound as CoreInbound, LossReason, Upstream as Machine, UpstreamConfig,
+    UpstreamEvent,
 };
+use stomp_relay_core::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
@@ -34,41 +42,44 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Most headers accepted in one frame from the broker.
 const MAX_HEADERS: usize = 128;
-/// How long a requested DISCONNECT may take before the connection is dropped anyway.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+/// Control frames (CONNECT with credentials, DISCONNECT) fit this buffer.
+const CONTROL_FRAME: usize = 4096;
 
-/// Where and how to connect: the addresses in failover order and the TLS configuration.
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// The core's clock: milliseconds since the first use in this process.
+fn now() -> Instant {
+    Instant::from_millis(epoch().elapsed().as_millis() as u64)
+}
+
+fn to_tokio(at: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(epoch() + Duration::from_millis(at.as_millis()))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(to_tokio(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where to connect: the addresses in failover order and the TLS configuration.
 pub struct Target {
     addrs: Vec<RelayAddr>,
     tls: Option<Arc<ClientConfig>>,
+    /// Bound on opening one transport (TCP connect plus TLS handshake).
     timeout: Duration,
-    /// Index of the address that answered last; the next attempt starts there.
-    preferred: AtomicUsize,
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("addrs", &self.addrs)
-            .field("preferred", &self.preferred)
             .finish()
     }
-}
-
-/// A completed handshake: the broker answered CONNECTED.
-pub struct Handshake {
-    stream: Box<dyn Io>,
-    leftover: Vec<u8>,
-    /// The negotiated STOMP version.
-    pub version: Version,
-    /// Our heart-beat period towards the broker, if any.
-    pub send_every: Option<Duration>,
-    /// The longest the broker may stay silent, if it heart-beats at all.
-    pub read_timeout: Option<Duration>,
-    /// Index into the address list of the broker that answered.
-    pub addr_index: usize,
-    /// The broker's `server` header.
-    pub server: Option<String>,
 }
 
 impl Target {
@@ -78,225 +89,122 @@ impl Target {
             addrs,
             tls,
             timeout,
-            preferred: AtomicUsize::new(0),
         }
     }
 
-    /// The address index tried first.
-    pub fn preferred(&self) -> usize {
-        self.preferred.load(Ordering::Relaxed)
+    /// How many addresses there are.
+    pub fn len(&self) -> usize {
+        self.addrs.len()
     }
 
-    /// `host:port` of address `i`.
+    /// Whether there is no address.
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// A target with only address `i` (same TLS settings and timeout).
+    pub fn only(&self, i: usize) -> Target {
+        Target {
+            addrs: vec![self.addrs[i % self.addrs.len()].clone()],
+            tls: self.tls.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// `stomp://host:port` of address `i`.
     pub fn describe(&self, i: usize) -> String {
         let a = &self.addrs[i % self.addrs.len()];
-        format!(
-            "{}://{}:{}",
-            if a.tls { "stomps" } else { "stomp" },
-            a.host,
-            a.port
-        )
+        let scheme = if a.tls { "stomps" } else { "stomp" };
+        format!("{scheme}://{}:{}", a.host, a.port)
     }
 
-    /// Tries every address once, starting with the preferred one, and returns the
-    /// first completed handshake. The error lists why each address failed.
-    pub async fn connect(
-        &self,
-        connect: &OwnedFrame,
-        heartbeat: (u32, u32),
-    ) -> Result<Handshake, String> {
-        let start = self.preferred();
-        let mut errors = Vec::new();
-        for k in 0..self.addrs.len() {
-            let i = (start + k) % self.addrs.len();
-            match tokio::time::timeout(self.timeout, self.connect_one(i, connect, heartbeat)).await
-            {
-                Ok(Ok(h)) => {
-                    self.preferred.store(i, Ordering::Relaxed);
-                    return Ok(h);
-                }
-                Ok(Err(e)) => errors.push(format!("{}: {e}", self.describe(i))),
-                Err(_) => errors.push(format!(
-                    "{}: no CONNECTED within {:?}",
-                    self.describe(i),
-                    self.timeout
-                )),
+    async fn open(&self, i: usize) -> Result<Box<dyn Io>, String> {
+        let addr = &self.addrs[i % self.addrs.len()];
+        let open = async {
+            let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            if !addr.tls {
+                return Ok(Box::new(tcp) as Box<dyn Io>);
             }
-        }
-        Err(errors.join("; "))
-    }
-
-    async fn connect_one(
-        &self,
-        i: usize,
-        connect: &OwnedFrame,
-        heartbeat: (u32, u32),
-    ) -> Result<Handshake, String> {
-        let addr = &self.addrs[i];
-        let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        let mut stream: Box<dyn Io> = if addr.tls {
             let config = self.tls.clone().ok_or("TLS is not configured")?;
             let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
                 .map_err(|e| format!("server name: {e}"))?;
-            Box::new(
-                TlsConnector::from(config)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?,
-            )
-        } else {
-            Box::new(tcp)
+            let tls = TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Ok(Box::new(tls) as Box<dyn Io>)
         };
-
-        let mut out = Vec::new();
-        // CONNECT and CONNECTED are never escaped, in any version.
-        connect
-            .encode_into(EncodeOptions::passthrough(Version::V1_0), &mut out)
-            .map_err(|e| format!("CONNECT: {e}"))?;
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())?;
-
-        let decoder = Decoder::with_limits(Version::V1_0, Limits::DEFAULT);
-        let mut buf = Vec::with_capacity(4096);
-        loop {
-            let mut hs = [Header::EMPTY; MAX_HEADERS];
-            match decoder.decode(&buf, &mut hs) {
-                Ok(Status::Complete((Decoded::HeartBeat, n))) => {
-                    buf.drain(..n);
-                    continue;
-                }
-                Ok(Status::Complete((Decoded::Frame(f), n))) => {
-                    let reply = OwnedFrame::from_frame(&f);
-                    buf.drain(..n);
-                    return match reply.command {
-                        Command::Connected => Ok(handshake(stream, buf, &reply, heartbeat, i)),
-                        Command::Error => Err(format!(
-                            "broker refused CONNECT: {}",
-                            reply
-                                .header_str("message")
-                                .unwrap_or("ERROR without message")
-                        )),
-                        other => Err(format!("expected CONNECTED, got {}", other.as_str())),
-                    };
-                }
-                Ok(Status::Partial) => {}
-                Err(e) => return Err(format!("bad reply to CONNECT: {e}")),
-            }
-            let n = stream.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection closed before CONNECTED".into());
-            }
+        match tokio::time::timeout(self.timeout, open).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("not open within {:?}", self.timeout)),
         }
     }
 }
 
-fn handshake(
-    stream: Box<dyn Io>,
-    leftover: Vec<u8>,
-    reply: &OwnedFrame,
-    (cx, cy): (u32, u32),
-    i: usize,
-) -> Handshake {
-    let version = reply
-        .header("version")
-        .and_then(Version::parse)
-        .unwrap_or(Version::V1_0);
-    let (sx, sy) = reply
-        .header_str("heart-beat")
-        .and_then(|v| v.split_once(','))
-        .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
-        .unwrap_or((0, 0));
-    let every = |ours: u32, theirs: u32| {
-        (ours > 0 && theirs > 0).then(|| Duration::from_millis(u64::from(ours.max(theirs))))
-    };
-    Handshake {
-        stream,
-        leftover,
-        version,
-        send_every: every(cx, sy),
-        // Three missed beats: network jitter and a busy broker must not kill a session.
-        read_timeout: every(cy, sx).map(|d| d * 3),
-        addr_index: i,
-        server: reply.header_str("server").map(str::to_owned),
-    }
-}
-
-/// The CONNECT frame for the broker: `login`/`passcode` of the relay, the virtual host
-/// (if any), our heart-beats, plus `extra` headers (e.g. the client's `client-id`).
-pub fn connect_frame(
-    login: &str,
-    passcode: &str,
-    virtual_host: Option<&str>,
-    heartbeat: (u32, u32),
-    extra: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-) -> OwnedFrame {
-    let mut f = OwnedFrame::new(Command::Connect)
-        .with_header("accept-version", "1.0,1.1,1.2")
-        .with_header("login", login)
-        .with_header("passcode", passcode)
-        .with_header("heart-beat", format!("{},{}", heartbeat.0, heartbeat.1));
-    if let Some(h) = virtual_host {
-        f.push_header("host", h);
-    }
-    for (n, v) in extra {
-        f.headers.push((n, v));
-    }
-    f
+/// What one connection needs besides its target.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `login` of the upstream CONNECT.
+    pub login: String,
+    /// `passcode` of the upstream CONNECT.
+    pub passcode: String,
+    /// `host` of the upstream CONNECT, if any.
+    pub virtual_host: Option<String>,
+    /// The state machine's settings (heart-beats, timeouts, reconnect).
+    pub config: UpstreamConfig,
+    /// Largest frame accepted from the broker.
+    pub max_frame_size: usize,
 }
 
 /// What the reader does after handing a frame to the sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
-    /// Keep reading.
+    /// Keep going.
     Continue,
-    /// Close the connection (counts as requested).
+    /// Disconnect this connection for good.
     Stop,
 }
 
-/// Why an upstream connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Closed {
-    /// We asked for it (DISCONNECT or the sink stopping).
-    Requested,
-    /// The broker went away, timed out or sent garbage; the text says which.
-    Lost(String),
-}
-
-/// Receives what the broker sends on one connection (runs on the reader task).
+/// Receives what happens on one connection (runs on its task; must not block).
 pub trait Inbound: Send + 'static {
-    /// A frame from the broker (MESSAGE, RECEIPT, ERROR).
+    /// The broker answered CONNECTED (again, after a reconnect).
+    /// `index` is the address's position in the target, `addr` its description.
+    fn connected(&mut self, _upstream: &Upstream, _index: usize, _addr: &str) {}
+    /// A frame from the broker: MESSAGE, RECEIPT or ERROR.
     fn frame(&mut self, frame: OwnedFrame) -> Flow;
-    /// The connection ended; called once, last.
-    fn closed(&mut self, why: Closed);
+    /// The connection was lost (or ended on request: [`LossReason::Disconnected`]);
+    /// a reconnecting connection may come back with `connected`.
+    fn lost(&mut self, _why: LossReason, _detail: &str) {}
+    /// The connection is over for good; called once, last.
+    fn closed(&mut self) {}
 }
 
-enum Out {
-    Frame(OwnedFrame),
-    Disconnect(Option<String>),
-}
-
-struct State {
-    requested: AtomicBool,
-    dead: AtomicBool,
+struct Control {
+    stop: AtomicBool,
     notify: Notify,
+    dead: AtomicBool,
 }
 
-impl State {
-    fn kill(&self) {
-        self.dead.store(true, Ordering::Release);
-        self.notify.notify_waiters();
+struct Handle {
+    tx: mpsc::UnboundedSender<OwnedFrame>,
+    control: Arc<Control>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The last handle gone: leave politely.
+        self.control.stop.store(true, Ordering::Release);
+        self.control.notify.notify_one();
     }
 }
 
-/// The sending side of a running upstream connection. Dropping every clone sends
-/// DISCONNECT and closes the connection.
+/// The sending side of a running connection. Dropping every clone disconnects it.
 #[derive(Clone)]
 pub struct Upstream {
-    tx: mpsc::UnboundedSender<Out>,
-    state: Arc<State>,
+    inner: Arc<Handle>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -308,219 +216,265 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Queues a frame for the broker; `Err` gives it back once the connection is gone.
+    /// Queues a frame for the broker (written once connected, in order); `Err` gives
+    /// it back once the connection is over for good.
     pub fn send(&self, frame: OwnedFrame) -> Result<(), OwnedFrame> {
         if self.is_closed() {
             return Err(frame);
         }
-        self.tx.send(Out::Frame(frame)).map_err(|e| match e.0 {
-            Out::Frame(f) => f,
-            Out::Disconnect(_) => unreachable!("sent a frame"),
-        })
+        self.inner.tx.send(frame).map_err(|e| e.0)
     }
 
-    /// Sends DISCONNECT (with `receipt`, if any) after everything queued, then closes.
-    pub fn disconnect(&self, receipt: Option<String>) {
-        self.state.requested.store(true, Ordering::Release);
-        let _ = self.tx.send(Out::Disconnect(receipt));
+    /// Sends DISCONNECT after what is queued and ends the connection for good.
+    pub fn disconnect(&self) {
+        self.inner.control.stop.store(true, Ordering::Release);
+        self.inner.control.notify.notify_one();
     }
 
-    /// Whether the connection has ended (or is ending).
+    /// Whether the connection is over (or ending) for good.
     pub fn is_closed(&self) -> bool {
-        self.state.dead.load(Ordering::Acquire) || self.tx.is_closed()
+        self.inner.control.dead.load(Ordering::Acquire)
+            || self.inner.control.stop.load(Ordering::Acquire)
     }
 }
 
-/// Starts the reader and writer tasks of a completed handshake.
-pub fn spawn(h: Handshake, max_frame_size: usize, sink: impl Inbound) -> Upstream {
+/// Starts the task driving one connection.
+pub fn spawn(target: Arc<Target>, settings: Settings, sink: impl Inbound) -> Upstream {
     let (tx, rx) = mpsc::unbounded_channel();
-    let state = Arc::new(State {
-        requested: AtomicBool::new(false),
-        dead: AtomicBool::new(false),
+    let control = Arc::new(Control {
+        stop: AtomicBool::new(false),
         notify: Notify::new(),
+        dead: AtomicBool::new(false),
     });
-    let (rd, wr) = tokio::io::split(h.stream);
-    tokio::spawn(write_loop(wr, rx, h.version, h.send_every, state.clone()));
-    let limits = Limits {
-        max_frame_size,
-        max_headers: MAX_HEADERS,
-        max_header_line: 64 * 1024,
-        max_body: max_frame_size,
-    };
-    tokio::spawn(read_loop(
-        rd,
-        h.leftover,
-        Decoder::with_limits(h.version, limits),
-        h.read_timeout,
-        state.clone(),
+    let inner = Arc::new(Handle {
+        tx,
+        control: control.clone(),
+    });
+    let driver = Driver {
+        machine: Machine::new(settings.config, now()),
+        target,
+        settings,
+        rx,
+        control,
+        // Weak: the driver must not keep its own connection alive.
+        handle: Arc::downgrade(&inner),
         sink,
-    ));
-    Upstream { tx, state }
+        detail: String::new(),
+    };
+    tokio::spawn(driver.run());
+    Upstream { inner }
 }
 
-async fn write_loop(
-    mut wr: tokio::io::WriteHalf<Box<dyn Io>>,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    version: Version,
-    send_every: Option<Duration>,
-    state: Arc<State>,
-) {
-    let opts = EncodeOptions::passthrough(version);
-    let mut buf = Vec::with_capacity(8192);
-    let beat = send_every.unwrap_or(Duration::from_secs(3600));
-    let mut disconnect = None;
-    'outer: loop {
-        buf.clear();
-        let first = tokio::select! {
-            item = rx.recv() => item,
-            _ = tokio::time::sleep(beat) => {
-                if send_every.is_some() {
-                    buf.push(b'\n');
-                }
-                if wr.write_all(&buf).await.is_err() { break; }
-                continue;
-            }
-            _ = dead(&state) => break,
-        };
-        let Some(mut item) = first else {
-            // Every handle dropped: leave politely.
-            disconnect = Some(None);
-            break;
-        };
-        // Batch whatever else is queued into the same write.
+struct Driver<S> {
+    machine: Machine,
+    target: Arc<Target>,
+    settings: Settings,
+    rx: mpsc::UnboundedReceiver<OwnedFrame>,
+    control: Arc<Control>,
+    handle: Weak<Handle>,
+    sink: S,
+    /// The last transport problem, for logs.
+    detail: String,
+}
+
+impl<S: Inbound> Driver<S> {
+    async fn run(mut self) {
         loop {
-            match item {
-                Out::Frame(f) => {
-                    if let Err(e) = f.encode_into(opts, &mut buf) {
-                        tracing::warn!(error = %e, "relay: dropped a frame the codec cannot encode");
-                    }
-                }
-                Out::Disconnect(r) => {
-                    disconnect = Some(r);
-                    break;
-                }
-            }
-            if buf.len() >= 256 * 1024 {
+            self.check_stop();
+            if self.machine.is_closed() {
                 break;
             }
-            match rx.try_recv() {
-                Ok(next) => item = next,
-                Err(_) => break,
+            if let Some(i) = self.machine.poll_connect(now()) {
+                match self.target.open(i).await {
+                    Ok(stream) => {
+                        self.machine.on_transport_connected(now());
+                        self.transport(stream, i).await;
+                    }
+                    Err(e) => self.detail = format!("{}: {e}", self.target.describe(i)),
+                }
+                self.machine.handle_transport_closed(now());
+                self.events(i);
+                continue;
+            }
+            let wake = self.machine.poll_timeout();
+            tokio::select! {
+                _ = sleep_until(wake) => self.machine.handle_timeout(now()),
+                _ = self.control.notify.notified() => {}
             }
         }
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
-            break 'outer;
-        }
-        if disconnect.is_some() {
-            break;
-        }
+        self.control.dead.store(true, Ordering::Release);
+        self.sink.closed();
     }
-    if let Some(receipt) = disconnect {
-        state.requested.store(true, Ordering::Release);
-        let mut f = OwnedFrame::new(Command::Disconnect);
-        if let Some(r) = receipt {
-            f.push_header("receipt", r);
-        }
-        buf.clear();
-        if f.encode_into(opts, &mut buf).is_ok() {
-            let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
-                let _ = wr.write_all(&buf).await;
-                let _ = wr.flush().await;
-                // The broker answers RECEIPT and closes; the reader sees that.
-                dead(&state).await;
-            })
-            .await;
-        }
-    }
-    let _ = wr.shutdown().await;
-    state.kill();
-}
 
-async fn read_loop(
-    mut rd: tokio::io::ReadHalf<Box<dyn Io>>,
-    mut buf: Vec<u8>,
-    decoder: Decoder,
-    read_timeout: Option<Duration>,
-    state: Arc<State>,
-    mut sink: impl Inbound,
-) {
-    let why = loop {
-        // Hand over every complete frame already buffered.
+    fn check_stop(&mut self) {
+        if self.control.stop.load(Ordering::Acquire) {
+            self.machine.disconnect();
+        }
+    }
+
+    /// Reports the machine's availability changes to the sink.
+    fn events(&mut self, addr: usize) {
+        while let Some(e) = self.machine.poll_event() {
+            match e {
+                UpstreamEvent::Connected => {
+                    if let Some(inner) = self.handle.upgrade() {
+                        let desc = self.target.describe(addr);
+                        self.sink.connected(&Upstream { inner }, addr, &desc);
+                    }
+                }
+                UpstreamEvent::Lost(why) => {
+                    let detail = std::mem::take(&mut self.detail);
+                    self.sink.lost(why, &detail);
+                }
+            }
+        }
+    }
+
+    /// Runs one transport until the machine or the broker ends it.
+    async fn transport(&mut self, stream: Box<dyn Io>, addr: usize) {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let creds_login = self.settings.login.clone();
+        let creds_pass = self.settings.passcode.clone();
+        let creds_host = self.settings.virtual_host.clone();
+        let creds = Credentials {
+            login: Some(&creds_login),
+            passcode: Some(&creds_pass),
+            virtual_host: creds_host.as_deref(),
+        };
+        let limits = Limits {
+            max_frame_size: self.settings.max_frame_size,
+            max_headers: MAX_HEADERS,
+            max_header_line: 64 * 1024,
+            max_body: self.settings.max_frame_size,
+        };
+        let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut ctl = [0u8; CONTROL_FRAME];
+        let mut pending: VecDeque<OwnedFrame> = VecDeque::new();
+        loop {
+            // Everything forwarded so far goes out before a requested DISCONNECT.
+            let stopping = self.control.stop.load(Ordering::Acquire);
+            // What the machine itself sends (CONNECT, heart-beat, DISCONNECT) and, once
+            // connected, everything forwarded meanwhile, batched into one write.
+            out.clear();
+            if self.machine.is_connected() {
+                let opts = EncodeOptions::passthrough(self.machine.version());
+                while let Some(f) = pending.pop_front() {
+                    encode(&f, opts, &mut out);
+                }
+                while out.len() < 256 * 1024 {
+                    match self.rx.try_recv() {
+                        Ok(f) => encode(&f, opts, &mut out),
+                        Err(_) => break,
+                    }
+                }
+                if !out.is_empty() {
+                    self.machine.on_transmit(now());
+                }
+            }
+            if stopping {
+                self.machine.disconnect();
+            }
+            loop {
+                match self.machine.poll_transmit(now(), &creds, &mut ctl) {
+                    Ok(Some(n)) => out.extend_from_slice(&ctl[..n]),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "relay: control frame does not fit");
+                        self.machine.disconnect();
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                if let Err(e) = write(&mut wr, &out).await {
+                    self.detail = format!("{}: write: {e}", self.target.describe(addr));
+                    return;
+                }
+            }
+            self.events(addr);
+            if self.machine.should_close_transport() || self.machine.is_closed() {
+                let _ = wr.shutdown().await;
+                return;
+            }
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(16 * 1024);
+            }
+            let connected = self.machine.is_connected();
+            let wake = self.machine.poll_timeout();
+            tokio::select! {
+                r = rd.read_buf(&mut rbuf) => match r {
+                    Ok(0) => {
+                        self.detail = format!("{}: broker closed the connection", self.target.describe(addr));
+                        return;
+                    }
+                    Ok(_) => {
+                        if self.feed(&mut rbuf, limits) == Flow::Stop {
+                            self.machine.disconnect();
+                        }
+                    }
+                    Err(e) => {
+                        self.detail = format!("{}: {e}", self.target.describe(addr));
+                        return;
+                    }
+                },
+                f = self.rx.recv(), if connected => match f {
+                    Some(f) => pending.push_back(f),
+                    None => self.machine.disconnect(),
+                },
+                _ = sleep_until(wake) => self.machine.handle_timeout(now()),
+                _ = self.control.notify.notified() => {}
+            }
+        }
+    }
+
+    /// Hands every complete frame in `buf` to the machine and the sink.
+    fn feed(&mut self, buf: &mut Vec<u8>, limits: Limits) -> Flow {
+        let decoder = Decoder::with_limits(self.machine.version(), limits);
         let mut used = 0;
-        let mut stop = None;
+        let mut flow = Flow::Continue;
+        self.machine.on_receive(now());
         loop {
             let mut hs = [Header::EMPTY; MAX_HEADERS];
             match decoder.decode(&buf[used..], &mut hs) {
-                Ok(Status::Complete((Decoded::HeartBeat, n))) => used += n,
-                Ok(Status::Complete((Decoded::Frame(f), n))) => {
-                    let frame = OwnedFrame::from_frame(&f);
+                Ok(Status::Complete((Decoded::HeartBeat, n))) => {
                     used += n;
-                    if sink.frame(frame) == Flow::Stop {
-                        stop = Some(Closed::Requested);
-                        break;
+                    self.machine.handle_heartbeat(now());
+                }
+                Ok(Status::Complete((Decoded::Frame(f), n))) => {
+                    used += n;
+                    match self.machine.handle_frame(now(), &f) {
+                        Some(CoreInbound::Message(f))
+                        | Some(CoreInbound::Receipt(f))
+                        | Some(CoreInbound::Error(f)) => {
+                            if self.sink.frame(OwnedFrame::from_frame(&f)) == Flow::Stop {
+                                flow = Flow::Stop;
+                            }
+                        }
+                        Some(CoreInbound::Connected(_)) | None => {}
                     }
                 }
                 Ok(Status::Partial) => break,
                 Err(e) => {
-                    stop = Some(Closed::Lost(format!("bad frame from broker: {e}")));
+                    self.detail = format!("bad frame from broker: {e}");
+                    self.machine.handle_decode_error(now());
+                    used = buf.len();
                     break;
                 }
             }
         }
         buf.drain(..used);
-        if let Some(why) = stop {
-            break why;
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let limit = if state.requested.load(Ordering::Acquire) {
-            Some(DISCONNECT_GRACE)
-        } else {
-            read_timeout
-        };
-        let read = async {
-            tokio::select! {
-                r = rd.read_buf(&mut buf) => Some(r),
-                _ = dead(&state) => None,
-            }
-        };
-        let r = match limit {
-            Some(t) => match tokio::time::timeout(t, read).await {
-                Ok(r) => r,
-                Err(_) => break Closed::Lost(format!("no data from the broker for {t:?}")),
-            },
-            None => read.await,
-        };
-        match r {
-            None => break Closed::Requested,
-            Some(Ok(0)) => break Closed::Lost("broker closed the connection".into()),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => break Closed::Lost(e.to_string()),
-        }
-    };
-    let why = if state.requested.load(Ordering::Acquire) {
-        Closed::Requested
-    } else {
-        why
-    };
-    if why == Closed::Requested {
-        state.requested.store(true, Ordering::Release);
+        flow
     }
-    state.kill();
-    sink.closed(why);
 }
 
-/// Resolves once the connection is dead (registered before the check, so a kill between
-/// the check and the wait is not missed).
-async fn dead(state: &State) {
-    loop {
-        let notified = state.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if state.dead.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
+fn encode(f: &OwnedFrame, opts: EncodeOptions, out: &mut Vec<u8>) {
+    if let Err(e) = f.encode_into(opts, out) {
+        tracing::warn!(error = %e, "relay: dropped a frame the codec cannot encode");
     }
+}
+
+async fn write(wr: &mut tokio::io::WriteHalf<Box<dyn Io>>, out: &[u8]) -> std::io::Result<()> {
+    wr.write_all(out).await?;
+    wr.flush().await
 }

@@ -14,15 +14,16 @@
 //!   an upstream failure the instance reconnects with backoff, resubscribes, and its
 //!   clients keep their sessions.
 //!
-//! Both reconnect across the `--relay` addresses in order with exponential backoff and
-//! jitter ([`backoff`]), speak TLS for `stomps://` ([`tls`]), map destinations with the
-//! configured dialect ([`mapping`]) and keep heart-beats with the broker on their own
-//! timers ([`conn`]), independent of the client's heart-beats.
+//! Every upstream connection is relay-core's sans-IO [`Upstream`](stomp_relay_core::upstream::Upstream)
+//! state machine driven by [`conn`]: CONNECT with the relay credentials, heart-beats
+//! negotiated with the broker on their own timers (independent of the client's), and,
+//! for the system and shared connections, reconnection across the `--relay` addresses
+//! with exponential backoff and jitter. [`tls`] adds TLS for `stomps://`; [`mapping`]
+//! rewrites destinations with the configured dialect.
 //!
 //! Invariant: the client's login/passcode never reach the broker; the relay credentials
 //! replace them.
 
-pub mod backoff;
 pub mod conn;
 pub mod mapping;
 pub mod per_session;
@@ -34,12 +35,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use stomp_relay_core::upstream::{Backoff, UpstreamConfig};
 use stomp_relay_core::Dialect;
 
 use crate::broker::Broker;
 use crate::config::{self, Config, RelayAddr, RelayMode};
-
-pub use backoff::Backoff;
 
 /// Everything relay mode needs, taken from [`Config`] by [`RelayOptions::from_config`].
 #[derive(Debug, Clone)]
@@ -65,9 +65,11 @@ pub struct RelayOptions {
     pub mode: RelayMode,
     /// Heart-beats offered to the broker, milliseconds (send, receive); 0 disables.
     pub heartbeat: (u32, u32),
-    /// Bound on TCP connect + TLS + STOMP CONNECT/CONNECTED with one address.
+    /// Bound on opening a transport to one address (TCP + TLS), and then again on the
+    /// broker's CONNECTED.
     pub connect_timeout: Duration,
-    /// Delays between reconnect rounds of the system/shared connection.
+    /// Delays between reconnect rounds (all addresses tried) of the system/shared
+    /// connection.
     pub backoff: Backoff,
     /// Extra PEM trust roots for `stomps://` (added to the public web roots).
     pub tls_ca: Option<PathBuf>,
@@ -100,10 +102,36 @@ impl RelayOptions {
             mode: c.relay_mode,
             heartbeat: (c.heartbeat.send_ms, c.heartbeat.recv_ms),
             connect_timeout: Duration::from_secs(5),
-            backoff: Backoff::default(),
+            backoff: Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+            },
             tls_ca: std::env::var_os("STOMP_RELAY_RELAY_CA").map(PathBuf::from),
             max_frame_size: c.limits.max_frame_size.max(64 * 1024) + 16 * 1024,
             max_pending: 10_000,
+        }
+    }
+}
+
+impl RelayOptions {
+    /// Settings of one upstream connection with these credentials; `reconnect` for the
+    /// system/shared connection (a client session's connection never comes back behind
+    /// its back).
+    pub fn settings(&self, login: &str, passcode: &str, reconnect: bool) -> conn::Settings {
+        conn::Settings {
+            login: login.to_owned(),
+            passcode: passcode.to_owned(),
+            virtual_host: self.virtual_host.clone(),
+            config: UpstreamConfig {
+                heart_beat: self.heartbeat,
+                read_timeout_factor: 3,
+                connected_timeout: self.connect_timeout,
+                reconnect: reconnect.then_some(self.backoff),
+                addresses: self.addrs.len().max(1),
+                // Instances that lost the same broker must not retry in lockstep.
+                jitter_seed: fastrand::u64(..),
+            },
+            max_frame_size: self.max_frame_size,
         }
     }
 }

@@ -16,10 +16,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stomp_relay_core::upstream::LossReason;
+use tokio::sync::oneshot;
 
 use stomp_relay_codec::Command;
 
-use super::conn::{self, Closed, Flow, Inbound, Target, Upstream};
+use super::conn::{self, Flow, Inbound, Target, Upstream};
 use super::mapping;
 use super::system::{self, Link, Supervised};
 use super::RelayOptions;
@@ -28,18 +32,10 @@ use crate::close;
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, ToClient};
 
-/// Client CONNECT headers that never go upstream (the relay sets its own).
-const REPLACED: &[&[u8]] = &[
-    b"accept-version",
-    b"login",
-    b"passcode",
-    b"host",
-    b"heart-beat",
-];
-
 struct Inner {
     opts: RelayOptions,
-    target: Arc<Target>,
+    /// One single-address target per `--relay` address, in order.
+    singles: Vec<Arc<Target>>,
     system: Arc<Supervised>,
     sessions: AtomicUsize,
     subscriptions: AtomicUsize,
@@ -53,24 +49,14 @@ pub struct PerSessionRelay {
 /// The system connection only logs what the broker says to it.
 struct SystemLink;
 
-struct SystemSink;
-
-impl Inbound for SystemSink {
-    fn frame(&mut self, frame: OwnedFrame) -> Flow {
+impl Link for SystemLink {
+    fn frame(&self, frame: OwnedFrame) {
         if frame.command == Command::Error {
             tracing::warn!(
                 message = frame.header_str("message").unwrap_or(""),
                 "relay: broker sent ERROR to the system session"
             );
         }
-        Flow::Continue
-    }
-    fn closed(&mut self, _: Closed) {}
-}
-
-impl Link for SystemLink {
-    fn sink(&self) -> Box<dyn Inbound> {
-        Box::new(SystemSink)
     }
     fn up(&self, _: &Upstream) {}
     fn down(&self) {}
@@ -80,24 +66,14 @@ impl PerSessionRelay {
     /// Starts the system connection; sessions open once it is up.
     pub fn start(opts: RelayOptions, target: Target) -> Self {
         let target = Arc::new(target);
-        let connect = conn::connect_frame(
-            &opts.system_login,
-            &opts.system_passcode,
-            opts.virtual_host.as_deref(),
-            opts.heartbeat,
-            [],
-        );
-        let system = system::supervise(
-            "system",
-            &opts,
-            target.clone(),
-            connect,
-            Arc::new(SystemLink),
-        );
+        let settings = opts.settings(&opts.system_login, &opts.system_passcode, true);
+        let system = system::supervise("system", target.clone(), settings, Arc::new(SystemLink));
         PerSessionRelay {
             inner: Arc::new(Inner {
+                singles: (0..target.len())
+                    .map(|i| Arc::new(target.only(i)))
+                    .collect(),
                 opts,
-                target,
                 system,
                 sessions: AtomicUsize::new(0),
                 subscriptions: AtomicUsize::new(0),
@@ -123,38 +99,48 @@ impl Broker for PerSessionRelay {
                 return Err(BrokerError::Unavailable);
             }
             let opts = &inner.opts;
-            let extra = info
-                .connect
-                .headers
-                .iter()
-                .filter(|(n, _)| !REPLACED.contains(&n.as_slice()))
-                .cloned()
-                .collect::<Vec<_>>();
-            let connect = conn::connect_frame(
-                &opts.login,
-                &opts.passcode,
-                opts.virtual_host.as_deref(),
-                opts.heartbeat,
-                extra,
-            );
-            let handshake = inner
-                .target
-                .connect(&connect, opts.heartbeat)
-                .await
-                .map_err(|why| {
-                    tracing::warn!(session = info.id, %why, "relay: session cannot connect upstream");
-                    BrokerError::Unavailable
-                })?;
-            let subs = Arc::new(Mutex::new(HashMap::new()));
-            let closing = Arc::new(AtomicBool::new(false));
-            inner.sessions.fetch_add(1, Ordering::Relaxed);
-            let sink = SessionSink {
-                client,
-                subs: subs.clone(),
-                closing: closing.clone(),
-                inner: inner.clone(),
+            // Start with the broker the system session reached last, then the others:
+            // a client session's connection never comes back once lost, so failover
+            // happens here, at open, one address at a time.
+            let n = inner.singles.len();
+            let first = inner.system.current();
+            let mut failures = Vec::new();
+            let mut opened = None;
+            for k in 0..n {
+                let target = inner.singles[(first + k) % n].clone();
+                // Fresh per attempt: a late end of a failed attempt touches only its own.
+                let subs: Subs = Arc::new(Mutex::new(HashMap::new()));
+                let closing = Arc::new(AtomicBool::new(false));
+                let (ready_tx, ready_rx) = oneshot::channel();
+                inner.sessions.fetch_add(1, Ordering::Relaxed);
+                let sink = SessionSink {
+                    client: client.clone(),
+                    subs: subs.clone(),
+                    closing: closing.clone(),
+                    inner: inner.clone(),
+                    ready: Some(ready_tx),
+                    last_failure: String::new(),
+                };
+                let settings = opts.settings(&opts.login, &opts.passcode, false);
+                let upstream = conn::spawn(target.clone(), settings, sink);
+                // The machine bounds the transport and the wait for CONNECTED.
+                let bound = opts.connect_timeout * 2 + Duration::from_secs(1);
+                match tokio::time::timeout(bound, ready_rx).await {
+                    Ok(Ok(Ok(()))) => {
+                        opened = Some((upstream, subs, closing));
+                        break;
+                    }
+                    Ok(Ok(Err(why))) => failures.push(why),
+                    Ok(Err(_)) | Err(_) => {
+                        upstream.disconnect();
+                        failures.push(format!("{}: no CONNECTED in time", target.describe(0)));
+                    }
+                }
+            }
+            let Some((upstream, subs, closing)) = opened else {
+                tracing::warn!(session = info.id, why = %failures.join("; "), "relay: session cannot connect upstream");
+                return Err(BrokerError::Unavailable);
             };
-            let upstream = conn::spawn(handshake, opts.max_frame_size, sink);
             Ok(Box::new(RelaySession {
                 upstream,
                 subs,
@@ -254,10 +240,9 @@ impl BrokerSession for RelaySession {
     }
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
-        // The host answers the client's own DISCONNECT receipt; upstream gets ours.
+        // The session answers the client's own DISCONNECT receipt.
         self.closing.store(true, Ordering::Release);
-        self.upstream
-            .disconnect(Some("stomp-relay-disconnect".into()));
+        self.upstream.disconnect();
     }
 }
 
@@ -266,6 +251,9 @@ struct SessionSink {
     subs: Subs,
     closing: Arc<AtomicBool>,
     inner: Arc<Inner>,
+    /// Completes `open_session` at CONNECTED (or with why it failed).
+    ready: Option<oneshot::Sender<Result<(), String>>>,
+    last_failure: String,
 }
 
 impl Inbound for SessionSink {
@@ -330,18 +318,35 @@ impl Inbound for SessionSink {
         }
     }
 
-    fn closed(&mut self, why: Closed) {
+    fn connected(&mut self, _: &Upstream, _: usize, _: &str) {
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    fn lost(&mut self, why: LossReason, detail: &str) {
+        if let Some(tx) = self.ready.take() {
+            // Not connected yet: a per-session connection tries the next address
+            // itself; only the end of the round (`closed`) fails the open.
+            self.ready = Some(tx);
+            self.last_failure = format!("{why}: {detail}");
+            return;
+        }
+        if why != LossReason::Disconnected && !self.closing.swap(true, Ordering::AcqRel) {
+            tracing::info!(session = self.client.session_id(), %why, %detail, "relay: upstream connection lost");
+            let _ = self.client.send(ToClient::Close {
+                message: Some(BrokerError::ConnectionClosed.to_string()),
+                code: close::PROTOCOL_ERROR,
+            });
+        }
+    }
+
+    fn closed(&mut self) {
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(Err(std::mem::take(&mut self.last_failure)));
+        }
         self.inner.sessions.fetch_sub(1, Ordering::Relaxed);
         let n = std::mem::take(&mut *self.subs.lock().expect("poisoned")).len();
         self.inner.subscriptions.fetch_sub(n, Ordering::Relaxed);
-        if let Closed::Lost(why) = why {
-            if !self.closing.load(Ordering::Acquire) {
-                tracing::info!(session = self.client.session_id(), %why, "relay: upstream connection lost");
-                let _ = self.client.send(ToClient::Close {
-                    message: Some(BrokerError::ConnectionClosed.to_string()),
-                    code: close::PROTOCOL_ERROR,
-                });
-            }
-        }
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use stomp_relay_codec::Command;
 use stomp_relay_core::dialect::Routing;
 
-use super::conn::{self, Closed, Flow, Inbound, Target, Upstream};
+use super::conn::{Target, Upstream};
 use super::mapping;
 use super::system::{self, Link, Supervised};
 use super::RelayOptions;
@@ -133,20 +133,14 @@ pub struct SharedRelay {
 impl SharedRelay {
     /// Starts the shared connection; sessions open once it is up.
     pub fn start(opts: RelayOptions, target: Target) -> Self {
-        let connect = conn::connect_frame(
-            &opts.system_login,
-            &opts.system_passcode,
-            opts.virtual_host.as_deref(),
-            opts.heartbeat,
-            [],
-        );
+        let settings = opts.settings(&opts.system_login, &opts.system_passcode, true);
         let inner = Arc::new(Inner {
-            opts: opts.clone(),
+            opts,
             state: Mutex::new(State::default()),
             sup: OnceLock::new(),
         });
         let link: Arc<dyn Link> = Arc::new(SharedLink(inner.clone()));
-        let sup = system::supervise("shared", &opts, Arc::new(target), connect, link);
+        let sup = system::supervise("shared", Arc::new(target), settings, link);
         let _ = inner.sup.set(sup);
         SharedRelay { inner }
     }
@@ -160,8 +154,26 @@ impl SharedRelay {
 struct SharedLink(Arc<Inner>);
 
 impl Link for SharedLink {
-    fn sink(&self) -> Box<dyn Inbound> {
-        Box::new(SharedSink(self.0.clone()))
+    fn frame(&self, frame: OwnedFrame) {
+        match frame.command {
+            Command::Message => self.message(frame),
+            Command::Receipt => {
+                let Some(id) = frame.header_str("receipt-id") else {
+                    return;
+                };
+                let found = self.0.state.lock().expect("poisoned").receipts.remove(id);
+                if let Some((client, theirs)) = found {
+                    let _ = client.send(ToClient::Frame(
+                        OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
+                    ));
+                }
+            }
+            Command::Error => tracing::warn!(
+                message = frame.header_str("message").unwrap_or(""),
+                "relay: broker sent ERROR on the shared connection"
+            ),
+            _ => {}
+        }
     }
 
     fn up(&self, upstream: &Upstream) {
@@ -183,36 +195,7 @@ impl Link for SharedLink {
     }
 }
 
-struct SharedSink(Arc<Inner>);
-
-impl Inbound for SharedSink {
-    fn frame(&mut self, frame: OwnedFrame) -> Flow {
-        match frame.command {
-            Command::Message => self.message(frame),
-            Command::Receipt => {
-                let Some(id) = frame.header_str("receipt-id") else {
-                    return Flow::Continue;
-                };
-                let found = self.0.state.lock().expect("poisoned").receipts.remove(id);
-                if let Some((client, theirs)) = found {
-                    let _ = client.send(ToClient::Frame(
-                        OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
-                    ));
-                }
-            }
-            Command::Error => tracing::warn!(
-                message = frame.header_str("message").unwrap_or(""),
-                "relay: broker sent ERROR on the shared connection"
-            ),
-            _ => {}
-        }
-        Flow::Continue
-    }
-
-    fn closed(&mut self, _: Closed) {}
-}
-
-impl SharedSink {
+impl SharedLink {
     fn message(&self, frame: OwnedFrame) {
         let Some(up_id) = frame.header_str("subscription") else {
             return;

@@ -1,55 +1,47 @@
 //! The long-lived, self-healing upstream connection of an instance: the `_system_`
 //! session in per-session mode and the one shared connection in shared mode.
 //!
-//! [`supervise`] keeps one connection up: it tries the `--relay` addresses in order
-//! (starting with the one that answered last), and after a failed round sleeps a
-//! [`Backoff`](super::Backoff) delay with jitter before the next. While connected,
+//! [`supervise`] starts a connection whose relay-core state machine reconnects for as
+//! long as the instance lives: it tries the `--relay` addresses of a round one after
+//! the other and waits a backoff delay with jitter between rounds. While connected,
 //! [`Supervised::available`] is true; that flag is what `/readyz` reports and what
 //! refuses new client sessions with `Broker not available.` while the broker is down.
 //!
-//! A [`Link`] plugs mode-specific behaviour in: the sink for inbound frames, and hooks
-//! run when a connection comes up (shared mode resubscribes and flushes what it held)
-//! and when it goes down.
+//! A [`Link`] plugs mode-specific behaviour in: what to do with the broker's frames,
+//! and hooks run when a connection comes up (shared mode resubscribes) and goes down.
+//! `up` runs before `available` turns true and `down` after it turned false, so a
+//! session never sees the instance available with its subscriptions not yet replayed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{oneshot, Notify};
+use stomp_relay_core::upstream::LossReason;
+use tokio::sync::Notify;
 
-use super::conn::{self, Closed, Flow, Inbound, Target, Upstream};
-use super::RelayOptions;
+use super::conn::{self, Flow, Inbound, Settings, Target, Upstream};
 use crate::frame::OwnedFrame;
 
 /// Mode-specific behaviour of a supervised connection.
 pub trait Link: Send + Sync + 'static {
-    /// The sink for the next connection's inbound frames.
-    fn sink(&self) -> Box<dyn Inbound>;
+    /// A frame from the broker (MESSAGE, RECEIPT, ERROR).
+    fn frame(&self, frame: OwnedFrame);
     /// A connection completed its handshake (called before `available` turns true).
     fn up(&self, upstream: &Upstream);
     /// The connection ended (called after `available` turned false).
     fn down(&self);
 }
 
-impl Inbound for Box<dyn Inbound> {
-    fn frame(&mut self, frame: OwnedFrame) -> Flow {
-        (**self).frame(frame)
-    }
-    fn closed(&mut self, why: Closed) {
-        (**self).closed(why)
-    }
-}
-
-/// State shared between the supervising task and everyone using the connection.
+/// State shared between the connection's task and everyone using it.
 #[derive(Debug, Default)]
 pub struct Supervised {
     available: AtomicBool,
     upstream: Mutex<Option<Upstream>>,
-    stopping: AtomicBool,
-    stop: Notify,
     stopped: Notify,
     done: AtomicBool,
-    /// Connections established so far (1 after the first connect, +1 per reconnect).
+    /// Handshakes completed so far (1 after the first connect, +1 per reconnect).
     connects: AtomicU64,
+    /// Index of the address of the last successful connection.
+    current: AtomicUsize,
 }
 
 impl Supervised {
@@ -58,129 +50,104 @@ impl Supervised {
         self.available.load(Ordering::Acquire)
     }
 
+    /// Index (into `--relay`) of the broker that answered last.
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
     /// Handshakes completed so far.
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed)
     }
 
-    /// Sends a frame on the current connection; `Err` gives it back when down.
+    /// Sends a frame while connected; `Err` gives it back when the broker is down.
     pub fn send(&self, frame: OwnedFrame) -> Result<(), OwnedFrame> {
-        let up = self.upstream.lock().expect("poisoned").clone();
-        match up {
+        if !self.available() {
+            return Err(frame);
+        }
+        match self.upstream.lock().expect("poisoned").as_ref() {
             Some(up) => up.send(frame),
             None => Err(frame),
         }
     }
 
-    /// Stops reconnecting, sends DISCONNECT (with a receipt) and waits until the
-    /// supervising task has ended. The caller bounds the wait.
+    /// Stops reconnecting, sends DISCONNECT when connected and waits until the
+    /// connection's task has ended. The caller bounds the wait.
     pub async fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.stop.notify_waiters();
         let stopped = self.stopped.notified();
         tokio::pin!(stopped);
         stopped.as_mut().enable();
-        if let Some(up) = self.upstream.lock().expect("poisoned").clone() {
-            up.disconnect(Some("stomp-relay-shutdown".into()));
+        if let Some(up) = self.upstream.lock().expect("poisoned").as_ref() {
+            up.disconnect();
         }
         if !self.done.load(Ordering::Acquire) {
             stopped.await;
         }
     }
+}
 
-    async fn sleep_unless_stopping(&self, d: std::time::Duration) {
-        let stop = self.stop.notified();
-        tokio::pin!(stop);
-        stop.as_mut().enable();
-        if self.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = stop => {}
-        }
+struct Sink {
+    name: &'static str,
+    sup: Arc<Supervised>,
+    link: Arc<dyn Link>,
+    /// Failed attempts since the last success (to rate-limit the log).
+    failures: u32,
+}
+
+impl Inbound for Sink {
+    fn connected(&mut self, upstream: &Upstream, index: usize, addr: &str) {
+        self.failures = 0;
+        self.sup.current.store(index, Ordering::Relaxed);
+        self.link.up(upstream);
+        self.sup.connects.fetch_add(1, Ordering::Relaxed);
+        self.sup.available.store(true, Ordering::Release);
+        tracing::info!(%addr, "relay: {} connection up", self.name);
     }
-}
 
-struct Watch {
-    inner: Box<dyn Inbound>,
-    done: Option<oneshot::Sender<Closed>>,
-}
-
-impl Inbound for Watch {
     fn frame(&mut self, frame: OwnedFrame) -> Flow {
-        self.inner.frame(frame)
+        self.link.frame(frame);
+        Flow::Continue
     }
-    fn closed(&mut self, why: Closed) {
-        self.inner.closed(why.clone());
-        if let Some(tx) = self.done.take() {
-            let _ = tx.send(why);
+
+    fn lost(&mut self, why: LossReason, detail: &str) {
+        if self.sup.available.swap(false, Ordering::AcqRel) {
+            self.link.down();
+            tracing::warn!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
+        } else {
+            if self.failures % 10 == 0 {
+                tracing::warn!(%why, %detail, attempts = self.failures + 1, "relay: {} cannot connect to a broker", self.name);
+            }
+            self.failures = self.failures.saturating_add(1);
         }
+    }
+
+    fn closed(&mut self) {
+        if self.sup.available.swap(false, Ordering::AcqRel) {
+            self.link.down();
+        }
+        tracing::info!("relay: {} connection closed", self.name);
+        self.sup.done.store(true, Ordering::Release);
+        self.sup.stopped.notify_waiters();
     }
 }
 
-/// Starts the task keeping `name`'s connection up; returns its shared state.
+/// Starts `name`'s connection (its `settings` must reconnect); returns its state.
 pub fn supervise(
     name: &'static str,
-    opts: &RelayOptions,
     target: Arc<Target>,
-    connect: OwnedFrame,
+    settings: Settings,
     link: Arc<dyn Link>,
 ) -> Arc<Supervised> {
     let sup = Arc::new(Supervised::default());
-    let s = sup.clone();
-    let heartbeat = opts.heartbeat;
-    let backoff = opts.backoff;
-    let max_frame = opts.max_frame_size;
-    tokio::spawn(async move {
-        let mut attempt = 0u32;
-        while !s.stopping.load(Ordering::Acquire) {
-            match target.connect(&connect, heartbeat).await {
-                Ok(h) => {
-                    attempt = 0;
-                    let addr = target.describe(h.addr_index);
-                    let server = h.server.clone().unwrap_or_default();
-                    let (tx, rx) = oneshot::channel();
-                    let up = conn::spawn(
-                        h,
-                        max_frame,
-                        Watch {
-                            inner: link.sink(),
-                            done: Some(tx),
-                        },
-                    );
-                    *s.upstream.lock().expect("poisoned") = Some(up.clone());
-                    link.up(&up);
-                    s.connects.fetch_add(1, Ordering::Relaxed);
-                    s.available.store(true, Ordering::Release);
-                    tracing::info!(%addr, %server, "relay: {name} connection up");
-                    if s.stopping.load(Ordering::Acquire) {
-                        up.disconnect(Some("stomp-relay-shutdown".into()));
-                    }
-                    let why = rx.await.unwrap_or(Closed::Requested);
-                    s.available.store(false, Ordering::Release);
-                    *s.upstream.lock().expect("poisoned") = None;
-                    link.down();
-                    match why {
-                        Closed::Lost(why) => {
-                            tracing::warn!(%addr, %why, "relay: {name} connection lost; reconnecting")
-                        }
-                        Closed::Requested => {
-                            tracing::info!(%addr, "relay: {name} connection closed")
-                        }
-                    }
-                }
-                Err(why) => {
-                    if attempt % 10 == 0 {
-                        tracing::warn!(%why, attempt, "relay: {name} cannot connect to any broker");
-                    }
-                    s.sleep_unless_stopping(backoff.delay(attempt)).await;
-                    attempt = attempt.saturating_add(1);
-                }
-            }
-        }
-        s.done.store(true, Ordering::Release);
-        s.stopped.notify_waiters();
-    });
+    let sink = Sink {
+        name,
+        sup: sup.clone(),
+        link,
+        failures: 0,
+    };
+    // The handle is stored before the task can report anything that needs it.
+    let mut slot = sup.upstream.lock().expect("poisoned");
+    *slot = Some(conn::spawn(target, settings, sink));
+    drop(slot);
     sup
 }
