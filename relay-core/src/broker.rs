@@ -45,6 +45,8 @@ pub enum StoreError {
     DestinationTooLong(usize),
     /// The subscription id is longer than the store keeps; carries the limit.
     IdTooLong(usize),
+    /// A user name is longer than the registry keeps; carries the limit.
+    UserTooLong(usize),
 }
 
 impl core::fmt::Display for StoreError {
@@ -53,6 +55,7 @@ impl core::fmt::Display for StoreError {
             StoreError::Full(n) => write!(f, "Server subscription limit of {} reached", n),
             StoreError::DestinationTooLong(n) => write!(f, "Destination longer than {} bytes", n),
             StoreError::IdTooLong(n) => write!(f, "Subscription id longer than {} bytes", n),
+            StoreError::UserTooLong(n) => write!(f, "User name longer than {} bytes", n),
         }
     }
 }

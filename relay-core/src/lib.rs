@@ -10,6 +10,7 @@
 //! - [`pattern`]: `*`, `**` and `{name}` destination patterns.
 //! - [`dialect`]: client destinations to ActiveMQ / RabbitMQ / Artemis forms and back.
 //! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
+//! - [`users`]: which sessions belong to which user (user destinations).
 //! - [`upstream`]: one broker connection (CONNECT, heart-beats, reconnect, failover).
 //! - [`relay`]: relaying client frames through it (per-session, system, shared modes).
 //!
@@ -80,6 +81,7 @@ pub mod router;
 pub mod session;
 pub mod time;
 pub mod upstream;
+pub mod users;
 
 pub use broker::SimpleBroker;
 pub use cursor::BufferTooSmall;
