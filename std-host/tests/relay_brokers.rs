@@ -32,7 +32,7 @@ const ACTIVEMQ_CA: &str = "/etc/activemq/instances-available/main/tls/ca.pem";
 /// Bound on a broker coming back and an instance noticing it.
 const RECOVER: Duration = Duration::from_secs(60);
 /// How long a client watches for messages that must NOT arrive.
-const QUIET: Duration = Duration::from_millis(1500);
+const QUIET: Duration = Duration::from_millis(1000);
 
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -502,11 +502,97 @@ async fn restart_per_session_activemq() {
         got.sort();
         assert_eq!(got, ["A-after-0", "B-after-0"]);
     }
-    // Nothing leaked: the only upstream connections left are the live sessions'.
-    let m = s1.metrics().await;
-    assert!(!m.is_empty());
+    // Nothing leaked: once the clients leave, only the system connection is left.
+    drop(a);
+    drop(b);
+    for s in [&s1, &s2] {
+        wait_metric(s, "stomp_relay_sessions 1").await;
+    }
     stop(s1).await;
     stop(s2).await;
+}
+
+/// Waits until `/metrics` has the line `want`.
+async fn wait_metric(srv: &TestServer, want: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = srv.metrics().await;
+        if m.lines().any(|l| l == want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{want}` in /metrics:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Per-session mode: frames a client sends right behind its CONNECT (before the
+/// broker's CONNECTED reached the relay) are held and relayed, not dropped.
+#[tokio::test]
+async fn frames_before_connected_are_held() {
+    let _lock = LOCK.lock().await;
+    let (s1, s2) = relay_pair(Kind::ActiveMq, RelayMode::PerSession).await;
+    let mut a = WsClient::open(&s1.ws_url(), &["v12.stomp"]).await;
+    let mut burst = frame_bytes(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("host", "localhost")],
+        b"",
+    );
+    burst.extend(frame_bytes(
+        "SUBSCRIBE",
+        &[
+            ("id", "a1"),
+            ("destination", "/sub/early"),
+            ("receipt", "sub-a1"),
+        ],
+        b"",
+    ));
+    burst.extend(frame_bytes(
+        "SEND",
+        &[("destination", "/sub/early"), ("seq", "A-0")],
+        b"A-0",
+    ));
+    a.send_binary(&burst).await;
+    assert_eq!(a.expect_frame().await.command.as_str(), "CONNECTED");
+    let r = a.expect_frame().await;
+    assert_eq!(r.header_str("receipt-id"), Some("sub-a1"), "{r:?}");
+    let got = collect(&mut a, 1, Duration::from_secs(10)).await;
+    assert_eq!(seqs(&got), ["A-0"]);
+    stop(s1).await;
+    stop(s2).await;
+}
+
+/// Heart-beats with the broker run on the relay's own timers: with 1 s heart-beats
+/// negotiated upstream and a client that sends nothing for several intervals, the
+/// broker keeps the relay's connections and messages still flow.
+#[tokio::test]
+async fn broker_heartbeats_keep_idle_sessions() {
+    let _lock = LOCK.lock().await;
+    require_broker(Kind::ActiveMq);
+    for mode in [RelayMode::PerSession, RelayMode::Shared] {
+        let mut c = relay_config(Kind::ActiveMq, mode, vec![addr(ACTIVEMQ)]);
+        c.heartbeat = stomp_relay::config::HeartBeat {
+            send_ms: 1000,
+            recv_ms: 1000,
+        };
+        let s1 = start(c.clone()).await;
+        let s2 = start(c).await;
+        wait_ready(&s1, 200, RECOVER).await;
+        wait_ready(&s2, 200, RECOVER).await;
+        // The clients ask for no heart-beats with the server.
+        let hb = [("heart-beat", "0,0")];
+        let mut a = WsClient::connected(&s1.ws_url(), &hb).await;
+        let mut b = WsClient::connected(&s2.ws_url(), &hb).await;
+        a.subscribe("a1", "/sub/idle").await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        send(&mut b, "/sub/idle", "B-0").await;
+        let got = collect(&mut a, 1, Duration::from_secs(10)).await;
+        assert_eq!(seqs(&got), ["B-0"], "{mode:?}");
+        stop(s1).await;
+        stop(s2).await;
+    }
 }
 
 /// Shared mode, broker restart: the clients keep their sessions (no ERROR, no close),
