@@ -184,8 +184,8 @@ impl Server {
             ("INTEROP_TCP_ADDR", self.tcp.to_string()),
             ("INTEROP_TOPIC", "/sub/".to_owned()),
             ("INTEROP_HOST", "localhost".to_owned()),
-            ("INTEROP_APP_SEND", "/pub/chat/room1".to_owned()),
-            ("INTEROP_APP_RECV", "/sub/chat/room1".to_owned()),
+            ("INTEROP_APP_SEND", "/pub/chat/".to_owned()),
+            ("INTEROP_APP_RECV", "/sub/chat/".to_owned()),
             ("INTEROP_USER_DEST", "/user/queue/reply".to_owned()),
             ("INTEROP_FANOUT", "60".to_owned()),
         ]

@@ -24,7 +24,9 @@ export const config = {
   // RabbitMQ, `/sub/` (or `/topic/`) on stomp-relay. Names after it never contain `/`
   // or `.` so they are valid on both.
   topic: env('INTEROP_TOPIC', '/topic/'),
-  // Application route: a SEND to appSend must reach subscribers of appRecv.
+  // Application route: a SEND to `${appSend}<room>` must reach subscribers of
+  // `${appRecv}<room>`; <room> is unique per run so concurrent runs on one broker never
+  // see each other's messages.
   appSend: env('INTEROP_APP_SEND', undefined),
   appRecv: env('INTEROP_APP_RECV', undefined),
   // User destinations: a subscriber of userDest receives what is sent to

@@ -239,18 +239,21 @@ async function fanout() {
 // A SEND to an application destination reaches subscribers of the routed destination.
 async function appRoute() {
   assert(config.appSend && config.appRecv, 'INTEROP_APP_SEND and INTEROP_APP_RECV must be set');
+  const room = `room-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const appSend = `${config.appSend}${room}`;
+  const appRecv = `${config.appRecv}${room}`;
   const { client: sub } = await connectStompjs({ name: 'sub' });
   const { client: pub } = await connectStompjs({ name: 'pub' });
   try {
     const received = [];
-    await subscribeConfirmed(sub, config.appRecv, m => received.push(m));
-    await sendConfirmed(pub, { destination: config.appSend, body: '채팅방 1에 오신 것을 환영합니다' });
-    await until(5000, `MESSAGE on ${config.appRecv} after SEND to ${config.appSend}`, () => received.length >= 1);
+    await subscribeConfirmed(sub, appRecv, m => received.push(m));
+    await sendConfirmed(pub, { destination: appSend, body: '채팅방 1에 오신 것을 환영합니다' });
+    await until(5000, `MESSAGE on ${appRecv} after SEND to ${appSend}`, () => received.length >= 1);
     assertEq(received[0].body, '채팅방 1에 오신 것을 환영합니다', 'routed body');
-    assertEq(received[0].headers.destination, config.appRecv, 'routed MESSAGE destination');
+    assertEq(received[0].headers.destination, appRecv, 'routed MESSAGE destination');
     await sleep(200);
     assertEq(received.length, 1, 'routed message delivered once');
-    return `${config.appSend} -> ${config.appRecv}`;
+    return `${appSend} -> ${appRecv}`;
   } finally {
     await closeAll([sub, pub]);
   }
