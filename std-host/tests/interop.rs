@@ -326,6 +326,11 @@ fn raw_websocket_without_subprotocol_negotiates_by_accept_version() {
 }
 
 #[test]
+fn raw_websocket_frame_over_64k_after_reassembly_gets_error_then_close() {
+    raw_ws("oversize", &[]);
+}
+
+#[test]
 fn raw_websocket_malformed_frames_get_error_then_close() {
     raw_ws("malformed", &[]);
 }

@@ -173,6 +173,49 @@ async function splitBatch() {
   }
 }
 
+// A frame larger than the server's limit (64 KiB by default), arriving in 16 KiB
+// WebSocket messages so only reassembly reveals its size, gets an ERROR naming the limit
+// and a close; a frame just under the limit on another connection is delivered.
+async function oversize() {
+  const limit = parseInt(process.env.INTEROP_MAX_FRAME ?? '65536', 10);
+  const dest = uniqueDest('big');
+  const ok = await openRaw();
+  const big = await openRaw();
+  try {
+    await handshake(ok);
+    await handshake(big);
+    await send(ok, frame('SUBSCRIBE', { id: '0', destination: dest, receipt: 'r-sub' }));
+    await until(10000, 'RECEIPT for SUBSCRIBE', () => ok.reader.frames.length >= 1);
+    ok.reader.frames.length = 0;
+    const head = `SEND\ndestination:${dest}\ncontent-type:application/octet-stream\n`;
+    // Just under: the whole frame (command, headers, body, NUL) is limit - 64 bytes.
+    const fits = Buffer.concat([
+      Buffer.from(`${head}\n`),
+      Buffer.alloc(limit - 64 - Buffer.byteLength(`${head}\n`) - 1, 0x61),
+      Buffer.from([0]),
+    ]);
+    await send(ok, fits);
+    await until(10000, 'the frame just under the limit to be delivered', () => ok.reader.frames.length >= 1, () => `closed: ${JSON.stringify(ok.closed)}`);
+    assertEq(ok.reader.frames[0].command, 'MESSAGE', 'reply to a frame under the limit');
+    const over = Buffer.concat([Buffer.from(`${head}\n`), Buffer.alloc(limit + 1024, 0x62), Buffer.from([0])]);
+    for (let at = 0; at < over.length && big.closed === null; at += 16384) {
+      await send(big, over.subarray(at, at + 16384), true).catch(() => {});
+    }
+    await until(10000, 'ERROR and close for the oversized frame', () => big.closed !== null, () => describe(big.reader.frames));
+    const errors = big.reader.frames.filter(f => f.command === 'ERROR');
+    assertEq(errors.length, 1, `ERROR frames for the oversized frame (got ${describe(big.reader.frames)})`);
+    const text = `${errors[0].headers.message} ${errors[0].body.toString()}`;
+    assert(/65536|64 ?KiB/i.test(text), `ERROR names the ${limit}-byte limit: ${text}`);
+    assertEq(big.reader.frames.filter(f => f.command === 'MESSAGE').length, 0, 'deliveries of the oversized frame');
+    await new Promise(r => setTimeout(r, 200));
+    assertEq(ok.reader.frames.length, 1, 'the subscriber saw nothing of the oversized frame');
+    return `${fits.length}-byte frame delivered; ${over.length}-byte frame -> ERROR(${errors[0].headers.message}) close ${big.closed.code}`;
+  } finally {
+    ok.ws.terminate();
+    big.ws.terminate();
+  }
+}
+
 // A WebSocket client offering no subprotocol negotiates the version by accept-version,
 // the highest common one winning, and works like any other.
 async function noSubprotocol() {
@@ -359,6 +402,7 @@ async function slowConsumer() {
 await main({
   'split-batch': splitBatch,
   'no-subprotocol': noSubprotocol,
+  oversize,
   malformed,
   'heartbeat-enforced': heartbeatEnforced,
   'slow-consumer': slowConsumer,
