@@ -83,13 +83,20 @@ pub fn encoded_len(
     plan(frame, options.into()).map(|p| p.len)
 }
 
-/// Encodes `frame` into `out`, returning the bytes written.
+/// Encodes `frame` into `out`, returning the bytes written. On error the contents of
+/// `out` are unspecified (a partial frame may have been written).
 pub fn encode(
     frame: &Frame<'_>,
     options: impl Into<EncodeOptions>,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let plan = plan(frame, options.into())?;
+    let opts = options.into();
+    // One pass that validates while it writes, for the usual case of a roomy buffer;
+    // the exact two-pass path below handles tight buffers and reports `needed`.
+    if let Some(n) = encode_fast(frame, opts, out) {
+        return Ok(n);
+    }
+    let plan = plan(frame, opts)?;
     let needed = plan.len;
     let Some(out) = out.get_mut(..needed) else {
         return Err(EncodeError::BufferTooSmall { needed });
@@ -105,6 +112,171 @@ pub fn encode(
         pos += chunk.len();
     });
     Ok(pos)
+}
+
+/// How one header part is carried from the frame's form to the target's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carry {
+    /// Plain source, escaping target.
+    Escape,
+    /// Plain source, non-escaping target: copy, refusing line breaks (and `:` in names).
+    Copy,
+    /// Escaped source, escaping target: copy, checking the escapes.
+    Verbatim,
+    /// Escaped source, non-escaping target: unescape, refusing what cannot be written.
+    Unescape,
+}
+
+/// The escape letter of a plain byte (0: written as is).
+static ESCAPE_LETTER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b':' as usize] = b'c';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Bytes needing attention when copying: 1 = line break, 2 = colon, 3 = backslash.
+static ATTENTION: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\n' as usize] = 1;
+    t[b'\r' as usize] = 1;
+    t[b':' as usize] = 2;
+    t[b'\\' as usize] = 3;
+    t
+};
+
+/// Writes one header part into `dst`, returning the bytes written, or `None` if it does
+/// not fit or cannot be carried (the exact path then names the error). A byte loop: header parts are short, and per-chunk `memcpy` calls
+/// cost more than they save.
+#[inline]
+fn carry(src: &[u8], dst: &mut [u8], carry: Carry, is_name: bool) -> Option<usize> {
+    let mut p = 0;
+    match carry {
+        Carry::Escape => {
+            for &b in src {
+                let letter = ESCAPE_LETTER[usize::from(b)];
+                let d = dst.get_mut(p..p + 2)?;
+                if letter == 0 {
+                    d[0] = b;
+                    p += 1;
+                } else {
+                    d[0] = b'\\';
+                    d[1] = letter;
+                    p += 2;
+                }
+            }
+        }
+        Carry::Copy => {
+            for &b in src {
+                match ATTENTION[usize::from(b)] {
+                    1 => return None,
+                    2 if is_name => return None,
+                    _ => {}
+                }
+            }
+            dst.get_mut(..src.len())?.copy_from_slice(src);
+            p = src.len();
+        }
+        Carry::Verbatim => {
+            // Check, then copy in one go: relayed frames take this path.
+            let mut i = 0;
+            while let Some(&b) = src.get(i) {
+                match ATTENTION[usize::from(b)] {
+                    0 => {}
+                    3 => {
+                        unescape_byte(*src.get(i + 1)?)?;
+                        i += 1;
+                    }
+                    2 if !is_name => {}
+                    _ => return None,
+                }
+                i += 1;
+            }
+            dst.get_mut(..src.len())?.copy_from_slice(src);
+            p = src.len();
+        }
+        Carry::Unescape => {
+            let mut i = 0;
+            while let Some(&b) = src.get(i) {
+                let mut out = b;
+                match ATTENTION[usize::from(b)] {
+                    0 => {}
+                    3 => {
+                        let plain = unescape_byte(*src.get(i + 1)?)?;
+                        if plain == b'\n' || plain == b'\r' || (is_name && plain == b':') {
+                            return None;
+                        }
+                        out = plain;
+                        i += 1;
+                    }
+                    2 if !is_name => {}
+                    _ => return None,
+                }
+                *dst.get_mut(p)? = out;
+                p += 1;
+                i += 1;
+            }
+        }
+    }
+    Some(p)
+}
+
+/// The one-pass encoder. `None` on anything unusual (too little room, an invalid frame):
+/// the exact path then measures and names the error, so both paths agree on errors.
+fn encode_fast(frame: &Frame<'_>, opts: EncodeOptions, out: &mut [u8]) -> Option<usize> {
+    let command = frame.command;
+    if !frame.body.is_empty() && !command.allows_body() {
+        return None;
+    }
+    let source_escaped = matches!(frame.form, HeaderForm::Escaped);
+    let target_escapes = opts.version.escapes_headers() && command.escapes_headers();
+    let mode = match (source_escaped, target_escapes) {
+        (false, true) => Carry::Escape,
+        (false, false) => Carry::Copy,
+        (true, true) => Carry::Verbatim,
+        (true, false) => Carry::Unescape,
+    };
+    let cmd = command.as_bytes();
+    let head = out.get_mut(..cmd.len() + 1)?;
+    head[..cmd.len()].copy_from_slice(cmd);
+    head[cmd.len()] = b'\n';
+    let mut p = head.len();
+    let mut has_length = false;
+    for h in frame.headers {
+        // Empty names and names starting with NUL are errors; the exact path says so.
+        if h.name.first().is_none_or(|&b| b == 0) {
+            return None;
+        }
+        let dst = out.get_mut(p..)?;
+        let n = carry(h.name, dst, mode, true)?;
+        *dst.get_mut(n)? = b':';
+        let v = carry(h.value, dst.get_mut(n + 1..)?, mode, false)?;
+        *dst.get_mut(n + 1 + v)? = b'\n';
+        if !has_length && h.name == b"content-length" {
+            has_length = true;
+            if HeaderValue::new(h.value, source_escaped).parse_usize() != Some(frame.body.len()) {
+                return None;
+            }
+        }
+        p += n + 1 + v + 1;
+    }
+    let body = frame.body;
+    if !has_length && !body.is_empty() && (opts.add_content_length || memchr(0, body).is_some()) {
+        let (digits, start) = decimal(body.len());
+        let digits = &digits[start..];
+        let line = out.get_mut(p..p + 16 + digits.len())?;
+        line[..15].copy_from_slice(b"content-length:");
+        line[15..15 + digits.len()].copy_from_slice(digits);
+        line[15 + digits.len()] = b'\n';
+        p += line.len();
+    }
+    let tail = out.get_mut(p..p + body.len() + 2)?;
+    tail[0] = b'\n';
+    tail[1..1 + body.len()].copy_from_slice(body);
+    tail[1 + body.len()] = 0;
+    Some(p + body.len() + 2)
 }
 
 /// Writes `frame` to a blocking `embedded_io` writer, returning the bytes written. The frame

@@ -87,7 +87,7 @@ fn encode_case(c: &Case, opts: EncodeOptions) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn encode_then_decode_gives_the_same_frame(c in case(), add in any::<bool>()) {
@@ -140,6 +140,39 @@ proptest! {
                 prop_assert!(n.iter().any(|b| b"\n\r:".contains(b)) || v.iter().any(|b| b"\n\r".contains(b)));
             }
             Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+
+    #[test]
+    fn slice_paths_and_writer_agree_on_bytes_and_errors(
+        c in case(),
+        junk in prop::collection::vec((header_bytes(), header_bytes()), 0..3),
+        escaped in any::<bool>(),
+        to in version(),
+        add in any::<bool>(),
+    ) {
+        // Frames that may be invalid: any header bytes, either form, any target.
+        let mut headers: Vec<Header<'_>> = c.headers.iter().map(|(n, v)| Header::new(n, v)).collect();
+        headers.extend(junk.iter().map(|(n, v)| Header::new(n, v)));
+        let mut frame = Frame::new(c.command, &headers, &c.body);
+        if escaped {
+            frame.form = stomp_relay_codec::HeaderForm::Escaped;
+        }
+        let opts = EncodeOptions { version: to, add_content_length: add };
+        let mut roomy = vec![0u8; 4096];
+        let fast = encode(&frame, opts, &mut roomy).map(|n| roomy[..n].to_vec());
+        let measured = encoded_len(&frame, opts);
+        prop_assert_eq!(fast.clone().map(|b| b.len()), measured);
+        let mut exact = vec![0u8; measured.unwrap_or(0)];
+        let tight = encode(&frame, opts, &mut exact).map(|n| exact[..n].to_vec());
+        prop_assert_eq!(&tight, &fast);
+        let mut sink = vec![0u8; 4096];
+        let mut w: &mut [u8] = &mut sink;
+        let written = stomp_relay_codec::write(&frame, opts, &mut w);
+        match (&fast, written) {
+            (Ok(bytes), Ok(n)) => prop_assert_eq!(&sink[..n], &bytes[..]),
+            (Err(e), Err(stomp_relay_codec::WriteError::Encode(w))) => prop_assert_eq!(*e, w),
+            (f, w) => prop_assert!(false, "{:?} vs {:?}", f, w),
         }
     }
 
