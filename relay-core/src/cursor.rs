@@ -21,24 +21,36 @@ impl core::fmt::Display for BufferTooSmall {
 /// Inline storage for one short byte string (ids, receipts, names).
 #[derive(Clone, Copy)]
 pub(crate) struct Bytes<const N: usize> {
-    pub(crate) len: usize,
+    // u16, not usize: a session keeps dozens of these inline.
+    len: u16,
     pub(crate) buf: [u8; N],
 }
 
 impl<const N: usize> Bytes<N> {
-    pub(crate) const EMPTY: Self = Bytes {
-        len: 0,
-        buf: [0; N],
+    const CAPACITY_FITS_LEN: () = assert!(N <= u16::MAX as usize);
+
+    pub(crate) const EMPTY: Self = {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CAPACITY_FITS_LEN;
+        Bytes {
+            len: 0,
+            buf: [0; N],
+        }
     };
 
     pub(crate) fn get(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// Marks the first `n` bytes of `buf` (at most `N`) as the content.
+    pub(crate) fn set_len(&mut self, n: usize) {
+        self.len = n.min(N) as u16;
     }
 
     /// Stores the unescaped `v`, or `None` when it is longer than `N`.
     pub(crate) fn set(&mut self, v: HeaderValue<'_>) -> Option<()> {
         let n = v.copy_unescaped(&mut self.buf).ok()?.len();
-        self.len = n;
+        self.set_len(n);
         Some(())
     }
 }
@@ -47,7 +59,7 @@ impl<const N: usize> Bytes<N> {
     /// Stores `v`, or `None` when it is longer than `N`.
     pub(crate) fn set_plain(&mut self, v: &[u8]) -> Option<()> {
         self.buf.get_mut(..v.len())?.copy_from_slice(v);
-        self.len = v.len();
+        self.set_len(v.len());
         Some(())
     }
 }

@@ -474,7 +474,7 @@ impl ReceiptQueue {
         if let Some(start) = last {
             let n = usize::from(self.buf[start]);
             out.buf[..n].copy_from_slice(&self.buf[start + 1..start + 1 + n]);
-            out.len = n;
+            out.set_len(n);
             self.len = start;
         }
     }
@@ -647,7 +647,7 @@ impl<const SUBS: usize> Session<SUBS> {
 
     /// The authenticated user, if the host set one.
     pub fn user(&self) -> Option<&[u8]> {
-        (self.user.len > 0).then(|| self.user.get())
+        (!self.user.get().is_empty()).then(|| self.user.get())
     }
 
     /// Records the authenticated user name (sent as CONNECTED's `user-name`). Names
@@ -656,9 +656,7 @@ impl<const SUBS: usize> Session<SUBS> {
         if name.len() > USER_MAX || name.iter().any(|&b| b == b'\n' || b == b'\r') {
             return false;
         }
-        self.user.buf[..name.len()].copy_from_slice(name);
-        self.user.len = name.len();
-        true
+        self.user.set_plain(name).is_some()
     }
 
     /// The ack mode of subscription `id`, if it exists.
@@ -726,7 +724,8 @@ impl<const SUBS: usize> Session<SUBS> {
         };
         let mut c = Cursor::new(&mut err.message.buf);
         let _ = write!(c, "{}", message);
-        err.message.len = c.finish_truncated().len();
+        let n = c.finish_truncated().len();
+        err.message.set_len(n);
         if self.current_receipt {
             let mut r = Bytes::EMPTY;
             self.receipts.pop_back(&mut r);
@@ -893,7 +892,7 @@ impl<const SUBS: usize> Session<SUBS> {
                     .find(|s| s.as_ref().is_some_and(|s| id.eq_bytes(s.id.get())))
                     .ok_or(ProtocolError::UnknownSubscription)?;
                 // Keep the id for the event (scratch) before freeing the slot.
-                let len = slot.as_ref().map_or(0, |s| s.id.len);
+                let len = slot.as_ref().map_or(0, |s| s.id.get().len());
                 if let Some(s) = slot.take() {
                     self.scratch[..len].copy_from_slice(s.id.get());
                 }
@@ -1850,6 +1849,14 @@ mod tests {
             Err(TransmitError(EncodeError::BufferTooSmall { .. }))
         ));
         assert!(drain(&mut s, t(0))[0].is(Command::Connected));
+    }
+
+    #[test]
+    fn a_session_stays_small() {
+        // The server's budget is 8 KiB per idle WebSocket session, buffers included;
+        // the session's inline tables must leave most of it to the transport.
+        assert!(core::mem::size_of::<Session<32>>() <= 3_300);
+        assert!(core::mem::size_of::<Session<8>>() <= 1_700);
     }
 
     #[test]
