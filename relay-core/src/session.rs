@@ -500,6 +500,8 @@ pub struct Session<const SUBS: usize = 32> {
     last_rx: Instant,
     last_tx: Instant,
     connected_pending: bool,
+    /// CONNECTED went out (receipts may follow it, never precede it).
+    connected_sent: bool,
     heartbeat_pending: bool,
     receipts: ReceiptQueue,
     /// The frame being handled pushed the newest receipt (a later ERROR takes it).
@@ -585,6 +587,7 @@ impl<const SUBS: usize> Session<SUBS> {
             last_rx: now,
             last_tx: now,
             connected_pending: false,
+            connected_sent: false,
             heartbeat_pending: false,
             receipts: ReceiptQueue {
                 len: 0,
@@ -1103,9 +1106,16 @@ impl<const SUBS: usize> Session<SUBS> {
         now: Instant,
         out: &mut [u8],
     ) -> Result<Option<usize>, TransmitError> {
+        if !self.connected_sent && !self.connected_pending && self.state != State::AwaitingAccept {
+            // Closed before CONNECTED: receipts for frames sent meanwhile would break
+            // the CONNECTED-first rule, and the session is over anyway.
+            self.receipts.len = 0;
+            self.finish_if_drained();
+        }
         let n = if self.connected_pending {
             let n = self.encode_connected(out)?;
             self.connected_pending = false;
+            self.connected_sent = true;
             n
         } else if let Some(id) = self
             .receipts
@@ -1809,6 +1819,58 @@ mod tests {
         let out = drain(&mut s, t(0));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].get("message"), Some("Connection to broker closed."));
+    }
+
+    #[test]
+    fn rejected_before_connected_sends_only_the_error() {
+        let mut s = S::new(
+            SessionId(3),
+            SessionConfig {
+                defer_connected: true,
+                ..SessionConfig::default()
+            },
+            t(0),
+        );
+        let h = [Header::new(b"accept-version", b"1.2")];
+        s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        let h = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"receipt", b"early"),
+        ];
+        assert_eq!(send(&mut s, t(1), Command::Send, &h), Ok(true));
+        assert!(
+            drain(&mut s, t(1)).is_empty(),
+            "no RECEIPT before CONNECTED"
+        );
+        // DISCONNECT before CONNECTED: the session ends without a word.
+        let h = [Header::new(b"receipt", b"bye")];
+        assert_eq!(send(&mut s, t(2), Command::Disconnect, &h), Ok(true));
+        let out = drain(&mut s, t(2));
+        assert!(out.is_empty(), "{out:?}");
+        assert!(s.is_closed());
+
+        let mut s = S::new(
+            SessionId(3),
+            SessionConfig {
+                defer_connected: true,
+                ..SessionConfig::default()
+            },
+            t(0),
+        );
+        let h = [Header::new(b"accept-version", b"1.2")];
+        s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        let h = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"receipt", b"early"),
+        ];
+        assert_eq!(send(&mut s, t(1), Command::Send, &h), Ok(true));
+        s.current_receipt = false; // the refusal comes later, not while handling the SEND
+        s.close_with_error(CloseReason::Rejected, "Access denied");
+        let out = drain(&mut s, t(2));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is(Command::Error));
+        assert_eq!(out[0].get("message"), Some("Access denied"));
+        assert!(s.is_closed());
     }
 
     #[test]
