@@ -6,7 +6,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stomp_relay_core::broker::{message_frame, FixedStore, SimpleBroker};
 use stomp_relay_core::codec::{Decoded, Decoder, EncodeOptions, Header, Status};
@@ -18,15 +17,20 @@ use stomp_relay_core::{Dialect, Instant};
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+// Per thread, so tests running in parallel cannot count each other's allocations.
 thread_local! {
     static WATCHING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if WATCHING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
     }
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
 }
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
@@ -273,7 +277,7 @@ DISCONNECT\nreceipt:bye\n\n\0";
     let relayed = relay_exchange();
     WATCHING.with(|w| w.set(false));
 
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "the core allocated");
+    assert_eq!(allocs(), 0, "the core allocated");
     // CONNECTED, 3 RECEIPTs before DISCONNECT's, its RECEIPT: the exchange really ran.
     assert_eq!(frames, 5);
     assert_eq!(
@@ -287,10 +291,10 @@ DISCONNECT\nreceipt:bye\n\n\0";
 fn the_counter_sees_allocations() {
     // Guard against a counter that can never fail.
     WATCHING.with(|w| w.set(true));
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(16));
     drop(v);
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = allocs();
     WATCHING.with(|w| w.set(false));
     assert!(after > before);
 }
