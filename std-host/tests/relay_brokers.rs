@@ -77,9 +77,17 @@ fn addr(port: u16) -> RelayAddr {
     }
 }
 
+/// The harness config with a short graceful shutdown: test clients that stopped
+/// reading would otherwise hold every instance for the full default.
+fn quick_config() -> Config {
+    let mut c = test_config();
+    c.limits.shutdown_timeout = Duration::from_millis(500);
+    c
+}
+
 /// A relay-mode config for `kind` with the given address list.
 fn relay_config(kind: Kind, mode: RelayMode, addrs: Vec<RelayAddr>) -> Config {
-    let mut c = test_config();
+    let mut c = quick_config();
     c.broker = BrokerKind::Relay;
     c.relay = addrs;
     c.relay_mode = mode;
@@ -283,8 +291,8 @@ async fn seed_rabbitmq_shared() {
 #[tokio::test]
 async fn simple_mode_instances_do_not_share() {
     let _lock = LOCK.lock().await;
-    let s1 = start(test_config()).await;
-    let s2 = start(test_config()).await;
+    let s1 = start(quick_config()).await;
+    let s2 = start(quick_config()).await;
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
     let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/same").await;
