@@ -132,26 +132,24 @@ impl Decoder {
             }
         };
 
-        let Some(first) = scan_line(buf, 0, limits.max_header_line)? else {
+        // The command line is at most the longest command plus CRLF; looking no further
+        // (and never past the frame limit) keeps the verdict on garbage split-independent.
+        let head = &buf[..buf.len().min(MAX_COMMAND_LINE).min(limits.max_frame_size)];
+        let Some(lf) = memchr(b'\n', head) else {
             // Garbage is refused as soon as it cannot start a command, not after a full line.
-            let pending = buf.strip_suffix(b"\r").unwrap_or(buf);
-            if !Command::ALL
-                .iter()
-                .any(|c| c.as_bytes().starts_with(pending))
-            {
-                return Err(DecodeError::InvalidCommand);
+            let pending = head.strip_suffix(b"\r").unwrap_or(head);
+            if let Some(e) = command_line_error(pending) {
+                return Err(e);
             }
             return partial();
         };
-        let cmd_line = &buf[..first.end];
-        let command = match Command::parse(cmd_line) {
-            Some(c) => c,
-            None if memchr(b'\r', cmd_line).is_some() => {
-                return Err(DecodeError::LoneCarriageReturn)
-            }
-            None => return Err(DecodeError::InvalidCommand),
-        };
-        let mut pos = first.next;
+        let cmd_line = head[..lf].strip_suffix(b"\r").unwrap_or(&head[..lf]);
+        let command = Command::parse(cmd_line)
+            .ok_or_else(|| command_line_error(cmd_line).unwrap_or(DecodeError::InvalidCommand))?;
+        let mut pos = lf + 1;
+        if pos >= limits.max_frame_size {
+            return Err(limit(Limit::FrameSize, limits.max_frame_size));
+        }
         let escaped = self.version.escapes_headers() && command.escapes_headers();
         let cap = storage.len().min(limits.max_headers);
 
@@ -165,9 +163,15 @@ impl Decoder {
                 blank_line_omitted = true;
                 break;
             }
-            let Some(line) = scan_line(buf, pos, limits.max_header_line)? else {
+            let Some(line) = scan_line(buf, pos, limits.max_header_line, limits.max_frame_size)?
+            else {
                 return partial();
             };
+            // Same verdict as `partial` gives any prefix ending inside this line, so the
+            // result never depends on how the stream was split.
+            if line.next >= limits.max_frame_size {
+                return Err(limit(Limit::FrameSize, limits.max_frame_size));
+            }
             let text = &buf[pos..line.end];
             pos = line.next;
             if text.is_empty() {
@@ -190,7 +194,7 @@ impl Decoder {
             count += 1;
         }
 
-        check_block(&buf[first.next..pos], escaped)?;
+        check_block(&buf[lf + 1..pos], escaped)?;
         let body_start = pos;
         if body_start >= limits.max_frame_size {
             return Err(limit(Limit::FrameSize, limits.max_frame_size));
@@ -275,16 +279,42 @@ struct Line {
 
 const NO_COLON: usize = usize::MAX;
 
+/// Longest command line: `UNSUBSCRIBE` and CRLF.
+const MAX_COMMAND_LINE: usize = 13;
+
+/// The error for a command line (complete, or the part buffered so far) that is not a
+/// command, or `None` if it may still become one. Judged only on the text before the
+/// first CR, so a prefix and the complete line always get the same verdict.
+fn command_line_error(text: &[u8]) -> Option<DecodeError> {
+    let before_cr = memchr(b'\r', text).unwrap_or(text.len());
+    if !Command::ALL
+        .iter()
+        .any(|c| c.as_bytes().starts_with(&text[..before_cr]))
+    {
+        return Some(DecodeError::InvalidCommand);
+    }
+    (before_cr < text.len()).then_some(DecodeError::LoneCarriageReturn)
+}
+
 /// Finds the line starting at `start`: `None` if its EOL is not buffered yet. The line
 /// feed is found with `memchr` (SIMD), the colon with a short scalar scan of the name.
 /// CRs and backslashes are checked once per header block by [`check_block`], which is
 /// cheaper than looking for them line by line (measured with the criterion benches).
 #[inline]
-fn scan_line(buf: &[u8], start: usize, max_line: usize) -> Result<Option<Line>, DecodeError> {
-    let rest = buf.get(start..).unwrap_or(&[]);
+fn scan_line(
+    buf: &[u8],
+    start: usize,
+    max_line: usize,
+    max_frame: usize,
+) -> Result<Option<Line>, DecodeError> {
     // Never look further than a line may be long (+2 for the EOL), so a flood of bytes
-    // without a line feed costs O(limit), not O(buffer).
-    let window = &rest[..rest.len().min(max_line.saturating_add(2))];
+    // without a line feed costs O(limit), not O(buffer); nor past the frame limit, so a
+    // line crossing it gets the verdict a prefix ending there would get.
+    let end = buf
+        .len()
+        .min(start.saturating_add(max_line).saturating_add(2))
+        .min(max_frame);
+    let window = buf.get(start..end).unwrap_or(&[]);
     match memchr(b'\n', window) {
         Some(i) => {
             let text_len = if i > 0 && window[i - 1] == b'\r' {

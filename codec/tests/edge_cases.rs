@@ -322,7 +322,8 @@ fn header_line_limit_applies_to_partial_lines() {
     };
     assert_eq!(error_of(&d, b"SEND\nabcd:12345"), e, "no EOL yet");
     assert_eq!(error_of(&d, b"SEND\nabcd:12345\n\n\0"), e);
-    assert_eq!(error_of(&d, b"SUBSCRIBEX"), e, "command line too");
+    // The command line is judged by the command set instead, at once.
+    assert_eq!(error_of(&d, b"SUBSCRIBEX"), DecodeError::InvalidCommand);
     assert_eq!(
         decode_item(&d, b"SEND\nabcd:123\r"),
         Ok(Status::Partial),
@@ -365,8 +366,14 @@ fn default_limits_are_server_sized() {
     assert_eq!(Limits::DEFAULT.max_headers, 64);
     assert_eq!(Limits::DEFAULT.max_header_line, 8192);
     assert_eq!(Limits::DEFAULT.max_body, 65536);
-    // A flood without any newline is refused once a line could no longer fit.
-    let flood = vec![b'A'; 9000];
+    // A flood without any newline is refused once a line could no longer fit, and
+    // garbage where a command belongs at once.
+    assert_eq!(
+        decode_item(&Decoder::new(Version::V1_2), b"GET / HTTP/1.1"),
+        Err(DecodeError::InvalidCommand)
+    );
+    let mut flood = b"SEND\n".to_vec();
+    flood.resize(9000, b'A');
     assert!(matches!(
         decode_item(&Decoder::new(Version::V1_2), &flood),
         Err(DecodeError::LimitExceeded {

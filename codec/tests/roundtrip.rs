@@ -31,6 +31,35 @@ fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
+/// Fragments of STOMP-looking input, to reach deep into the decoder.
+fn stomp_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            &b"SEND\n"[..],
+            b"MESSAGE\n",
+            b"CONNECT\n",
+            b"SUBSCRIBE\n",
+            b"SE",
+            b"a:b\n",
+            b"k:v:w\n",
+            b"content-length:3\n",
+            b"content-length:x\n",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\0",
+            b"\\",
+            b"\\n",
+            b"\\t",
+            b":",
+            b"body",
+            b"0123456789abcdef",
+        ])
+        .prop_map(|s| s.to_vec()),
+        any::<u8>().prop_map(|b| vec![b]),
+    ]
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     version: Version,
@@ -186,6 +215,26 @@ proptest! {
             encode(&frame, c.version, &mut out),
             Err(stomp_relay_codec::EncodeError::BufferTooSmall { needed: len })
         );
+    }
+
+    #[test]
+    fn the_verdict_never_depends_on_how_the_stream_was_split(
+        pieces in prop::collection::vec(stomp_piece(), 0..24),
+        chunk in 1usize..40,
+        tight in any::<bool>(),
+    ) {
+        let wire: Vec<u8> = pieces.concat();
+        let limits = if tight {
+            Limits { max_frame_size: 48, max_headers: 3, max_header_line: 16, max_body: 8 }
+        } else {
+            Limits::DEFAULT
+        };
+        for v in Version::ALL {
+            let d = Decoder::with_limits(v, limits);
+            let whole = common::decode_stream(&d, &wire, wire.len().max(1));
+            let split = common::decode_stream(&d, &wire, chunk);
+            prop_assert_eq!(whole, split);
+        }
     }
 
     #[test]
