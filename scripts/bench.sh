@@ -48,6 +48,13 @@ cleanup() {
 trap cleanup EXIT
 
 listening() { ss -ltnH "( sport = :$1 )" | grep -q .; }
+# A broker restarted by someone else's test comes back within seconds; wait for it
+# rather than recording a failed run.
+wait_port() {
+    for _ in $(seq 120); do listening "$1" && return 0; sleep 0.5; done
+    log "nothing listens on port $1"
+}
+port_of() { sed -E 's#^[a-z]+://[^:]+:([0-9]+).*#\1#' <<<"$1"; }
 
 log "building stomp-relay and stomp-load (release)"
 cargo build --release -q -p stomp-relay --bins
@@ -56,8 +63,8 @@ if ! listening 15674 || ! listening 61613; then
     log "brokers not listening: scripts/brokers.sh up"
     scripts/brokers.sh up
 fi
-amq_pid=$(pgrep -f 'activemq\.jar' | head -n1 || true)
-[ -n "$amq_pid" ] || amq_pid=$(pgrep -x java | head -n1)
+# ActiveMQ's JVM (its pid changes when someone restarts the broker: looked up per use).
+amq_pid() { { pgrep -f 'activemq\.jar' || pgrep -x java || true; } | head -n1; }
 
 # The servers started here inherit this limit; 10k idle sessions need more than 1024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 || true
@@ -85,19 +92,29 @@ stop_server() {
 load() { timeout 300 "$BIN/stomp-load" "$@" --format kv; }
 kv() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "n/a")}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "") printf "%.1fx", a / b; else print "n/a" }'; }
+num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+ratio() { if num "$1" && num "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; else echo "n/a"; fi; }
+us() { if num "$1"; then printf '%.2f us' "$1"; else echo "n/a"; fi; }
 fmt_k() { awk -v v="$1" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf "%.1f k", v / 1000 }'; }
 
-# max_rate NAME ARGS... : REPEAT max-rate runs; prints "median_rate median_cpu_us lost_total conns"
+# max_rate NAME URL ARGS... : REPEAT max-rate runs (a run that could not connect is
+# retried twice); prints "median_rate median_cpu_us lost_total conns"
 max_rate() {
-    local name=$1
-    shift
+    local name=$1 url=$2
+    shift 2
     local rates=() cpus=() lost=0 conns=""
     for i in $(seq "$REPEAT"); do
-        local line
-        if ! line=$(load fanout --label "$name" --subscribers "$SUBS" --duration "$DURATION" "$@"); then
-            log "$name run $i did not finish cleanly: ${line:-no output}"
-        fi
+        local line="" try
+        for try in 1 2 3; do
+            wait_port "$(port_of "$url")"
+            if line=$(load fanout --label "$name" --url "$url" --subscribers "$SUBS" \
+                --duration "$DURATION" "$@"); then
+                break
+            fi
+            log "$name run $i (try $try) did not finish cleanly: ${line:-no output}"
+            [ -z "$line" ] || break # it ran and measured loss: keep that figure
+        done
         echo "$line" >>"$OUT.raw"
         rates+=("$(kv "$line" deliveries_per_s)")
         cpus+=("$(kv "$line" server_cpu_us_per_delivery)")
@@ -116,14 +133,15 @@ simple_pid=$server_pid
 SIMPLE_WS=ws://127.0.0.1:18080/ws
 
 log "fan-out max rate: stomp-relay vs RabbitMQ Web-STOMP ($REPEAT x ${DURATION}s each)"
-read -r s_rate s_cpu s_lost _ < <(max_rate "stomp-relay simple" --url "$SIMPLE_WS" \
+read -r s_rate s_cpu s_lost _ < <(max_rate "stomp-relay simple" "$SIMPLE_WS" \
     --destination /topic/bench --server-pid "$simple_pid")
-read -r r_rate r_cpu r_lost _ < <(max_rate "RabbitMQ Web-STOMP" --url "$RABBIT_WS" \
+read -r r_rate r_cpu r_lost _ < <(max_rate "RabbitMQ Web-STOMP" "$RABBIT_WS" \
     --login guest --passcode guest --destination /topic/bench --server-name beam.smp)
 
 log "fan-out latency at $RATE deliveries/s"
 s_lat=$(load fanout --label "stomp-relay simple" --url "$SIMPLE_WS" --subscribers "$SUBS" \
     --duration "$DURATION" --rate "$RATE" --destination /topic/bench || true)
+wait_port 15674
 r_lat=$(load fanout --label "RabbitMQ Web-STOMP" --url "$RABBIT_WS" --login guest --passcode guest \
     --subscribers "$SUBS" --duration "$DURATION" --rate "$RATE" --destination /topic/bench || true)
 printf '%s\n%s\n' "$s_lat" "$r_lat" >>"$OUT.raw"
@@ -131,10 +149,12 @@ printf '%s\n%s\n' "$s_lat" "$r_lat" >>"$OUT.raw"
 log "idle sessions: $IDLE on stomp-relay, $PEER_IDLE on RabbitMQ and ActiveMQ"
 s_idle=$(load idle --label "stomp-relay simple" --url "$SIMPLE_WS" --sessions "$IDLE" \
     --server-pid "$simple_pid" || true)
+wait_port 15674
 r_idle=$(load idle --label "RabbitMQ Web-STOMP" --url "$RABBIT_WS" --login guest --passcode guest \
     --sessions "$PEER_IDLE" --server-name beam.smp --settle 3 || true)
+wait_port 61613
 a_idle=$(load idle --label "ActiveMQ STOMP TCP" --url "$AMQ_TCP" --sessions "$PEER_IDLE" \
-    --server-pid "$amq_pid" --settle 3 || true)
+    --server-pid "$(amq_pid)" --settle 3 || true)
 printf '%s\n%s\n%s\n' "$s_idle" "$r_idle" "$a_idle" >>"$OUT.raw"
 stop_server "$simple_pid"
 
@@ -143,8 +163,8 @@ relay_url() { # relay_url HTTP_PORT TCP_PORT
     if [ "$RELAY_TRANSPORT" = ws ]; then echo "ws://127.0.0.1:$1/ws"; else echo "stomp://127.0.0.1:$2"; fi
 }
 log "fan-out max rate: clients directly on ActiveMQ"
-read -r d_rate d_cpu d_lost d_conns < <(max_rate "ActiveMQ direct" --url "$AMQ_TCP" \
-    --destination /topic/bench --count-port 61613 --server-pid "$amq_pid")
+read -r d_rate d_cpu d_lost d_conns < <(max_rate "ActiveMQ direct" "$AMQ_TCP" \
+    --destination /topic/bench --count-port 61613 --server-pid "$(amq_pid)")
 
 declare -A m_rate m_cpu m_lost m_conns
 for mode in per-session shared; do
@@ -157,9 +177,9 @@ for mode in per-session shared; do
     r2=$server_pid
     sleep 1 # system sessions connect upstream
     read -r m_rate[$mode] m_cpu[$mode] m_lost[$mode] m_conns[$mode] < <(max_rate "relay $mode" \
-        --url "$(relay_url 18081 18614)" \
+        "$(relay_url 18081 18614)" \
         --sub-url "$(relay_url 18081 18614),$(relay_url 18082 18615)" \
-        --destination /sub/bench --count-port 61613 --server-pid "$r1,$r2,$amq_pid")
+        --destination /sub/bench --count-port 61613 --server-pid "$r1,$r2,$(amq_pid)")
     stop_server "$r1"
     stop_server "$r2"
 done
@@ -186,7 +206,7 @@ lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
     echo "| measure | stomp-relay (simple broker) | RabbitMQ Web-STOMP | ratio | target |"
     echo "|---|---|---|---|---|"
     echo "| max sustained deliveries/s | $(fmt_k "$s_rate")$(lostnote "$s_lost") | $(fmt_k "$r_rate")$(lostnote "$r_lost") | $(ratio "$s_rate" "$r_rate") | >= 10x |"
-    echo "| server CPU per delivery | $(printf '%.2f' "${s_cpu:-0}") us | $(printf '%.2f' "${r_cpu:-0}") us | $(ratio "$r_cpu" "$s_cpu") less | - |"
+    echo "| server CPU per delivery | $(us "$s_cpu") | $(us "$r_cpu") | $(ratio "$r_cpu" "$s_cpu") less | - |"
     echo "| latency p50 / p99 at $((RATE / 1000)) k deliveries/s | $(lat "$s_lat") | $(lat "$r_lat") | | p99 < 2 ms |"
     echo "| RSS per idle session (CONNECT + SUBSCRIBE) | $(per "$s_idle") | $(per "$r_idle") | $(ratio "$(kv "$r_idle" kib_per_session)" "$(kv "$s_idle" kib_per_session)") less | <= 8 KiB |"
     echo
@@ -197,9 +217,9 @@ lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
     echo
     echo "| setup | max sustained deliveries/s | vs direct | target | broker connections | CPU per delivery (relays + broker) |"
     echo "|---|---|---|---|---|---|"
-    echo "| clients directly on ActiveMQ | $(fmt_k "$d_rate")$(lostnote "$d_lost") | 1.0x | - | $d_conns | $(printf '%.2f' "${d_cpu:-0}") us |"
-    echo "| relay per-session (Spring-compatible) | $(fmt_k "${m_rate[per-session]}")$(lostnote "${m_lost[per-session]}") | $(ratio "${m_rate[per-session]}" "$d_rate") | >= 0.8x | ${m_conns[per-session]} | $(printf '%.2f' "${m_cpu[per-session]:-0}") us |"
-    echo "| relay shared | $(fmt_k "${m_rate[shared]}")$(lostnote "${m_lost[shared]}") | $(ratio "${m_rate[shared]}" "$d_rate") | >= 5x | ${m_conns[shared]} | $(printf '%.2f' "${m_cpu[shared]:-0}") us |"
+    echo "| clients directly on ActiveMQ | $(fmt_k "$d_rate")$(lostnote "$d_lost") | 1.0x | - | $d_conns | $(us "$d_cpu") |"
+    echo "| relay per-session (Spring-compatible) | $(fmt_k "${m_rate[per-session]}")$(lostnote "${m_lost[per-session]}") | $(ratio "${m_rate[per-session]}" "$d_rate") | >= 0.8x | ${m_conns[per-session]} | $(us "${m_cpu[per-session]}") |"
+    echo "| relay shared | $(fmt_k "${m_rate[shared]}")$(lostnote "${m_lost[shared]}") | $(ratio "${m_rate[shared]}" "$d_rate") | >= 5x | ${m_conns[shared]} | $(us "${m_cpu[shared]}") |"
 } >"$OUT"
 
 cat "$OUT"

@@ -118,8 +118,9 @@ struct FanoutArgs {
     /// Seconds to wait for the last deliveries (and the stall limit in max mode).
     #[arg(long, default_value_t = 10.0)]
     drain_timeout: f64,
-    /// Count established TCP connections to this local port mid-run (e.g. 61613, the
-    /// broker connections a relay holds).
+    /// Count, mid-run, the established TCP connections to this local port held by this
+    /// tool and the --server-pid processes (e.g. 61613: the broker connections of
+    /// clients directly on the broker, or of relay instances).
     #[arg(long)]
     count_port: Option<u16>,
     /// Pids of the server processes (comma-separated) whose CPU time is reported.

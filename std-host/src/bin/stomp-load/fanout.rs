@@ -55,7 +55,8 @@ pub struct FanoutPlan {
     /// How long to wait for stragglers after the last publish, and the longest the
     /// publisher waits for window room before declaring a stall.
     pub drain_timeout: Duration,
-    /// Sample established TCP connections to this port mid-run (broker connections).
+    /// Sample mid-run the established TCP connections to this port held by this tool
+    /// and `server_pids` (broker connections).
     pub count_port: Option<u16>,
     /// Server processes whose CPU time over the measured interval is reported.
     pub server_pids: Vec<u32>,
@@ -272,9 +273,13 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         warm_up(&mut ptx, &mut frames, &progress, plan.subscribers, base).await?;
         let conns_sample = plan.count_port.map(|port| {
             let half = plan.duration / 2;
+            // The tool's own connections (clients straight on the broker) and the
+            // servers' (a relay's upstream connections).
+            let mut pids = plan.server_pids.clone();
+            pids.push(std::process::id());
             tokio::spawn(async move {
                 tokio::time::sleep(half).await;
-                procfs::established_to_port(port)
+                procfs::established_to_port(port, &pids)
             })
         });
         let cpu_before = (

@@ -1,7 +1,9 @@
 //! What the tool reads from Linux `/proc`: a server's resident memory, thread count and
 //! CPU time, finding a server by process name, its open-files limit, and how many
-//! established TCP connections go to a port (the broker connections a relay uses).
+//! established TCP connections given processes hold to a port (the broker connections a
+//! relay uses).
 
+use std::collections::HashSet;
 use std::fs;
 
 /// Memory and threads of one process at one moment.
@@ -95,29 +97,50 @@ pub fn open_files_limit(pid: u32) -> Option<u64> {
     soft.parse().ok()
 }
 
-/// Established TCP connections whose remote port is `port` (client ends of
-/// connections to a local server on that port), over IPv4 and IPv6.
-pub fn established_to_port(port: u16) -> usize {
+/// Established TCP connections to `port` (their remote end) held by the processes
+/// `pids`, over IPv4 and IPv6: the broker connections a relay uses, without counting
+/// anyone else's connections to the same broker.
+pub fn established_to_port(port: u16, pids: &[u32]) -> usize {
+    let mut inodes = HashSet::new();
+    for pid in pids {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = fs::read_link(fd.path()) {
+                let link = link.to_string_lossy();
+                if let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    inodes.insert(inode);
+                }
+            }
+        }
+    }
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
-        .map(|t| count_established_to(&t, port))
+        .map(|t| count_established_to(&t, port, &inodes))
         .sum()
 }
 
-fn count_established_to(table: &str, port: u16) -> usize {
+fn count_established_to(table: &str, port: u16, inodes: &HashSet<u64>) -> usize {
     table
         .lines()
         .skip(1)
         .filter(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st ...; addresses are HEXIP:HEXPORT.
-            cols.len() > 3
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode;
+            // addresses are HEXIP:HEXPORT.
+            cols.len() > 9
                 && cols[3] == "01"
                 && cols[2]
                     .rsplit_once(':')
                     .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
                     == Some(port)
+                && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
         })
         .count()
 }
@@ -147,12 +170,24 @@ mod tests {
     }
 
     #[test]
-    fn counts_only_established_connections_to_the_port() {
-        let table = "  sl  local_address rem_address   st\n\
-            0: 0100007F:D431 0100007F:EF6D 01 x\n\
-            1: 0100007F:EF6D 0100007F:D431 01 x\n\
-            2: 0100007F:D432 0100007F:EF6D 06 x\n\
-            3: 00000000:EF6D 00000000:0000 0A x\n";
-        assert_eq!(count_established_to(table, 61293), 1);
+    fn counts_only_established_connections_to_the_port_from_the_given_sockets() {
+        let table = "  sl  local_address rem_address   st tx rx tr uid to inode\n\
+            0: 0100007F:D431 0100007F:EF6D 01 0 0 0 0 0 1001\n\
+            1: 0100007F:EF6D 0100007F:D431 01 0 0 0 0 0 1002\n\
+            2: 0100007F:D432 0100007F:EF6D 06 0 0 0 0 0 1003\n\
+            3: 0100007F:D433 0100007F:EF6D 01 0 0 0 0 0 1004\n\
+            4: 00000000:EF6D 00000000:0000 0A 0 0 0 0 0 1005\n";
+        let mine: HashSet<u64> = [1001, 1002, 1003, 1005].into();
+        assert_eq!(count_established_to(table, 61293, &mine), 1);
+    }
+
+    #[test]
+    fn counts_this_process_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        assert_eq!(established_to_port(port, &[std::process::id()]), 2);
+        assert_eq!(established_to_port(port, &[]), 0);
     }
 }
