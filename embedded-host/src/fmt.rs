@@ -1,16 +1,15 @@
 //! Logging macros in embassy's `fmt.rs` pattern: `defmt` on devices (feature `defmt`),
 //! `log` on the host (feature `log`), nothing otherwise.
 //!
+//! With both features on (e.g. `--all-features`), `defmt` wins.
+//!
 //! Only `{}` placeholders with integers, `&str` and types implementing both `Display`
 //! and `defmt::Format` are used, so one format string serves both back ends.
 #![allow(unused_macros)]
 
-#[cfg(all(feature = "defmt", feature = "log"))]
-compile_error!("features `defmt` and `log` are mutually exclusive");
-
 macro_rules! trace {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "log")]
+        #[cfg(all(feature = "log", not(feature = "defmt")))]
         ::log::trace!($($arg)*);
         #[cfg(feature = "defmt")]
         ::defmt::trace!($($arg)*);
@@ -21,7 +20,7 @@ macro_rules! trace {
 
 macro_rules! debug {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "log")]
+        #[cfg(all(feature = "log", not(feature = "defmt")))]
         ::log::debug!($($arg)*);
         #[cfg(feature = "defmt")]
         ::defmt::debug!($($arg)*);
@@ -32,7 +31,7 @@ macro_rules! debug {
 
 macro_rules! info {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "log")]
+        #[cfg(all(feature = "log", not(feature = "defmt")))]
         ::log::info!($($arg)*);
         #[cfg(feature = "defmt")]
         ::defmt::info!($($arg)*);
@@ -43,7 +42,7 @@ macro_rules! info {
 
 macro_rules! warn {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "log")]
+        #[cfg(all(feature = "log", not(feature = "defmt")))]
         ::log::warn!($($arg)*);
         #[cfg(feature = "defmt")]
         ::defmt::warn!($($arg)*);
