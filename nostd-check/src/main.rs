@@ -65,7 +65,10 @@ fn codec_round_trip() -> Result<(), i32> {
 /// The C entry point called by the C runtime.
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: core::ffi::c_int, _argv: *const *const u8) -> core::ffi::c_int {
-    match codec_round_trip().and_then(|()| core_session()) {
+    match codec_round_trip()
+        .and_then(|()| core_session())
+        .and_then(|()| edge_state())
+    {
         Ok(()) => 0,
         Err(code) => code,
     }
@@ -125,5 +128,41 @@ fn core_session() -> Result<(), i32> {
     match Dialect::RabbitMq.to_broker(target, &mut mapped) {
         Ok(m) if m == b"/topic/sub.chat.room1" => Ok(()),
         _ => Err(107),
+    }
+}
+
+/// stomp-relay-edge: the shared state, the store-and-forward ring and the subscription
+/// table, without a network stack (error codes 200 and up).
+fn edge_state() -> Result<(), i32> {
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use stomp_relay_edge::ring::StoreRing;
+    use stomp_relay_edge::subs::{Action, SubTable};
+    use stomp_relay_edge::Edge;
+
+    let edge: Edge<NoopRawMutex, 4, 1024, 4096, 1024> = Edge::new();
+    if edge.active_sessions() != 0 || edge.upstream_connected() || edge.stats().dropped != 0 {
+        return Err(200);
+    }
+    // 8 bytes per record in a 32-byte ring: the fifth push evicts the first.
+    let mut ring = StoreRing::<32>::new();
+    for m in [b"msg-00", b"msg-01", b"msg-02", b"msg-03", b"msg-04"] {
+        if ring.push(m).is_err() {
+            return Err(201);
+        }
+    }
+    let mut out = [0u8; 32];
+    match ring.next_unsent(&mut out) {
+        Some((1, rec)) if rec == b"msg-01" && ring.dropped() == 1 => {}
+        _ => return Err(202),
+    }
+    let mut subs = SubTable::<2, 2, 2>::new();
+    if subs.subscribe(0, b"a", b"/topic/x").is_err()
+        || subs.subscribe(1, b"b", b"/topic/x").is_err()
+    {
+        return Err(203);
+    }
+    match subs.next_action() {
+        Some(Action::Subscribe { destination, .. }) if destination == b"/topic/x" => Ok(()),
+        _ => Err(204),
     }
 }
