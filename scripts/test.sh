@@ -12,3 +12,15 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
+
+step "no_std proof: nostd-check links the no_std crates into a panic=abort host binary and runs it"
+cargo fmt --manifest-path nostd-check/Cargo.toml -- --check
+cargo clippy --manifest-path nostd-check/Cargo.toml -- -D warnings
+cargo run --manifest-path nostd-check/Cargo.toml
+cargo build --manifest-path nostd-check/Cargo.toml --features defmt
+
+step "fuzz the codec: decode and roundtrip, 20 s each (cargo-fuzz on stable, no sanitizer)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+for target in decode roundtrip; do
+    (cd fuzz && cargo fuzz run -s none "$target" -- -max_total_time=20)
+done
