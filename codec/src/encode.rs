@@ -147,6 +147,20 @@ static ATTENTION: [u8; 256] = {
     t
 };
 
+const LINE_BREAK: u8 = 1;
+const COLON: u8 = 2;
+const BACKSLASH: u8 = 4;
+
+/// [`ATTENTION`] as bits, to OR over a whole part.
+static ATTENTION_BITS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\n' as usize] = LINE_BREAK;
+    t[b'\r' as usize] = LINE_BREAK;
+    t[b':' as usize] = COLON;
+    t[b'\\' as usize] = BACKSLASH;
+    t
+};
+
 /// Writes one header part into `dst`, returning the bytes written, or `None` if it does
 /// not fit or cannot be carried (the exact path then names the error). A byte loop: header parts are short, and per-chunk `memcpy` calls
 /// cost more than they save.
@@ -155,6 +169,15 @@ fn carry(src: &[u8], dst: &mut [u8], carry: Carry, is_name: bool) -> Option<usiz
     let mut p = 0;
     match carry {
         Carry::Escape => {
+            // Most values need no escaping: check with a branch-free pass, then copy.
+            if src
+                .iter()
+                .fold(0, |acc, &b| acc | ESCAPE_LETTER[usize::from(b)])
+                == 0
+            {
+                dst.get_mut(..src.len())?.copy_from_slice(src);
+                return Some(src.len());
+            }
             for &b in src {
                 let letter = ESCAPE_LETTER[usize::from(b)];
                 let d = dst.get_mut(p..p + 2)?;
@@ -180,19 +203,16 @@ fn carry(src: &[u8], dst: &mut [u8], carry: Carry, is_name: bool) -> Option<usiz
             p = src.len();
         }
         Carry::Verbatim => {
-            // Check, then copy in one go: relayed frames take this path.
-            let mut i = 0;
-            while let Some(&b) = src.get(i) {
-                match ATTENTION[usize::from(b)] {
-                    0 => {}
-                    3 => {
-                        unescape_byte(*src.get(i + 1)?)?;
-                        i += 1;
-                    }
-                    2 if !is_name => {}
-                    _ => return None,
-                }
-                i += 1;
+            // Check, then copy in one go: relayed frames take this path. The common
+            // case (no backslash) is settled by one branch-free pass.
+            let seen = src
+                .iter()
+                .fold(0, |acc, &b| acc | ATTENTION_BITS[usize::from(b)]);
+            if seen & LINE_BREAK != 0 || (is_name && seen & COLON != 0) {
+                return None;
+            }
+            if seen & BACKSLASH != 0 && !crate::escape::escapes_valid(src) {
+                return None;
             }
             dst.get_mut(..src.len())?.copy_from_slice(src);
             p = src.len();
