@@ -11,7 +11,7 @@ use embassy_futures::select::{select, Either};
 use embassy_net::tcp::{TcpReader, TcpSocket, TcpWriter};
 use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::RawMutex;
-use embassy_time::{with_timeout, Duration, Instant, Timer};
+use embassy_time::{with_deadline, with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write as _;
 use stomp_relay_codec::{
     encode, Command, Decoded, Decoder, EncodeOptions, Frame, Header, HeaderForm, HeaderValue,
@@ -125,6 +125,9 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         conn: &mut Conn,
     ) {
         let mut filled = 0;
+        // CONNECT must complete within `connect_timeout` of the accept, however slowly
+        // its bytes trickle in.
+        let connect_deadline = Instant::now() + config.connect_timeout;
         let limits = Limits {
             max_frame_size: buf.len(),
             max_headers: MAX_HEADERS,
@@ -163,25 +166,22 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             filled -= start;
 
             let deadline = match conn.version {
-                None => Some(config.connect_timeout),
-                Some(_) => conn.heart_beats.read_deadline(config.heartbeat_grace),
+                None => Some(connect_deadline),
+                Some(_) => conn
+                    .heart_beats
+                    .read_deadline(config.heartbeat_grace)
+                    .map(|d| Instant::now() + d),
             };
             let read = reader.read(&mut buf[filled..]);
             let n = match deadline {
-                Some(d) => match with_timeout(d, read).await {
+                Some(d) => match with_deadline(d, read).await {
                     Ok(r) => r,
                     Err(_) => {
-                        if conn.version.is_some() {
-                            self.with(|i| {
-                                push_error(
-                                    i,
-                                    slot,
-                                    conn.version,
-                                    CloseReason::HeartbeatTimeout,
-                                    None,
-                                )
-                            });
-                        }
+                        let reason = match conn.version {
+                            None => CloseReason::ConnectTimeout,
+                            Some(_) => CloseReason::HeartbeatTimeout,
+                        };
+                        self.with(|i| push_error(i, slot, conn.version, reason, None));
                         return;
                     }
                 },

@@ -488,3 +488,25 @@ fn slow_consumer_is_closed_and_others_get_everything() {
         .await;
     });
 }
+
+#[test]
+fn device_without_connect_gets_error_after_connect_timeout() {
+    let mut cfg = config();
+    cfg.connect_timeout = Duration::from_millis(400);
+    with_edge_config(None, cfg, |peer, edge, _sim| async move {
+        let mut c = Client::open(peer, edge_addr()).await;
+        // Half a CONNECT, then nothing.
+        c.send_raw(b"CONNECT\naccept-version:1.2\n").await;
+        let f = c.recv().await.expect("ERROR");
+        assert_eq!(f.command, Command::Error);
+        assert_eq!(
+            f.header("message"),
+            Some("No CONNECT frame received in time")
+        );
+        assert!(c.closed_within(Duration::from_secs(3)).await);
+        eventually(Duration::from_secs(5), "slot freed", || {
+            edge.active_sessions() == 0
+        })
+        .await;
+    });
+}
