@@ -557,7 +557,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
     tokio::spawn(sample(shared.clone()));
     let body_limit = shared.config.limits.max_frame_size.saturating_mul(4) + 16 * 1024;
     Router::new()
-        .route("/", get(|| async { page(CHAT_HTML) }))
+        // The chat page is the fallback for `/` rather than a route, so an embedding
+        // application's own `/` (ServerBuilder::http_routes) takes precedence instead
+        // of clashing with it.
+        .fallback(chat_or_not_found)
         .route("/dashboard", get(dashboard))
         .route("/assets/chat.js", get(|| async { asset(CHAT_JS, JS) }))
         .route(
@@ -585,6 +588,16 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
+
+async fn chat_or_not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    if uri.path() == "/"
+        && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+    {
+        page(CHAT_HTML)
+    } else {
+        (StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
+}
 
 fn page(html: &'static str) -> Response {
     asset(html, "text/html; charset=utf-8")

@@ -662,3 +662,22 @@ async fn publish_goes_through_the_broker_in_relay_mode() {
     a.shutdown.shutdown();
     b.shutdown.shutdown();
 }
+
+/// An embedding application's own `/` replaces the chat page instead of clashing with it;
+/// the dashboard and API stay.
+#[tokio::test]
+async fn an_application_route_for_the_root_wins_over_the_chat_page() {
+    let builder = stomp_relay::Server::builder(test_config()).http_routes(|_publisher| {
+        axum::Router::new().route("/", axum::routing::get(|| async { "my app\n" }))
+    });
+    let srv = common::start_with(builder).await;
+    let root = http(srv.http, "GET", "/", &[], b"").await;
+    assert_eq!((root.status, root.body.as_str()), (200, "my app\n"));
+    assert_eq!(
+        http(srv.http, "GET", "/dashboard", &[], b"").await.status,
+        200
+    );
+    assert_eq!(stats(srv.http, &[]).await.status, 200);
+    assert_eq!(http(srv.http, "GET", "/nope", &[], b"").await.status, 404);
+    srv.shutdown.shutdown();
+}
