@@ -618,12 +618,17 @@ async fn restart_shared(kind: Kind) {
     brokers_script("stop", kind);
     wait_ready(&s1, 503, Duration::from_secs(10)).await;
     wait_ready(&s2, 503, Duration::from_secs(10)).await;
+    // Sent while the broker is down: held by the instance, published once it is back
+    // (after A's own resubscription on the same connection, so A must get both).
+    send(&mut a, "/sub/restart", "A-held-0").await;
+    send(&mut a, "/pub/restart", "A-held-1").await;
     drop(guard);
     wait_ready(&s1, 200, RECOVER).await;
     wait_ready(&s2, 200, RECOVER).await;
 
     // The other instance's resubscription may land a moment after this one is ready:
     // probe until A hears B, then check an ordered run.
+    let mut held = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut k = 0;
     'probe: loop {
@@ -635,7 +640,13 @@ async fn restart_shared(kind: Kind) {
         k += 1;
         while let Some(e) = a.next_event(Duration::from_millis(300)).await {
             match e {
-                Event::Frame(f) if f.command.as_str() == "MESSAGE" => break 'probe,
+                Event::Frame(f) if f.command.as_str() == "MESSAGE" => {
+                    let s = f.header_str("seq").unwrap().to_owned();
+                    if s.starts_with("probe-") {
+                        break 'probe;
+                    }
+                    held.push(s);
+                }
                 Event::HeartBeat => {}
                 other => panic!("A's session did not survive the restart: {other:?}"),
             }
@@ -654,13 +665,27 @@ async fn restart_shared(kind: Kind) {
             match c.next_event(left).await {
                 Some(Event::Frame(f)) if f.command.as_str() == "MESSAGE" => {
                     let s = f.header_str("seq").unwrap().to_owned();
-                    if !s.starts_with("probe-") {
+                    if s.starts_with("A-held-") {
+                        held.push(s);
+                    } else if !s.starts_with("probe-") {
                         got.push(s);
                     }
                 }
                 Some(Event::HeartBeat) => {}
                 other => panic!("{who}: {other:?} after {got:?}"),
             }
+        }
+        if who == "A" {
+            while let Some(e) = c.next_event(QUIET).await {
+                if let Event::Frame(f) = e {
+                    let s = f.header_str("seq").unwrap_or("?").to_owned();
+                    if s.starts_with("A-held-") {
+                        held.push(s);
+                    }
+                }
+            }
+            held.sort();
+            assert_eq!(held, ["A-held-0", "A-held-1"], "held during the outage");
         }
         for stream in ["B-after-", "A-after-"] {
             let order: Vec<usize> = got

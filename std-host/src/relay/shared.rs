@@ -275,10 +275,8 @@ impl Broker for SharedRelay {
             ));
         }
         mapping::remove_header(&mut frame, "receipt");
+        // Held like client SENDs while the connection is being re-established.
         let mut st = self.inner.state.lock().expect("poisoned");
-        if st.upstream.is_none() {
-            return Err(BrokerError::Unavailable);
-        }
         st.send_or_hold(frame, self.inner.opts.max_pending)
     }
 
