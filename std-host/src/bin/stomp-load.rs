@@ -144,7 +144,8 @@ struct IdleArgs {
     /// Destination of each session's SUBSCRIBE; `{n}` becomes the session number.
     #[arg(long, default_value = "/topic/idle")]
     destination: String,
-    /// Pid of the server whose RSS is measured.
+    /// Pid of the server whose RSS is measured [default: the process listening on the
+    /// first --url's port].
     #[arg(long, conflicts_with = "server_name")]
     server_pid: Option<u32>,
     /// Process name (comm) of the server, e.g. stomp-relay, beam.smp, java.
@@ -240,7 +241,7 @@ async fn fanout_cmd(a: FanoutArgs) -> Result<bool, String> {
         drain_timeout: seconds("--drain-timeout", a.drain_timeout)?,
         count_port: a.count_port,
         server_pids: match &a.server_name {
-            Some(name) => vec![procfs::find_by_name(name)?],
+            Some(name) => vec![procfs::find_by_name(name, Some(a.url.addr.port()))?],
             None => a.server_pids.clone(),
         },
     };
@@ -335,8 +336,11 @@ fn fanout_row(a: &FanoutArgs, plan: &FanoutPlan, r: &FanoutReport) -> String {
 async fn idle_cmd(a: IdleArgs) -> Result<bool, String> {
     let server_pid = match (a.server_pid, &a.server_name) {
         (Some(pid), _) => pid,
-        (None, Some(name)) => procfs::find_by_name(name)?,
-        (None, None) => return Err("idle: give --server-pid or --server-name".into()),
+        (None, Some(name)) => procfs::find_by_name(name, a.url.first().map(|t| t.addr.port()))?,
+        (None, None) => match a.url.first() {
+            Some(t) => procfs::listener_of(t.addr.port())?,
+            None => return Err("idle: --url needs at least one URL".into()),
+        },
     };
     let plan = IdlePlan {
         targets: a.url.clone(),

@@ -56,8 +56,9 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// The pid of the one process whose `comm` is `name` (e.g. `stomp-relay`, `beam.smp`,
-/// `java`). Several matches are an error that lists them, so the user passes a pid.
-pub fn find_by_name(name: &str) -> Result<u32, String> {
+/// `java`). When several match (`rabbitmqctl` also runs a `beam.smp`), the one that
+/// listens on `port` wins; still several is an error that lists them.
+pub fn find_by_name(name: &str, port: Option<u16>) -> Result<u32, String> {
     let mut found = Vec::new();
     let dir = fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
     for entry in dir.flatten() {
@@ -79,14 +80,76 @@ pub fn find_by_name(name: &str) -> Result<u32, String> {
             }
         }
     }
+    if found.len() > 1 {
+        if let Some(port) = port {
+            let listeners = listening_inodes(port);
+            found.retain(|&pid| socket_inodes(pid).iter().any(|i| listeners.contains(i)));
+        }
+    }
     match found.as_slice() {
         [pid] => Ok(*pid),
-        [] => Err(format!("--server-name: no process named `{name}`")),
+        [] => Err(format!(
+            "--server-name: no process named `{name}` (listening on the target port)"
+        )),
         many => Err(format!(
             "--server-name: {} processes named `{name}` ({many:?}); pass --server-pid",
             many.len()
         )),
     }
+}
+
+/// The process listening on `port` (the server behind a target URL).
+pub fn listener_of(port: u16) -> Result<u32, String> {
+    let listeners = listening_inodes(port);
+    let dir = fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?;
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .find(|&pid| socket_inodes(pid).iter().any(|i| listeners.contains(i)))
+        .ok_or_else(|| format!("no process of this user listens on port {port}; pass --server-pid"))
+}
+
+/// Socket inodes of the LISTEN sockets on `port`.
+fn listening_inodes(port: u16) -> HashSet<u64> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = cols
+                        .get(1)?
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())?;
+                    (cols.get(3)? == &"0A" && local_port == port)
+                        .then(|| cols.get(9)?.parse::<u64>().ok())
+                        .flatten()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Socket inodes `pid` holds open.
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let mut inodes = HashSet::new();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return inodes;
+    };
+    for fd in fds.flatten() {
+        if let Ok(link) = fs::read_link(fd.path()) {
+            let link = link.to_string_lossy();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    inodes
 }
 
 /// The soft open-files limit of `pid`, if readable.
@@ -101,24 +164,7 @@ pub fn open_files_limit(pid: u32) -> Option<u64> {
 /// `pids`, over IPv4 and IPv6: the broker connections a relay uses, without counting
 /// anyone else's connections to the same broker.
 pub fn established_to_port(port: u16, pids: &[u32]) -> usize {
-    let mut inodes = HashSet::new();
-    for pid in pids {
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = fs::read_link(fd.path()) {
-                let link = link.to_string_lossy();
-                if let Some(inode) = link
-                    .strip_prefix("socket:[")
-                    .and_then(|r| r.strip_suffix(']'))
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    inodes.insert(inode);
-                }
-            }
-        }
-    }
+    let inodes: HashSet<u64> = pids.iter().flat_map(|&p| socket_inodes(p)).collect();
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
@@ -179,6 +225,15 @@ mod tests {
             4: 00000000:EF6D 00000000:0000 0A 0 0 0 0 0 1005\n";
         let mine: HashSet<u64> = [1001, 1002, 1003, 1005].into();
         assert_eq!(count_established_to(table, 61293, &mine), 1);
+    }
+
+    #[test]
+    fn finds_a_process_by_name_and_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listening_inodes(port).len(), 1);
+        assert!(find_by_name("no-such-process-x", Some(port)).is_err());
+        assert_eq!(listener_of(port).unwrap(), std::process::id());
     }
 
     #[test]
