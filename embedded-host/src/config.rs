@@ -4,6 +4,7 @@
 
 use embassy_net::IpEndpoint;
 use embassy_time::Duration;
+use stomp_relay_core::dialect::Dialect;
 
 /// Edge node configuration. [`Config::new`] fills every field with the documented default
 /// except the upstream address, which has none.
@@ -20,6 +21,11 @@ pub struct Config<'a> {
     pub upstream_passcode: &'a str,
     /// `host` (virtual host) sent in the upstream CONNECT. Default `/`.
     pub upstream_host: &'a str,
+    /// How device destinations map onto the broker's (relay-core's dialects): with
+    /// `ActiveMq` or `RabbitMq` a device's `/sub/chat/room1` becomes the broadcast
+    /// `/topic/sub.chat.room1`; MESSAGEs reach devices under the destination they
+    /// subscribed to. Default `Generic` (unchanged).
+    pub dialect: Dialect,
     /// Heart-beats offered upstream, `(send, receive)`. Default 10 s, 10 s.
     pub upstream_heartbeat: (Duration, Duration),
     /// Heart-beats the edge offers to local devices, `(send, receive)`. Default 10 s, 10 s.
@@ -52,6 +58,7 @@ impl<'a> Config<'a> {
             upstream_login: "guest",
             upstream_passcode: "guest",
             upstream_host: "/",
+            dialect: Dialect::Generic,
             upstream_heartbeat: (Duration::from_secs(10), Duration::from_secs(10)),
             local_heartbeat: (Duration::from_secs(10), Duration::from_secs(10)),
             heartbeat_grace: 3,

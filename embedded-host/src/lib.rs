@@ -29,3 +29,4 @@ pub use edge::{
 };
 pub use local::TOO_MANY_SESSIONS;
 pub use stomp_relay_codec as codec;
+pub use stomp_relay_core::dialect::Dialect;

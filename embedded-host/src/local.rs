@@ -18,6 +18,8 @@ use stomp_relay_codec::{
     Limits, Status, Version,
 };
 
+use stomp_relay_core::dialect::Dialect;
+use stomp_relay_core::relay::relay_frame;
 use stomp_relay_core::session::{CloseReason, ProtocolError, Versions, ERROR_MESSAGE_MAX};
 
 use crate::edge::{Edge, Inner, RejectResources, SessionResources, MAX_HEADERS};
@@ -280,7 +282,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     );
                     Flow::Close
                 }
-                Command::Send => self.on_send(i, slot, version, frame, receipt),
+                Command::Send => self.on_send(i, slot, version, config.dialect, frame, receipt),
                 Command::Subscribe => self.on_subscribe(i, slot, version, frame, receipt),
                 Command::Unsubscribe => {
                     let mut id_buf = [0u8; MAX_SUB_ID];
@@ -427,6 +429,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         i: &mut Inner<N, QUEUE, STORE, FRAME>,
         slot: usize,
         version: Version,
+        dialect: Dialect,
         frame: &Frame<'_>,
         receipt: Option<&[u8]>,
     ) -> Flow {
@@ -463,22 +466,40 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             body: frame.body,
             form: frame.form,
         };
-        let n = match encode(
-            &upstream,
-            EncodeOptions::passthrough(Version::V1_2),
-            &mut i.scratch,
-        ) {
-            Ok(n) => n,
-            Err(_) => {
-                push_error(
-                    i,
-                    slot,
-                    Some(version),
-                    "Frame too large to forward",
-                    receipt,
-                );
-                return Flow::Close;
+        let encoded = match dialect {
+            Dialect::Generic => encode(
+                &upstream,
+                EncodeOptions::passthrough(Version::V1_2),
+                &mut i.scratch,
+            )
+            .ok(),
+            // relay-core maps the destination to the broker's form.
+            _ => {
+                let mut dest_buf = [0u8; 2 * MAX_DESTINATION];
+                frame
+                    .destination()
+                    .and_then(|d| plain(d, &mut dest_buf))
+                    .and_then(|dest| {
+                        relay_frame(
+                            &upstream,
+                            Some(dest),
+                            dialect,
+                            Version::V1_2,
+                            &mut i.scratch,
+                        )
+                        .ok()
+                    })
             }
+        };
+        let Some(n) = encoded else {
+            push_error(
+                i,
+                slot,
+                Some(version),
+                "Frame too large to forward",
+                receipt,
+            );
+            return Flow::Close;
         };
         // Stored without the command line; the upstream writer puts it back with a receipt.
         match i.store.push(&i.scratch[b"SEND\n".len()..n]) {

@@ -21,9 +21,11 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write as _;
 use stomp_relay_codec::{
-    encode, Command, DecodeError, Decoded, Decoder, EncodeOptions, Frame, Header, Limit, Limits,
-    Status, Version,
+    encode, Command, DecodeError, Decoded, Decoder, EncodeOptions, Frame, Header, HeaderForm,
+    Limit, Limits, Status, Version,
 };
+use stomp_relay_core::dialect::Dialect;
+use stomp_relay_core::relay::relay_frame;
 use stomp_relay_core::time::Instant as CoreInstant;
 use stomp_relay_core::upstream::{
     Backoff, Credentials, Inbound, Upstream, UpstreamConfig, UpstreamEvent,
@@ -32,7 +34,7 @@ use stomp_relay_core::upstream::{
 use crate::edge::{Edge, Inner, UpstreamResources, MAX_HEADERS};
 use crate::negotiate::{self, fmt_u32};
 use crate::ring::QueueFull;
-use crate::subs::{Action, MAX_SUB_ID};
+use crate::subs::{Action, MAX_DESTINATION, MAX_SUB_ID};
 use crate::Config;
 
 fn now() -> CoreInstant {
@@ -111,7 +113,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 let (mut reader, mut writer) = socket.split();
                 select(
                     self.upstream_read(&mut reader, &up, config, frame),
-                    self.upstream_write(&mut writer, &up, &creds, out),
+                    self.upstream_write(&mut writer, &up, &creds, config.dialect, out),
                 )
                 .await;
             }
@@ -154,6 +156,9 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         // The MESSAGE at the start of `buf` was already delivered to this many of its
         // local subscribers (it is decoded again after waiting for a full queue).
         let mut resume = 0;
+        // When the wait for a full queue began, per session waited on: the limit is
+        // `write_timeout` in total, however often the queue drains a little.
+        let mut waiting: Option<(usize, Instant)> = None;
         loop {
             let mut start = 0;
             let mut blocked = None;
@@ -242,19 +247,26 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 // Backpressure: the upstream waits (its TCP window closes) while a slow
                 // device drains, up to `write_timeout`; then that device is dropped as a
                 // slow consumer and the others get the message.
+                let deadline = match waiting {
+                    Some((s, d)) if s == session => d,
+                    _ => Instant::now() + config.write_timeout,
+                };
+                waiting = Some((session, deadline));
                 self.session_wake[session].signal(());
                 let drained =
-                    with_timeout(config.write_timeout, self.space_wake[session].wait()).await;
+                    embassy_time::with_deadline(deadline, self.space_wake[session].wait()).await;
                 resume = match drained {
                     Ok(()) => index,
                     Err(_) => {
                         self.with(|i| i.mark_slow_consumer(session));
                         self.session_wake[session].signal(());
+                        waiting = None;
                         index + 1
                     }
                 };
                 continue;
             }
+            waiting = None;
             match reader.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
@@ -270,12 +282,14 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
     /// index and session, so the caller can wait for it and resume there.
     fn fan_out(&self, frame: &Frame<'_>, skip: usize) -> Option<(usize, usize)> {
         let sub = frame.subscription()?;
-        let mut kept = [Header::EMPTY; MAX_HEADERS + 1];
+        // The broker's headers except those that are per receiver; `destination` is
+        // put back below in the client's own spelling (the route's).
+        let mut kept = [Header::EMPTY; MAX_HEADERS + 2];
         let mut k = 0;
         for h in frame
             .headers
             .iter()
-            .filter(|h| h.name != b"subscription" && h.name != b"ack")
+            .filter(|h| !matches!(h.name, b"subscription" | b"ack" | b"destination"))
         {
             kept[k] = *h;
             k += 1;
@@ -289,10 +303,22 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 ..
             } = i;
             let route = subs.route_of(sub.raw())?;
+            let mut dest_buf = [0u8; 2 * MAX_DESTINATION];
+            let destination = match frame.form {
+                HeaderForm::Escaped => escape(subs.destination(route), &mut dest_buf),
+                HeaderForm::Plain => subs.destination(route),
+            };
+            let mut base = kept;
+            base[k] = Header::new(b"destination", destination);
+            let k = k + 1;
             for (index, (session, id)) in subs.subscribers(route).enumerate().skip(skip) {
                 let mut escaped = [0u8; 2 * MAX_SUB_ID];
-                let mut headers = kept;
-                headers[k] = Header::new(b"subscription", escape(id, &mut escaped));
+                let mut headers = base;
+                let id = match frame.form {
+                    HeaderForm::Escaped => escape(id, &mut escaped),
+                    HeaderForm::Plain => id,
+                };
+                headers[k] = Header::new(b"subscription", id);
                 let copy = Frame {
                     command: Command::Message,
                     headers: &headers[..k + 1],
@@ -323,6 +349,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         writer: &mut TcpWriter<'_>,
         up: &RefCell<Upstream>,
         creds: &Credentials<'_>,
+        dialect: Dialect,
         out: &mut [u8],
     ) {
         loop {
@@ -346,7 +373,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             if up.borrow().is_connected() {
                 // Subscription changes first, so a device's SEND right after its
                 // SUBSCRIBE cannot overtake it upstream.
-                while let Some(n) = self.with(|i| take_action(i, out)) {
+                while let Some(n) = self.with(|i| take_action(i, out, dialect)) {
                     if writer.write_all(&out[..n]).await.is_err() {
                         return;
                     }
@@ -404,6 +431,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
 fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
     i: &mut Inner<N, Q, S, F>,
     out: &mut [u8],
+    dialect: Dialect,
 ) -> Option<usize> {
     loop {
         let (slot, encoded) = match i.subs.next_action()? {
@@ -417,14 +445,12 @@ fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
                     Header::new(b"id", &id),
                     Header::new(b"ack", b"auto"),
                 ];
-                (
-                    slot,
-                    encode(
-                        &Frame::new(Command::Subscribe, &headers, b""),
-                        Version::V1_2,
-                        out,
-                    ),
-                )
+                let frame = Frame::new(Command::Subscribe, &headers, b"");
+                let encoded = match dialect {
+                    Dialect::Generic => encode(&frame, Version::V1_2, out).ok(),
+                    _ => relay_frame(&frame, Some(destination), dialect, Version::V1_2, out).ok(),
+                };
+                (slot, encoded)
             }
             Action::Unsubscribe { slot, id } => {
                 let headers = [Header::new(b"id", &id)];
@@ -434,7 +460,8 @@ fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
                         &Frame::new(Command::Unsubscribe, &headers, b""),
                         Version::V1_2,
                         out,
-                    ),
+                    )
+                    .ok(),
                 )
             }
         };
@@ -442,10 +469,10 @@ fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
         // reset by `upstream_lost` anyway.
         i.subs.action_done(slot);
         match encoded {
-            Ok(n) => return Some(n),
+            Some(n) => return Some(n),
             // Cannot happen with the table's length limits and a sane FRAME; skip it
             // rather than loop on it.
-            Err(_) => continue,
+            None => continue,
         }
     }
 }

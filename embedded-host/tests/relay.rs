@@ -9,7 +9,7 @@ use embassy_net::{IpEndpoint, Stack};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::{Duration, Timer};
 use stomp_relay_codec::Command;
-use stomp_relay_edge::{Config, Edge, EdgeResources, TOO_MANY_SESSIONS};
+use stomp_relay_edge::{Config, Dialect, Edge, EdgeResources, TOO_MANY_SESSIONS};
 
 /// 4 sessions, 2 KiB outbound queues, 4 KiB store-and-forward ring, 1 KiB frames.
 type TestEdge = Edge<NoopRawMutex, 4, 2048, 4096, 1024>;
@@ -482,10 +482,18 @@ fn slow_consumer_is_closed_and_others_get_everything() {
             let f = fast.recv().await.expect("the fast device keeps receiving");
             assert_eq!(f.body_str(), body, "in order, none lost");
         }
-        eventually(Duration::from_secs(10), "slow device closed", || {
-            edge.stats().slow_consumers == 1 && edge.active_sessions() == 1
+        let closed = embassy_time::with_timeout(Duration::from_secs(10), async {
+            while !(edge.stats().slow_consumers == 1 && edge.active_sessions() == 1) {
+                Timer::after_millis(10).await;
+            }
         })
         .await;
+        assert!(
+            closed.is_ok(),
+            "slow device not closed: {:?}, {} sessions",
+            edge.stats(),
+            edge.active_sessions()
+        );
     });
 }
 
@@ -508,5 +516,52 @@ fn device_without_connect_gets_error_after_connect_timeout() {
             edge.active_sessions() == 0
         })
         .await;
+    });
+}
+
+#[test]
+fn dialect_maps_destinations_to_the_broker_and_back() {
+    let mut cfg = config();
+    cfg.dialect = Dialect::ActiveMq;
+    with_edge_config(None, cfg, |peer, edge, sim| async move {
+        eventually(Duration::from_secs(10), "upstream connected", || {
+            edge.upstream_connected()
+        })
+        .await;
+        *sim.observe.borrow_mut() = Some("/topic/sub.chat.room1".into());
+        let mut b = Client::connect(peer, edge_addr()).await;
+        b.subscribe("b", "/sub/chat/room1").await;
+        // ActiveMQ would make /sub/... a queue: the edge subscribes the broadcast form.
+        wait_upstream_subscribed(sim, "/topic/sub.chat.room1").await;
+        let mut a = Client::connect(peer, edge_addr()).await;
+        a.send(
+            Command::Send,
+            &[("destination", "/sub/chat/room1"), ("receipt", "r")],
+            b"hello room",
+        )
+        .await;
+        assert_eq!(
+            a.recv().await.expect("receipt").header("receipt-id"),
+            Some("r")
+        );
+        let f = b.recv().await.expect("MESSAGE");
+        assert_eq!(
+            f.header("destination"),
+            Some("/sub/chat/room1"),
+            "the device's own spelling"
+        );
+        assert_eq!(f.header("subscription"), Some("b"));
+        assert_eq!(f.body_str(), "hello room");
+        eventually(Duration::from_secs(5), "upstream subscriber", || {
+            sim.observed.borrow().len() == 1
+        })
+        .await;
+        assert_eq!(
+            sim.received.borrow()[0].destination,
+            "/topic/sub.chat.room1"
+        );
+        // Broker-native destinations keep their meaning.
+        b.subscribe("q", "/queue/jobs").await;
+        wait_upstream_subscribed(sim, "/queue/jobs").await;
     });
 }

@@ -226,6 +226,7 @@ fn tap_end_to_end_with_activemq() {
         let mut config = Config::new(&upstreams);
         config.upstream_login = "admin";
         config.upstream_passcode = "admin";
+        config.dialect = stomp_relay_edge::Dialect::ActiveMq;
         config.reconnect_min = Duration::from_millis(100);
         let watch = async {
             while !STOP.load(Ordering::Relaxed) {
