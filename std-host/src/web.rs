@@ -74,7 +74,14 @@ struct SessionView {
     /// (subscription id, client destination), in subscription order.
     subscriptions: Vec<(String, String)>,
     upstream: Option<String>,
-    broker_sends: u64,
+}
+
+/// A listed session: its view behind a lock (subscription changes, stats reads) and its
+/// SEND counter beside it.
+#[derive(Debug)]
+struct Entry {
+    view: Mutex<SessionView>,
+    broker_sends: AtomicU64,
 }
 
 /// One per-second sample of the message rates.
@@ -93,7 +100,7 @@ pub struct Sample {
 pub struct Observer {
     started: Instant,
     published: AtomicU64,
-    sessions: Mutex<HashMap<SessionId, Arc<Mutex<SessionView>>>>,
+    sessions: Mutex<HashMap<SessionId, Arc<Entry>>>,
     errors: Mutex<VecDeque<(u64, String)>>,
     history: Mutex<VecDeque<Sample>>,
 }
@@ -159,18 +166,20 @@ impl Broker for Observed {
         Box::pin(async move {
             match opening.await {
                 Ok(inner) => {
-                    let view = Arc::new(Mutex::new(SessionView {
-                        user,
-                        opened_ms: unix_ms(),
-                        subscriptions: Vec::new(),
-                        upstream: inner.upstream(),
-                        broker_sends: 0,
-                    }));
-                    lock(&obs.sessions).insert(id, view.clone());
+                    let entry = Arc::new(Entry {
+                        broker_sends: AtomicU64::new(0),
+                        view: Mutex::new(SessionView {
+                            user,
+                            opened_ms: unix_ms(),
+                            subscriptions: Vec::new(),
+                            upstream: inner.upstream(),
+                        }),
+                    });
+                    lock(&obs.sessions).insert(id, entry.clone());
                     Ok(Box::new(ObservedSession {
                         inner,
                         id,
-                        view,
+                        entry,
                         obs,
                     }) as Box<dyn BrokerSession>)
                 }
@@ -217,7 +226,7 @@ impl Broker for Observed {
 struct ObservedSession {
     inner: Box<dyn BrokerSession>,
     id: SessionId,
-    view: Arc<Mutex<SessionView>>,
+    entry: Arc<Entry>,
     obs: Arc<Observer>,
 }
 
@@ -240,16 +249,19 @@ impl BrokerSession for ObservedSession {
             Ok(()) => match command {
                 Command::Send => {
                     self.obs.published.fetch_add(1, Ordering::Relaxed);
-                    lock(&self.view).broker_sends += 1;
+                    // An atomic beside the lock: a SEND never waits on a stats read.
+                    self.entry.broker_sends.fetch_add(1, Ordering::Relaxed);
                 }
                 Command::Subscribe => {
                     if let Some(sub) = noted {
-                        lock(&self.view).subscriptions.push(sub);
+                        lock(&self.entry.view).subscriptions.push(sub);
                     }
                 }
                 Command::Unsubscribe => {
                     if let Some((id, _)) = noted {
-                        lock(&self.view).subscriptions.retain(|(i, _)| *i != id);
+                        lock(&self.entry.view)
+                            .subscriptions
+                            .retain(|(i, _)| *i != id);
                     }
                 }
                 _ => {}
@@ -420,15 +432,15 @@ fn stats(shared: &Shared) -> Stats {
         Vec::new()
     };
 
-    let views: Vec<(SessionId, Arc<Mutex<SessionView>>)> = {
+    let views: Vec<(SessionId, Arc<Entry>)> = {
         let s = lock(&obs.sessions);
         s.iter().map(|(k, v)| (*k, v.clone())).collect()
     };
     let mut per_dest: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut sub_total = 0;
-    for (id, view) in &views {
-        let v = lock(view);
+    for (id, entry) in &views {
+        let v = lock(&entry.view);
         for (_, d) in &v.subscriptions {
             *per_dest.entry(d.clone()).or_default() += 1;
             sub_total += 1;
@@ -437,7 +449,7 @@ fn stats(shared: &Shared) -> Stats {
             id: *id,
             user: v.user.clone(),
             connected_seconds: now.saturating_sub(v.opened_ms) / 1000,
-            broker_sends: v.broker_sends,
+            broker_sends: entry.broker_sends.load(Ordering::Relaxed),
             subscriptions: v
                 .subscriptions
                 .iter()
