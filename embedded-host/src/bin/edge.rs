@@ -14,7 +14,7 @@ use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::Duration;
 use static_cell::StaticCell;
-use stomp_relay_edge::{Config, Edge, EdgeResources};
+use stomp_relay_edge::{Config, Dialect, Edge, EdgeResources};
 
 /// 8 local sessions, 4 KiB outbound queue each, 16 KiB store-and-forward ring, 4 KiB frames.
 type HostEdge = Edge<NoopRawMutex, 8, 4096, 16384, 4096>;
@@ -49,9 +49,21 @@ struct Args {
     /// Upstream virtual host.
     #[arg(long, default_value = "/")]
     vhost: String,
+    /// Broker dialect for destinations: activemq, rabbitmq, artemis or generic.
+    #[arg(long, default_value = "generic", value_parser = parse_dialect)]
+    dialect: Dialect,
     /// Heart-beat interval in milliseconds, both directions and both sides (0: off).
     #[arg(long, default_value_t = 10_000)]
     heartbeat_ms: u64,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "unknown dialect `{}` (activemq, rabbitmq, artemis, generic)",
+            s
+        )
+    })
 }
 
 fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
@@ -111,6 +123,14 @@ fn setup(spawner: Spawner) -> Result<(), String> {
             args.address
         )
     })?;
+    // Linux interface names are at most 15 bytes (IFNAMSIZ - 1); the TAP driver would
+    // panic on a longer one.
+    if args.tap.is_empty() || args.tap.len() > 15 || args.tap.contains(['/', ' ', '\0']) {
+        return Err(format!(
+            "--tap: `{}` is not a valid interface name (1-15 bytes, no '/' or spaces)",
+            args.tap
+        ));
+    }
     let device = TunTapDevice::new(&args.tap)
         .map_err(|e| format!("--tap: cannot open `{}`: {}", args.tap, e))?;
     let net_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
@@ -136,6 +156,7 @@ fn setup(spawner: Spawner) -> Result<(), String> {
     config.upstream_login = leak(args.login);
     config.upstream_passcode = leak(args.passcode);
     config.upstream_host = leak(args.vhost);
+    config.dialect = args.dialect;
     let hb = Duration::from_millis(args.heartbeat_ms);
     config.local_heartbeat = (hb, hb);
     config.upstream_heartbeat = (hb, hb);
