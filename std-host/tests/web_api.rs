@@ -681,3 +681,47 @@ async fn an_application_route_for_the_root_wins_over_the_chat_page() {
     assert_eq!(http(srv.http, "GET", "/nope", &[], b"").await.status, 404);
     srv.shutdown.shutdown();
 }
+
+/// Relay mode with no broker behind the address: stats say so, publishing answers 503
+/// and the failure is listed among the recent errors. (No broker needed: nothing listens.
+/// Per-session mode, because shared mode holds publishes while it reconnects.)
+#[tokio::test]
+async fn broker_down_shows_in_stats_and_publish_gets_503() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_config();
+    cfg.broker = stomp_relay::config::BrokerKind::Relay;
+    cfg.relay_mode = stomp_relay::config::RelayMode::PerSession;
+    cfg.relay =
+        vec![stomp_relay::config::RelayAddr::parse(&format!("stomp://127.0.0.1:{port}")).unwrap()];
+    let srv = start(cfg).await;
+    let s = stats(srv.http, &[]).await.json();
+    assert_eq!(s["broker"]["mode"], "relay");
+    assert_eq!(s["broker"]["relay_mode"], "per-session");
+    assert_eq!(s["broker"]["available"], false);
+    assert_eq!(
+        s["broker"]["addresses"][0]["url"],
+        format!("stomp://127.0.0.1:{port}")
+    );
+
+    let r = publish(
+        srv.http,
+        r#"{"destination": "/sub/x", "body": "lost?"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.error(), "Broker not available.");
+    let s = stats(srv.http, &[]).await.json();
+    let errors = s["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"] == "publish to /sub/x failed: Broker not available."),
+        "{errors:?}"
+    );
+    srv.shutdown.shutdown();
+}

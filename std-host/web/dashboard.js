@@ -132,8 +132,13 @@
     $('broker-mode').dataset.available = String(b.available);
 
     const addrRows = b.addresses.map((a) => {
-      const state =
-        a.connected === true ? 'connected' : a.connected === false ? 'not connected' : b.available ? 'broker available' : 'broker not available';
+      // Without per-address reports only the instance's overall availability is known.
+      const overall = b.available
+        ? b.addresses.length > 1
+          ? 'available (via one of these)'
+          : 'broker available'
+        : 'broker not available';
+      const state = a.connected === true ? 'connected' : a.connected === false ? 'not connected' : overall;
       const cls = a.connected === true || (a.connected === null && b.available) ? 'ok' : 'bad';
       return row([el('code', a.url), el('span', state, 'pill ' + cls), a.last_error]);
     });
