@@ -10,10 +10,12 @@
 //! Invariant: `queued` is the sum of the weights of items sent and not yet
 //! [`OutboundRx::done`]; once `overflowed` is set, nothing more is accepted.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
-use tokio::sync::mpsc;
+use futures_util::task::AtomicWaker;
 
 use crate::frame::OwnedFrame;
 
@@ -88,13 +90,29 @@ struct Shared {
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
+    /// Set when the session task dropped its receiver.
+    closed: AtomicBool,
+    /// Items in order. A plain deque, not a channel: an idle session holds no
+    /// preallocated block, and after a burst the memory is given back.
+    items: Mutex<VecDeque<ToClient>>,
+    waker: AtomicWaker,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<ToClient>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, item: ToClient) {
+        self.lock().push_back(item);
+        self.waker.wake();
+    }
 }
 
 /// The sending side of a session's outbound queue. Cheap to clone, usable from any task.
 #[derive(Clone)]
 pub struct ClientHandle {
     id: SessionId,
-    tx: mpsc::UnboundedSender<ToClient>,
     shared: Arc<Shared>,
 }
 
@@ -109,25 +127,34 @@ impl std::fmt::Debug for ClientHandle {
 
 /// The receiving side, owned by the session task.
 pub struct OutboundRx {
-    rx: mpsc::UnboundedReceiver<ToClient>,
     shared: Arc<Shared>,
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        // Free what producers queued; nobody will write it.
+        let drained = std::mem::take(&mut *self.shared.lock());
+        drop(drained);
+    }
 }
 
 /// A new outbound queue for session `id` holding at most `limit` bytes.
 pub fn channel(id: SessionId, limit: usize) -> (ClientHandle, OutboundRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
         limit,
         overflowed: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        items: Mutex::new(VecDeque::new()),
+        waker: AtomicWaker::new(),
     });
     (
         ClientHandle {
             id,
-            tx,
             shared: shared.clone(),
         },
-        OutboundRx { rx, shared },
+        OutboundRx { shared },
     )
 }
 
@@ -140,11 +167,12 @@ impl ClientHandle {
     /// Queues `item` without waiting. Close requests are always accepted (they end the
     /// session, so they cannot grow the queue without bound).
     pub fn send(&self, item: ToClient) -> Result<(), SendError> {
-        if self.tx.is_closed() {
+        if self.is_closed() {
             return Err(SendError::Closed);
         }
         if matches!(item, ToClient::Close { .. }) {
-            return self.tx.send(item).map_err(|_| SendError::Closed);
+            self.shared.push(item);
+            return Ok(());
         }
         if self.shared.overflowed.load(Ordering::Relaxed) {
             return Err(SendError::SlowConsumer);
@@ -156,22 +184,20 @@ impl ClientHandle {
         if before > 0 && before + w > self.shared.limit {
             self.shared.queued.fetch_sub(w, Ordering::AcqRel);
             if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
-                let _ = self.tx.send(ToClient::Close {
+                self.shared.push(ToClient::Close {
                     message: None,
                     code: crate::close::SLOW_CONSUMER,
                 });
             }
             return Err(SendError::SlowConsumer);
         }
-        self.tx.send(item).map_err(|_| {
-            self.shared.queued.fetch_sub(w, Ordering::AcqRel);
-            SendError::Closed
-        })
+        self.shared.push(item);
+        Ok(())
     }
 
     /// Whether the session has ended (its task dropped the receiver).
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Bytes currently queued.
@@ -181,14 +207,32 @@ impl ClientHandle {
 }
 
 impl OutboundRx {
-    /// The next item, or `None` once every handle is gone.
+    /// The next item. (The session task holds a handle itself, so the queue never
+    /// runs dry for good while it runs; `None` is kept for API symmetry.)
     pub async fn recv(&mut self) -> Option<ToClient> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| {
+            if let Some(it) = self.shared.lock().pop_front() {
+                return Poll::Ready(Some(it));
+            }
+            self.shared.waker.register(cx.waker());
+            // An item pushed between the check and the registration must not be missed.
+            match self.shared.lock().pop_front() {
+                Some(it) => Poll::Ready(Some(it)),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<ToClient> {
-        self.rx.try_recv().ok()
+        let mut q = self.shared.lock();
+        let it = q.pop_front();
+        if q.is_empty() && q.capacity() > 64 {
+            // A burst passed: give the memory back so idle sessions stay small.
+            *q = VecDeque::new();
+        }
+        it
     }
 
     /// Marks `item` written (or discarded), releasing its bytes from the send buffer.
