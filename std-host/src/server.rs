@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use stomp_relay_codec::Version;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -324,6 +325,10 @@ impl Server {
         };
         let mut http_stop = stop.clone();
         let http_task = tokio::spawn(async move {
+            // Small STOMP frames must not wait for Nagle + delayed ACK (40 ms stalls).
+            let http = http.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(http, app)
                 .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
                 .await
