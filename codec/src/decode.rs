@@ -8,7 +8,9 @@
 //!
 //! Invariants: every limit is enforced on partial input too (a prefix that cannot
 //! become a frame within the limits is an error immediately); decoded header bytes of an
-//! escaping frame contain only valid escapes and no CR/LF; nothing here panics on any input.
+//! escaping frame contain only valid escapes and no CR/LF; the verdict (frame, error or
+//! `Partial`) never depends on where the stream was split, since a prefix is only refused
+//! with the error the whole input would get; nothing here panics on any input.
 
 use memchr::{memchr, memchr2};
 

@@ -314,7 +314,7 @@ pub fn write<W: embedded_io::Write>(
 }
 
 /// Writes `frame` to an async `embedded_io_async` writer, returning the bytes written.
-/// Like [`write`], prefer a buffered writer.
+/// Like [`write()`], prefer a buffered writer.
 pub async fn write_async<W: embedded_io_async::Write>(
     frame: &Frame<'_>,
     options: impl Into<EncodeOptions>,
