@@ -81,10 +81,13 @@
     const top = 10;
     const right = w - 8;
     const span = 120;
-    let max = 1;
-    for (const s of samples) max = Math.max(max, s.published, s.delivered);
-    const nice = Math.pow(10, Math.floor(Math.log10(max)));
-    max = Math.ceil(max / nice) * nice;
+    let peak = 1;
+    for (const s of samples) peak = Math.max(peak, s.published, s.delivered);
+    // Four grid steps of 1, 2 or 5 times a power of ten, so the labels are round.
+    const raw = peak / 4;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((v) => v >= raw);
+    const max = Math.max(4, step * 4);
 
     g.font = '11px system-ui, sans-serif';
     g.fillStyle = '#6b7280';
@@ -125,10 +128,12 @@
     $('rate-now').textContent = last.published + ' / ' + last.delivered;
     $('rate-totals').textContent =
       'published / delivered · totals ' + s.messages.published_total + ' / ' + s.messages.delivered_total;
-    $('broker-mode').textContent = b.mode === 'relay' ? 'relay (' + b.relay_mode + ')' : 'simple';
+    $('broker-mode').textContent = b.mode;
     $('broker-detail').textContent =
       (b.available ? 'available' : 'NOT available') +
-      (b.mode === 'relay' ? ' · ' + b.relay_connections + ' upstream connections · dialect ' + b.dialect : ' · embedded');
+      (b.mode === 'relay'
+        ? ' · ' + b.relay_mode + ' · ' + b.relay_connections + ' upstream connections · dialect ' + b.dialect
+        : ' · embedded');
     $('broker-mode').dataset.available = String(b.available);
 
     const addrRows = b.addresses.map((a) => {

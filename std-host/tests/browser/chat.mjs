@@ -176,7 +176,9 @@ async function main() {
     const lobby = await dash.textContent('#destinations tr[data-destination="/sub/chat/lobby"] td:nth-child(2)');
     check(lobby === '2', 'lobby subscribers on the dashboard: ' + lobby);
     const mode = await dash.textContent('#broker-mode');
-    check(mode === (single ? 'simple' : 'relay (per-session)'), 'broker mode shown: ' + mode);
+    check(mode === (single ? 'simple' : 'relay'), 'broker mode shown: ' + mode);
+    const detail = await dash.textContent('#broker-detail');
+    check(detail.startsWith('available') && (single || detail.includes('per-session · 3 upstream connections · dialect activemq')), 'broker detail shown: ' + detail);
     if (!single) {
       const addr = await dash.textContent('#addresses tbody tr td:first-child');
       check(addr === 'stomp://127.0.0.1:61613', 'broker address shown: ' + addr);
