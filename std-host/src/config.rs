@@ -263,6 +263,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Key required by `POST /api/publish`; `None` leaves it open.
     pub api_key: Option<String>,
+    /// Authentication, authorization, TLS, origin checks and abuse limits.
+    pub security: crate::auth::SecurityConfig,
 }
 
 impl Default for Config {
@@ -293,6 +295,7 @@ impl Default for Config {
             limits: Limits::default(),
             admin_token: None,
             api_key: None,
+            security: crate::auth::SecurityConfig::default(),
         }
     }
 }
@@ -465,6 +468,9 @@ pub struct Cli {
     /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none, open]
     #[arg(long, env = "STOMP_RELAY_API_KEY", value_name = "KEY")]
     pub api_key: Option<String>,
+    /// Security flags (authentication, authorization, TLS, origins, abuse limits).
+    #[command(flatten)]
+    pub security: crate::auth::SecurityArgs,
 }
 
 /// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
@@ -494,6 +500,10 @@ struct FileConfig {
     shutdown_timeout: Option<NumOrStr>,
     admin_token: Option<String>,
     api_key: Option<String>,
+    /// `[security]`: the security flags by name.
+    security: Option<crate::auth::SecurityFile>,
+    /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]`.
+    authorization: Option<crate::auth::AuthorizationFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -696,6 +706,8 @@ impl Config {
                 *slot = Some(v);
             }
         }
+        c.security =
+            crate::auth::SecurityConfig::merge(cli.security, file.security, file.authorization)?;
         Ok(c)
     }
 }

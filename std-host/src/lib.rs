@@ -9,7 +9,9 @@
 pub use stomp_relay_codec as codec;
 pub use stomp_relay_core as core;
 
+pub mod abuse;
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod close;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod relay;
 pub mod server;
 mod session;
 pub mod simple;
+pub mod tls;
 pub mod transport;
 pub mod web;
 

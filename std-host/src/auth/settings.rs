@@ -1,0 +1,362 @@
+//! Security settings as configured: the `--jwt-*`, `--users-file`, `--tls-*`, origin and
+//! abuse-limit flags, the `[security]` table and the `[[authorization.rules]]` array of the
+//! TOML file, merged into one plain-data [`SecurityConfig`] (flag > environment > file).
+//!
+//! Nothing here opens a file or parses a key: that happens once when the server binds
+//! ([`super::Security::build`]), so [`crate::Config`] stays cheap to clone and compare.
+//! Every error names the flag or key to fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::authorize::{parse_rule, Rule};
+use crate::config::{parse_duration, ConfigError};
+
+/// What a denied SEND gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnSendDenied {
+    /// ERROR naming the destination and command, then close (Spring's behaviour).
+    #[default]
+    Close,
+    /// ERROR naming the destination and command; the session stays open.
+    Error,
+}
+
+/// The merged security configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// HS256 shared secret for JWTs.
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) for JWTs.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required `iss` claim.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    pub jwt_audience: Option<String>,
+    /// WebSocket handshake query parameter carrying a JWT (`?access_token=...`).
+    pub token_query_param: Option<String>,
+    /// WebSocket handshake cookie carrying a JWT.
+    pub token_cookie: Option<String>,
+    /// TOML file of users with argon2 password hashes.
+    pub users_file: Option<PathBuf>,
+    /// Whether clients without credentials are let in. `None`: yes exactly when no
+    /// authentication (JWT or users file) is configured.
+    pub allow_anonymous: Option<bool>,
+    /// Allowed WebSocket `Origin`s. Empty: no check on loopback listens, same-origin
+    /// only on other listens.
+    pub allowed_origins: Vec<String>,
+    /// Certificate chain (PEM) for TLS on the WebSocket and TCP listeners.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Most concurrent connections from one IP address (0: unlimited).
+    pub max_connections_per_ip: usize,
+    /// Most subscriptions one session may hold.
+    pub max_subscriptions: usize,
+    /// SENDs per second one session may sustain (0: unlimited).
+    pub send_rate: u32,
+    /// SENDs one session may burst above the rate.
+    pub send_burst: u32,
+    /// Time allowed for the TLS handshake and the HTTP request head of a new connection.
+    pub header_read_timeout: Duration,
+    /// Authorization rules, first match wins; none: everything allowed.
+    pub rules: Vec<Rule>,
+    /// What a denied SEND gets.
+    pub on_send_denied: OnSendDenied,
+}
+
+/// The most subscriptions the session core holds (its fixed table size).
+pub const CORE_MAX_SUBSCRIPTIONS: usize = crate::session::MAX_SUBSCRIPTIONS;
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            token_query_param: None,
+            token_cookie: None,
+            users_file: None,
+            allow_anonymous: None,
+            allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            max_connections_per_ip: 0,
+            max_subscriptions: CORE_MAX_SUBSCRIPTIONS,
+            send_rate: 0,
+            send_burst: 0,
+            header_read_timeout: Duration::from_secs(10),
+            rules: Vec::new(),
+            on_send_denied: OnSendDenied::Close,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Whether any authentication method is configured.
+    pub fn has_auth(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some() || self.users_file.is_some()
+    }
+
+    /// Whether clients without credentials are let in.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous.unwrap_or(!self.has_auth())
+    }
+}
+
+/// The security flags (each also `STOMP_RELAY_<FLAG>` and a key of the `[security]` table).
+#[derive(Debug, Args, Default)]
+pub struct SecurityArgs {
+    /// HS256 secret for JWTs in CONNECT `passcode`/`Authorization` or the WebSocket handshake [default: none]
+    #[arg(long, env = "STOMP_RELAY_JWT_SECRET", value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 (RSA) or ES256 (EC P-256) JWTs [default: none]
+    #[arg(long, env = "STOMP_RELAY_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required JWT `iss` [default: not checked]
+    #[arg(long, env = "STOMP_RELAY_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// Required JWT `aud` [default: not checked]
+    #[arg(long, env = "STOMP_RELAY_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// WebSocket handshake query parameter carrying a JWT, e.g. access_token [default: none]
+    #[arg(long, env = "STOMP_RELAY_TOKEN_QUERY_PARAM", value_name = "NAME")]
+    pub token_query_param: Option<String>,
+    /// WebSocket handshake cookie carrying a JWT [default: none]
+    #[arg(long, env = "STOMP_RELAY_TOKEN_COOKIE", value_name = "NAME")]
+    pub token_cookie: Option<String>,
+    /// TOML file of users and argon2 password hashes (CONNECT login/passcode) [default: none]
+    #[arg(long, env = "STOMP_RELAY_USERS_FILE", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Let clients in without credentials [default: true without --jwt-*/--users-file, else false]
+    #[arg(long, env = "STOMP_RELAY_ALLOW_ANONYMOUS", value_name = "BOOL")]
+    pub allow_anonymous: Option<bool>,
+    /// Allowed WebSocket Origin, e.g. https://app.example.com; repeatable [default: same-origin on non-loopback listens]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origin: Option<Vec<String>>,
+    /// PEM certificate chain: serve wss:// and STOMP over TLS (needs --tls-key) [default: none]
+    #[arg(long, env = "STOMP_RELAY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert [default: none]
+    #[arg(long, env = "STOMP_RELAY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Most concurrent connections from one IP address, 0 for unlimited [default: 0]
+    #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Most subscriptions per session (at most 32) [default: 32]
+    #[arg(long, env = "STOMP_RELAY_MAX_SUBSCRIPTIONS", value_name = "N")]
+    pub max_subscriptions: Option<usize>,
+    /// SENDs per second per session; more gets ERROR and close. 0 for unlimited [default: 0]
+    #[arg(long, env = "STOMP_RELAY_SEND_RATE", value_name = "N")]
+    pub send_rate: Option<u32>,
+    /// SENDs a session may burst above --send-rate [default: the rate]
+    #[arg(long, env = "STOMP_RELAY_SEND_BURST", value_name = "N")]
+    pub send_burst: Option<u32>,
+    /// Time for a new connection's TLS handshake and HTTP request head [default: 10s]
+    #[arg(long, env = "STOMP_RELAY_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// Authorization rule, e.g. "allow subscribe /sub/chat/{room} if claim rooms contains {room}"; repeatable, first match wins [default: none, all allowed]
+    #[arg(
+        long = "rule",
+        env = "STOMP_RELAY_RULES",
+        value_name = "RULE",
+        value_delimiter = ';'
+    )]
+    pub rules: Option<Vec<String>>,
+    /// What a denied SEND gets: close (ERROR then close) or error (ERROR, stay open) [default: close]
+    #[arg(long, env = "STOMP_RELAY_ON_SEND_DENIED", value_enum)]
+    pub on_send_denied: Option<OnSendDenied>,
+}
+
+/// The `[security]` table of the config file (keys are the flag names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecurityFile {
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    token_query_param: Option<String>,
+    token_cookie: Option<String>,
+    users_file: Option<PathBuf>,
+    allow_anonymous: Option<bool>,
+    allowed_origin: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_connections_per_ip: Option<usize>,
+    max_subscriptions: Option<usize>,
+    send_rate: Option<u32>,
+    send_burst: Option<u32>,
+    header_read_timeout: Option<String>,
+}
+
+/// The `[authorization]` table of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthorizationFile {
+    on_send_denied: Option<OnSendDenied>,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+}
+
+/// One `[[authorization.rules]]` entry: either `rule = "allow subscribe /sub/** ..."` or
+/// the table form `allow = "subscribe"` / `deny = "send"`, `destination`, and optionally
+/// `if-claim` with `contains`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RuleFile {
+    rule: Option<String>,
+    allow: Option<String>,
+    deny: Option<String>,
+    destination: Option<String>,
+    if_claim: Option<String>,
+    contains: Option<String>,
+}
+
+impl RuleFile {
+    fn to_text(&self) -> Result<String, String> {
+        if let Some(r) = &self.rule {
+            if self.allow.is_some() || self.deny.is_some() || self.destination.is_some() {
+                return Err("give either `rule` or `allow`/`deny` with `destination`".into());
+            }
+            return Ok(r.clone());
+        }
+        let (effect, cmds) = match (&self.allow, &self.deny) {
+            (Some(c), None) => ("allow", c),
+            (None, Some(c)) => ("deny", c),
+            _ => return Err("needs exactly one of `allow` or `deny` (or `rule`)".into()),
+        };
+        let dest = self
+            .destination
+            .as_deref()
+            .ok_or("needs a `destination` pattern")?;
+        let mut text = format!("{effect} {} {dest}", cmds.replace([',', ' '], "|"));
+        match (&self.if_claim, &self.contains) {
+            (Some(c), Some(v)) => text.push_str(&format!(" if claim {c} contains {v}")),
+            (None, None) => {}
+            _ => return Err("`if-claim` and `contains` go together".into()),
+        }
+        Ok(text)
+    }
+}
+
+fn invalid(name: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.into(),
+        msg: msg.into(),
+    }
+}
+
+impl SecurityConfig {
+    /// Merges the flags over the file tables.
+    pub fn merge(
+        args: SecurityArgs,
+        file: Option<SecurityFile>,
+        authz: Option<AuthorizationFile>,
+    ) -> Result<SecurityConfig, ConfigError> {
+        let f = file.unwrap_or_default();
+        let a = authz.unwrap_or_default();
+        let mut c = SecurityConfig::default();
+        // The name of what set a value, for errors: the flag if given, else the file key.
+        let src = |flag_given: bool, name: &str| {
+            if flag_given {
+                format!("--{name}")
+            } else {
+                format!("config key `security.{name}`")
+            }
+        };
+        let non_empty = |v: Option<String>, given: bool, name: &str| match v {
+            Some(s) if s.is_empty() => Err(invalid(src(given, name), "must not be empty")),
+            other => Ok(other),
+        };
+        let g = args.jwt_secret.is_some();
+        c.jwt_secret = non_empty(args.jwt_secret.or(f.jwt_secret), g, "jwt-secret")?;
+        c.jwt_public_key = args.jwt_public_key.or(f.jwt_public_key);
+        c.jwt_issuer = args.jwt_issuer.or(f.jwt_issuer);
+        c.jwt_audience = args.jwt_audience.or(f.jwt_audience);
+        let g = args.token_query_param.is_some();
+        c.token_query_param = non_empty(
+            args.token_query_param.or(f.token_query_param),
+            g,
+            "token-query-param",
+        )?;
+        let g = args.token_cookie.is_some();
+        c.token_cookie = non_empty(args.token_cookie.or(f.token_cookie), g, "token-cookie")?;
+        c.users_file = args.users_file.or(f.users_file);
+        c.allow_anonymous = args.allow_anonymous.or(f.allow_anonymous);
+        let g = args.allowed_origin.is_some();
+        if let Some(list) = args.allowed_origin.or(f.allowed_origin) {
+            for o in &list {
+                if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    return Err(invalid(
+                        src(g, "allowed-origin"),
+                        format!("`{o}` must look like https://host[:port] (or `*`)"),
+                    ));
+                }
+            }
+            c.allowed_origins = list
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect();
+        }
+        let g = args.tls_cert.is_some() || args.tls_key.is_some();
+        c.tls_cert = args.tls_cert.or(f.tls_cert);
+        c.tls_key = args.tls_key.or(f.tls_key);
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(invalid(
+                src(g, "tls-cert"),
+                "--tls-cert and --tls-key go together",
+            ));
+        }
+        if let Some(v) = args.max_connections_per_ip.or(f.max_connections_per_ip) {
+            c.max_connections_per_ip = v;
+        }
+        let g = args.max_subscriptions.is_some();
+        if let Some(v) = args.max_subscriptions.or(f.max_subscriptions) {
+            if v == 0 || v > CORE_MAX_SUBSCRIPTIONS {
+                return Err(invalid(
+                    src(g, "max-subscriptions"),
+                    format!("{v} is out of range (1 to {CORE_MAX_SUBSCRIPTIONS})"),
+                ));
+            }
+            c.max_subscriptions = v;
+        }
+        if let Some(v) = args.send_rate.or(f.send_rate) {
+            c.send_rate = v;
+        }
+        c.send_burst = args.send_burst.or(f.send_burst).unwrap_or(c.send_rate);
+        let g = args.header_read_timeout.is_some();
+        if let Some(v) = args.header_read_timeout.or(f.header_read_timeout) {
+            c.header_read_timeout =
+                parse_duration(&v).map_err(|m| invalid(src(g, "header-read-timeout"), m))?;
+        }
+        c.on_send_denied = args.on_send_denied.or(a.on_send_denied).unwrap_or_default();
+        match args.rules {
+            Some(texts) => {
+                for t in texts.iter().filter(|t| !t.trim().is_empty()) {
+                    c.rules
+                        .push(parse_rule(t).map_err(|m| invalid("--rule", format!("`{t}`: {m}")))?);
+                }
+            }
+            None => {
+                for (i, r) in a.rules.iter().enumerate() {
+                    let name = format!("config key `authorization.rules[{i}]`");
+                    let text = r.to_text().map_err(|m| invalid(name.clone(), m))?;
+                    c.rules
+                        .push(parse_rule(&text).map_err(|m| invalid(name, m))?);
+                }
+            }
+        }
+        Ok(c)
+    }
+}

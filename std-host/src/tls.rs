@@ -1,0 +1,124 @@
+//! TLS for the client listeners (`wss://` on the HTTP/WebSocket listener, STOMP over TLS
+//! on `--tcp-listen`) with rustls, from PEM files.
+//!
+//! ring is the one crypto provider, named explicitly as the relay's client side does
+//! (see `relay/tls.rs`), so the build never depends on rustls picking a default. The
+//! handshake of a plain-TCP STOMP connection runs inside its session task, bounded by the
+//! header read timeout, so a client that never finishes it costs one task until then and
+//! never blocks the accept loop.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::server::Shared;
+use crate::transport::{Chunk, TcpTransport, Transport};
+
+/// A TLS acceptor for the certificate chain and key in these PEM files. Errors name the
+/// file (never key bytes).
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no PEM certificate in the file",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "--tls-key {}: no usable PEM private key ({e})",
+            key.display()
+        )
+    })?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Runs one accepted `--tcp-listen` connection: plain, or TLS when configured.
+pub(crate) async fn run_tcp_session(stream: TcpStream, shared: Arc<Shared>) {
+    let Some(acceptor) = shared.security.tls.clone() else {
+        crate::session::run(TcpTransport::new(stream), shared, None, Default::default()).await;
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let timeout = shared.security.config.header_read_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            crate::session::run(TlsTransport::new(tls), shared, None, Default::default()).await
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "tcp: TLS handshake failed"),
+        Err(_) => tracing::debug!("tcp: TLS handshake timed out"),
+    }
+}
+
+/// STOMP over TLS over TCP.
+pub struct TlsTransport {
+    io: BufWriter<TlsStream<TcpStream>>,
+    buf: BytesMut,
+}
+
+impl TlsTransport {
+    /// Wraps an accepted TLS stream.
+    pub fn new(tls: TlsStream<TcpStream>) -> Self {
+        TlsTransport {
+            io: BufWriter::with_capacity(8 * 1024, tls),
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl Transport for TlsTransport {
+    async fn recv(&mut self) -> io::Result<Chunk> {
+        self.buf.reserve(4096);
+        let n = self.io.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Ok(Chunk::Closed);
+        }
+        Ok(Chunk::Data(self.buf.split().freeze()))
+    }
+
+    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
+        for unit in units.drain(..) {
+            self.io.write_all(&unit).await?;
+        }
+        self.io.flush().await
+    }
+
+    async fn close(&mut self, _code: u16, _reason: &str) {
+        let _ = self.io.flush().await;
+        // close_notify, then drain briefly so unread input does not turn into an RST
+        // that destroys the ERROR frame in flight.
+        let _ = self.io.shutdown().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = self.io.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn kind(&self) -> &'static str {
+        "tls"
+    }
+}
