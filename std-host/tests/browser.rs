@@ -71,6 +71,11 @@ fn require_tools() {
 }
 
 fn require_activemq() {
+    // A broker restarted by an earlier test binary may still be coming back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect("127.0.0.1:61613").is_err() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(250));
+    }
     if TcpStream::connect("127.0.0.1:61613").is_err() {
         panic!("ActiveMQ is not listening on 127.0.0.1:61613: run `scripts/brokers.sh up activemq` (this test never passes without a real broker)");
     }

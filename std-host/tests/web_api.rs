@@ -608,6 +608,13 @@ fn admin_token_and_api_key_come_from_flags_env_and_file() {
 /// instance receives it. Needs ActiveMQ on 127.0.0.1:61613 (`scripts/brokers.sh up`).
 #[tokio::test]
 async fn publish_goes_through_the_broker_in_relay_mode() {
+    // A broker restarted by an earlier test binary may still be coming back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect("127.0.0.1:61613").is_err()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     if std::net::TcpStream::connect("127.0.0.1:61613").is_err() {
         panic!("ActiveMQ is not listening on 127.0.0.1:61613: run `scripts/brokers.sh up activemq` (this test never passes silently)");
     }
