@@ -9,6 +9,7 @@ use crate::Command;
 
 /// One header line, `name:value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Header<'a> {
     /// Header name, in the frame's [`HeaderForm`].
     pub name: &'a [u8],
@@ -42,6 +43,7 @@ pub enum HeaderForm {
 
 /// A STOMP frame borrowing its headers and body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Frame<'a> {
     /// The command.
     pub command: Command,

@@ -166,3 +166,16 @@ fn edge_state() -> Result<(), i32> {
         _ => Err(204),
     }
 }
+
+/// Makes the `defmt` build use the codec's `defmt::Format` impls (so they must exist),
+/// without needing a global logger: the function is only type-checked and linked away.
+#[cfg(feature = "defmt")]
+pub fn assert_defmt_format() {
+    fn is_format<T: defmt::Format>() {}
+    is_format::<stomp_relay_codec::Frame<'static>>();
+    is_format::<stomp_relay_codec::Decoded<'static>>();
+    is_format::<stomp_relay_codec::Status<(stomp_relay_codec::Decoded<'static>, usize)>>();
+    is_format::<stomp_relay_codec::DecodeError>();
+    is_format::<stomp_relay_codec::EncodeError>();
+    is_format::<stomp_relay_codec::HeaderValue<'static>>();
+}
