@@ -1,10 +1,13 @@
 //! Frame encoding into a caller buffer or an `embedded_io` writer.
 //!
-//! Every entry point first validates the whole frame and computes its exact length
-//! ([`encoded_len`]); only then are bytes written, so an invalid frame writes nothing
-//! and a short slice is reported as [`EncodeError::BufferTooSmall`] without panicking.
-//! The byte sequence itself is produced once, by the `emit!` macro, shared by the slice,
-//! blocking and async paths so they cannot disagree.
+//! The writers first validate the whole frame and compute its exact length
+//! ([`encoded_len`]), then write, so an invalid frame writes nothing to them. The slice
+//! encoder takes a one-pass route that validates while it copies (`encode_fast`) and,
+//! on anything unusual (tight buffer, invalid frame), falls back to the same
+//! validate-then-write route, so all paths return the same bytes and the same errors
+//! (property-tested) and a short slice is [`EncodeError::BufferTooSmall`], never a
+//! panic. The byte sequence of the validated route is produced once, by the `emit!`
+//! macro, shared by the slice, blocking and async paths.
 //!
 //! Header rules: with escaping (1.1/1.2, not CONNECT/STOMP/CONNECTED) plain headers are
 //! escaped and escaped headers copied verbatim; without escaping, escaped headers are
