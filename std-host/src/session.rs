@@ -91,17 +91,10 @@ struct Driver {
     host_close: Option<HostClose>,
     decode_cause: Option<CloseCause>,
     got_first_frame: bool,
-    /// Authentication, authorization and SEND rate state (auth/mod.rs).
-    guard: crate::auth::SessionGuard,
 }
 
 /// Runs one client connection to the end.
-pub(crate) async fn run<T: Transport>(
-    mut t: T,
-    shared: Arc<Shared>,
-    subprotocol: Option<Version>,
-    handshake: crate::auth::Handshake,
-) {
+pub(crate) async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, subprotocol: Option<Version>) {
     let id = shared.next_session_id();
     let metrics = shared.metrics.clone();
     metrics.sessions_total.inc();
@@ -129,7 +122,6 @@ pub(crate) async fn run<T: Transport>(
         host_close: None,
         decode_cause: None,
         got_first_frame: false,
-        guard: crate::auth::SessionGuard::new(&shared.security, handshake),
         shared,
     };
     let mut stop = d.shared.shutdown.clone();
@@ -138,7 +130,9 @@ pub(crate) async fn run<T: Transport>(
     loop {
         d.collect_transmits();
         if !d.units.is_empty() {
-            if let Err(cause) = d.write(&mut t).await {
+            // Boxed: the write and open futures are large and rare; keeping them out of
+            // the session future keeps an idle session small.
+            if let Err(cause) = Box::pin(d.write(&mut t)).await {
                 d.host_close.get_or_insert(HostClose {
                     code: close::SLOW_CONSUMER,
                     cause: Some(cause),
@@ -163,7 +157,7 @@ pub(crate) async fn run<T: Transport>(
                 Ok(Chunk::Data(bytes)) => {
                     metrics.bytes_in.inc_by(bytes.len() as u64);
                     if let Next::Connect(connect) = d.receive(bytes) {
-                        d.open(connect).await;
+                        Box::pin(d.open(connect)).await;
                         // Frames that came with the CONNECT are handled now.
                         if let Next::Connect(_) = d.receive(Bytes::new()) {
                             unreachable!("a session accepts CONNECT once");
@@ -207,7 +201,11 @@ pub(crate) async fn run<T: Transport>(
             close::PROTOCOL_ERROR => "Protocol error",
             _ => "",
         };
-        let _ = tokio::time::timeout(CLOSE_LINGER, t.close(code, reason_text)).await;
+        let _ = Box::pin(tokio::time::timeout(
+            CLOSE_LINGER,
+            t.close(code, reason_text),
+        ))
+        .await;
     }
 }
 
@@ -336,17 +334,13 @@ impl Driver {
             }
             Event::Send { destination } => {
                 let dest = destination.to_vec();
-                if self.permitted(crate::auth::Op::Send, &dest, f) {
-                    self.on_send(&shared, &dest, f);
-                }
+                self.on_send(&shared, &dest, f);
             }
             Event::Subscribe {
                 id, destination, ..
             } => {
                 let (id, dest) = (str_of(id), destination.to_vec());
-                if self.permitted(crate::auth::Op::Subscribe, &dest, f) {
-                    self.on_subscribe(&shared, sid, &id, &dest, f);
-                }
+                self.on_subscribe(&shared, sid, &id, &dest, f);
             }
             Event::Unsubscribe { .. }
             | Event::Ack { .. }
@@ -365,33 +359,6 @@ impl Driver {
             }
         }
         Next::Continue
-    }
-
-    /// Authorization rules, SEND rate and subscription limits (auth/mod.rs). A refusal
-    /// either closes the session with ERROR or, for a SEND when so configured, answers
-    /// ERROR and keeps it open.
-    fn permitted(&mut self, op: crate::auth::Op, dest: &[u8], f: &Frame<'_>) -> bool {
-        let subs = self.session.subscription_count();
-        match self.guard.check(&self.shared.security, op, dest, subs) {
-            Ok(()) => true,
-            Err(crate::auth::Refusal::Close(msg)) => {
-                self.session.close_with_error(CloseReason::Rejected, msg);
-                false
-            }
-            Err(crate::auth::Refusal::Error(msg)) => {
-                let mut err = OwnedFrame::new(Command::Error).with_header("message", &msg);
-                if let Some(r) = f.receipt() {
-                    err.push_header("receipt-id", r.bytes().collect::<Vec<u8>>());
-                }
-                let mut unit = Vec::new();
-                let opts = EncodeOptions::passthrough(self.session.version());
-                if err.encode_into(opts, &mut unit).is_ok() {
-                    self.shared.metrics.frame_out(Command::Error);
-                    self.units.push(unit);
-                }
-                false
-            }
-        }
     }
 
     fn forward(&mut self, frame: OwnedFrame) {
@@ -567,16 +534,10 @@ impl Driver {
                     return;
                 }
             },
-            // The configured methods (JWT, users file, anonymous): auth/mod.rs.
-            None => match self.guard.authenticate(&shared.security, &connect).await {
-                Ok(u) => u,
-                Err(why) => {
-                    tracing::info!(session = self.sid(), reason = %why, "authentication failed");
-                    self.session
-                        .close_with_error(CloseReason::Rejected, crate::auth::AUTH_FAILED);
-                    return;
-                }
-            },
+            None => connect
+                .header_str("login")
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
         };
         if let Some(u) = &user {
             if !self.session.set_user(u.as_bytes()) {
@@ -615,12 +576,12 @@ impl Driver {
     fn collect_transmits(&mut self) {
         let now = now();
         loop {
-            let mut buf = vec![0u8; MAX_CONTROL_FRAME];
+            let mut buf = [0u8; MAX_CONTROL_FRAME];
             match self.session.poll_transmit(now, &mut buf) {
                 Ok(Some(n)) => {
-                    buf.truncate(n);
-                    self.count_out(&buf);
-                    self.units.push(buf);
+                    let unit = buf[..n].to_vec();
+                    self.count_out(&unit);
+                    self.units.push(unit);
                 }
                 Ok(None) => break,
                 Err(e) => {
