@@ -4,8 +4,8 @@
 //! failure naming the command that starts it.
 //!
 //! Every test holds one lock for its whole run: the broker-restart tests stop and start
-//! a broker, and the others must not see that (cargo runs test binaries one after the
-//! other, so other binaries never overlap these). Restart tests leave the broker running
+//! a broker, and the others must not see that. The lock spans processes too (a loopback
+//! port only one process can listen on), so two runs of this suite never overlap. Restart tests leave the broker running
 //! even when they fail (a guard starts it on drop).
 //!
 //! Each test starts two in-process stomp-relay instances on ephemeral loopback ports, as
@@ -35,6 +35,36 @@ const RECOVER: Duration = Duration::from_secs(60);
 const QUIET: Duration = Duration::from_millis(1000);
 
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A loopback port used as a lock across processes: another run of these tests (a
+/// second checkout, a developer next to CI) must not restart a broker under this one.
+/// The kernel releases it when the holder exits, so a crashed run leaves no stale lock.
+const CROSS_PROCESS_LOCK_PORT: u16 = 61699;
+
+/// Held for a whole test: the in-process lock, then the cross-process one.
+struct BrokerLock {
+    _across: std::net::TcpListener,
+    _within: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn broker_lock() -> BrokerLock {
+    let within = LOCK.lock().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", CROSS_PROCESS_LOCK_PORT)) {
+            Ok(l) => {
+                return BrokerLock {
+                    _across: l,
+                    _within: within,
+                }
+            }
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "another run held 127.0.0.1:{CROSS_PROCESS_LOCK_PORT} (the broker test lock) for 15 min: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -219,7 +249,7 @@ fn seqs(frames: &[OwnedFrame]) -> Vec<String> {
 /// sends N messages directly to `/sub/same` and N via `/pub/same`; both receive all 4N,
 /// once each, in order per sender and path.
 async fn seed_scenario(kind: Kind, mode: RelayMode) {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(kind, mode).await;
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
     let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
@@ -290,7 +320,7 @@ async fn seed_rabbitmq_shared() {
 /// Why relay mode exists: two simple-broker instances do not share topics.
 #[tokio::test]
 async fn simple_mode_instances_do_not_share() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let s1 = start(quick_config()).await;
     let s2 = start(quick_config()).await;
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
@@ -314,7 +344,7 @@ async fn simple_mode_instances_do_not_share() {
 /// `/queue/...` stays a queue across instances: each message reaches exactly one of two
 /// consumers on different instances.
 async fn queue_scenario(kind: Kind, mode: RelayMode) {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(kind, mode).await;
     // A fresh queue name: ActiveMQ keeps undelivered queue messages across runs.
     let queue = format!("/queue/work-{}-{}", std::process::id(), nonce());
@@ -394,7 +424,7 @@ async fn queue_rabbitmq_shared() {
 /// The first `--relay` address refuses connections; the instance uses the second.
 #[tokio::test]
 async fn failover_to_second_address() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     require_broker(Kind::ActiveMq);
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -423,7 +453,7 @@ async fn failover_to_second_address() {
 /// the CA `scripts/brokers.sh` generated), trusted through the relay's CA option.
 #[tokio::test]
 async fn tls_to_activemq() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     require_broker(Kind::ActiveMq);
     assert!(
         Path::new(ACTIVEMQ_CA).is_file(),
@@ -474,7 +504,7 @@ async fn tls_to_activemq() {
 /// back clients reconnect and messages flow again.
 #[tokio::test]
 async fn restart_per_session_activemq() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let kind = Kind::ActiveMq;
     let (s1, s2) = relay_pair(kind, RelayMode::PerSession).await;
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
@@ -549,7 +579,7 @@ async fn wait_metric(srv: &TestServer, want: &str) {
 /// broker's CONNECTED reached the relay) are held and relayed, not dropped.
 #[tokio::test]
 async fn frames_before_connected_are_held() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(Kind::ActiveMq, RelayMode::PerSession).await;
     let mut a = WsClient::open(&s1.ws_url(), &["v12.stomp"]).await;
     let mut burst = frame_bytes(
@@ -586,7 +616,7 @@ async fn frames_before_connected_are_held() {
 /// broker keeps the relay's connections and messages still flow.
 #[tokio::test]
 async fn broker_heartbeats_keep_idle_sessions() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     require_broker(Kind::ActiveMq);
     for mode in [RelayMode::PerSession, RelayMode::Shared] {
         let mut c = relay_config(Kind::ActiveMq, mode, vec![addr(ACTIVEMQ)]);
@@ -616,7 +646,7 @@ async fn broker_heartbeats_keep_idle_sessions() {
 /// the instances reconnect and resubscribe, and messages published after the broker
 /// came back reach the clients that subscribed before the restart.
 async fn restart_shared(kind: Kind) {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(kind, RelayMode::Shared).await;
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
     let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
@@ -723,7 +753,7 @@ async fn restart_shared_rabbitmq() {
 /// with NUL bytes survives (ActiveMQ chooses BytesMessage on `content-length`).
 #[tokio::test]
 async fn headers_and_binary_bodies_pass_through() {
-    let _lock = LOCK.lock().await;
+    let _lock = broker_lock().await;
     for kind in [Kind::ActiveMq, Kind::RabbitMq] {
         for mode in [RelayMode::PerSession, RelayMode::Shared] {
             let (s1, s2) = relay_pair(kind, mode).await;
