@@ -16,7 +16,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use stomp_relay_codec::Version;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -30,7 +29,7 @@ use crate::broker::Broker;
 use crate::config::{BrokerKind, Config};
 use crate::metrics::Metrics;
 use crate::simple::SimpleBrokerBackend;
-use crate::transport::{TcpTransport, WsTransport};
+use crate::transport::WsTransport;
 
 /// A registered application route: pattern and handler.
 pub(crate) struct Mapping<H> {
@@ -49,6 +48,7 @@ pub(crate) struct Shared {
     pub(crate) authenticator: Option<Authenticator>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) web: Arc<crate::web::Observer>,
+    pub(crate) security: crate::auth::Security,
     next_id: AtomicU64,
     connections: Arc<Semaphore>,
 }
@@ -178,6 +178,8 @@ impl ServerBuilder {
             })?),
             None => None,
         };
+        let security = crate::auth::Security::build(&config.security, config.listen)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let publish = Arc::new(PublishCtx {
             broker: broker.clone(),
@@ -197,6 +199,7 @@ impl ServerBuilder {
             authenticator: self.authenticator,
             shutdown: shutdown_rx,
             web,
+            security,
             next_id: AtomicU64::new(1),
         });
         let routes = self
@@ -324,11 +327,11 @@ impl Server {
             None => app,
         };
         let mut http_stop = stop.clone();
+        let http_shared = shared.clone();
         let http_task = tokio::spawn(async move {
-            // Small STOMP frames must not wait for Nagle + delayed ACK (40 ms stalls).
-            let http = http.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+            // Per-IP limit, TLS and the request-head timeout (abuse.rs); it also sets
+            // TCP_NODELAY so small STOMP frames never wait for Nagle + delayed ACK.
+            let http = crate::abuse::HttpListener::new(http, http_shared);
             axum::serve(http, app)
                 .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
                 .await
@@ -344,6 +347,10 @@ impl Server {
                         _ = stopped(&mut tcp_stop) => break,
                         accepted = tcp.accept() => match accepted {
                             Ok((stream, peer)) => {
+                                let Some(ip) = shared.security.ip_limiter.admit(peer.ip()) else {
+                                    shared.metrics.connections_refused.inc();
+                                    continue;
+                                };
                                 let Some(permit) = shared.admit() else {
                                     drop(stream);
                                     continue;
@@ -351,8 +358,9 @@ impl Server {
                                 tracing::debug!(%peer, "tcp connection");
                                 let shared = shared.clone();
                                 tracker2.spawn(async move {
-                                    crate::session::run(TcpTransport::new(stream), shared, None).await;
-                                    drop(permit);
+                                    // Plain or TLS (tls.rs).
+                                    crate::tls::run_tcp_session(stream, shared).await;
+                                    drop((permit, ip));
                                 });
                             }
                             Err(e) => {
@@ -398,7 +406,17 @@ struct AppState {
 /// The subprotocols offered, best first: the first one the client also offers wins.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
-async fn ws_upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Origin allow-list and handshake credentials (auth/mod.rs).
+    let handshake = match crate::auth::check_handshake(&st.shared.security, &headers, &uri) {
+        Ok(h) => h,
+        Err(refusal) => return refusal.into_response(),
+    };
     let Some(permit) = st.shared.admit() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -427,7 +445,7 @@ async fn ws_upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Respons
                 .protocol()
                 .and_then(|p| Version::from_subprotocol(p.as_bytes()));
             tracker.track_future(async move {
-                crate::session::run(WsTransport::new(socket), shared, version).await;
+                crate::session::run(WsTransport::new(socket), shared, version, handshake).await;
                 drop(permit);
             })
         })

@@ -91,10 +91,17 @@ struct Driver {
     host_close: Option<HostClose>,
     decode_cause: Option<CloseCause>,
     got_first_frame: bool,
+    /// Authentication, authorization and SEND rate state (auth/mod.rs).
+    guard: crate::auth::SessionGuard,
 }
 
 /// Runs one client connection to the end.
-pub(crate) async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, subprotocol: Option<Version>) {
+pub(crate) async fn run<T: Transport>(
+    mut t: T,
+    shared: Arc<Shared>,
+    subprotocol: Option<Version>,
+    handshake: crate::auth::Handshake,
+) {
     let id = shared.next_session_id();
     let metrics = shared.metrics.clone();
     metrics.sessions_total.inc();
@@ -122,6 +129,7 @@ pub(crate) async fn run<T: Transport>(mut t: T, shared: Arc<Shared>, subprotocol
         host_close: None,
         decode_cause: None,
         got_first_frame: false,
+        guard: crate::auth::SessionGuard::new(&shared.security, handshake),
         shared,
     };
     let mut stop = d.shared.shutdown.clone();
@@ -334,13 +342,17 @@ impl Driver {
             }
             Event::Send { destination } => {
                 let dest = destination.to_vec();
-                self.on_send(&shared, &dest, f);
+                if self.permitted(crate::auth::Op::Send, &dest, f) {
+                    self.on_send(&shared, &dest, f);
+                }
             }
             Event::Subscribe {
                 id, destination, ..
             } => {
                 let (id, dest) = (str_of(id), destination.to_vec());
-                self.on_subscribe(&shared, sid, &id, &dest, f);
+                if self.permitted(crate::auth::Op::Subscribe, &dest, f) {
+                    self.on_subscribe(&shared, sid, &id, &dest, f);
+                }
             }
             Event::Unsubscribe { .. }
             | Event::Ack { .. }
@@ -359,6 +371,33 @@ impl Driver {
             }
         }
         Next::Continue
+    }
+
+    /// Authorization rules, SEND rate and subscription limits (auth/mod.rs). A refusal
+    /// either closes the session with ERROR or, for a SEND when so configured, answers
+    /// ERROR and keeps it open.
+    fn permitted(&mut self, op: crate::auth::Op, dest: &[u8], f: &Frame<'_>) -> bool {
+        let subs = self.session.subscription_count();
+        match self.guard.check(&self.shared.security, op, dest, subs) {
+            Ok(()) => true,
+            Err(crate::auth::Refusal::Close(msg)) => {
+                self.session.close_with_error(CloseReason::Rejected, msg);
+                false
+            }
+            Err(crate::auth::Refusal::Error(msg)) => {
+                let mut err = OwnedFrame::new(Command::Error).with_header("message", &msg);
+                if let Some(r) = f.receipt() {
+                    err.push_header("receipt-id", r.bytes().collect::<Vec<u8>>());
+                }
+                let mut unit = Vec::new();
+                let opts = EncodeOptions::passthrough(self.session.version());
+                if err.encode_into(opts, &mut unit).is_ok() {
+                    self.shared.metrics.frame_out(Command::Error);
+                    self.units.push(unit);
+                }
+                false
+            }
+        }
     }
 
     fn forward(&mut self, frame: OwnedFrame) {
@@ -534,10 +573,16 @@ impl Driver {
                     return;
                 }
             },
-            None => connect
-                .header_str("login")
-                .filter(|l| !l.is_empty())
-                .map(str::to_string),
+            // The configured methods (JWT, users file, anonymous): auth/mod.rs.
+            None => match self.guard.authenticate(&shared.security, &connect).await {
+                Ok(u) => u,
+                Err(why) => {
+                    tracing::info!(session = self.sid(), reason = %why, "authentication failed");
+                    self.session
+                        .close_with_error(CloseReason::Rejected, crate::auth::AUTH_FAILED);
+                    return;
+                }
+            },
         };
         if let Some(u) = &user {
             if !self.session.set_user(u.as_bytes()) {
