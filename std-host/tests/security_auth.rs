@@ -9,7 +9,6 @@ mod security_common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, SaltString};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use security_common::*;
 use serde_json::json;
@@ -198,12 +197,25 @@ async fn rs256_and_es256_public_keys() {
     }
 }
 
+/// Hashes with the shipped `stomp-relay-passwd` tool (password on stdin).
 fn argon2_hash(pw: &str) -> String {
-    let salt = SaltString::from_b64("dGVzdHNhbHR0ZXN0c2FsdA").unwrap();
-    argon2::Argon2::default()
-        .hash_password(pw.as_bytes(), &salt)
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stomp-relay-passwd"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
         .unwrap()
-        .to_string()
+        .write_all(pw.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
 }
 
 #[tokio::test]
