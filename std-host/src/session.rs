@@ -316,6 +316,14 @@ impl Driver {
         }
         self.rbuf = rbuf;
         self.rbuf.drain(..consumed);
+        // Slow-loris inside a session: a started frame must finish in time (auth/mod.rs).
+        if let Err(msg) = self
+            .guard
+            .frame_progress(consumed > 0, !self.rbuf.is_empty())
+        {
+            self.session
+                .close_with_error(CloseReason::ProtocolError, msg);
+        }
         if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * 1024 {
             // A large frame passed: give the memory back so idle sessions stay small.
             self.rbuf = Vec::new();

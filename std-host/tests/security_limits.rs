@@ -247,6 +247,54 @@ async fn slow_loris_request_head_and_first_frame() {
     ws.subscribe("1", "/topic/still-here").await.unwrap();
 }
 
+#[tokio::test]
+async fn a_frame_trickled_in_too_slowly_is_cut_off() {
+    let mut c = config();
+    c.security.header_read_timeout = Duration::from_millis(600);
+    let r = start(c).await;
+    let mut sub = Client::tcp(r.tcp).await;
+    sub.connected(&[]).await;
+    sub.subscribe("1", "/topic/trickle").await.unwrap();
+    // Passing: a frame in three pieces well within the timeout arrives.
+    let mut ok = Client::tcp(r.tcp).await;
+    ok.connected(&[]).await;
+    let whole = frame_bytes("SEND", &[("destination", "/topic/trickle")], b"in pieces");
+    for piece in whole.chunks(whole.len() / 3 + 1) {
+        ok.send_raw(piece).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sub.message(WAIT).await.as_deref(), Some("in pieces"));
+    // Failing: one byte every 100 ms never completes a frame in time.
+    let mut slow = Client::tcp(r.tcp).await;
+    slow.connected(&[]).await;
+    let t0 = tokio::time::Instant::now();
+    let bytes = frame_bytes("SEND", &[("destination", "/topic/trickle")], &[b'x'; 200]);
+    let mut closed_with = None;
+    for b in bytes.chunks(1) {
+        if !slow.send_raw(b).await {
+            break;
+        }
+        if let Some(ev) = slow.next(Duration::from_millis(100)).await {
+            closed_with = Some(ev);
+            break;
+        }
+    }
+    match closed_with {
+        Some(Ev::Frame(f)) => {
+            assert_eq!(f.command.as_str(), "ERROR", "{f:?}");
+            assert!(
+                f.header_str("message")
+                    .unwrap()
+                    .contains("Frame not completed"),
+                "{f:?}"
+            );
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(sub.message(Duration::from_millis(300)).await, None);
+}
+
 /// 1 000 abusive connections from 20 loopback addresses (silent sockets, trickled
 /// request heads, SEND floods, oversized frames, garbage) against per-IP, rate and
 /// time limits, while a well-behaved client on 127.0.0.1 gets every message in order.

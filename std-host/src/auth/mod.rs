@@ -124,6 +124,10 @@ pub struct SessionGuard {
     handshake_token: Option<Box<str>>,
     principal: Option<Box<Principal>>,
     bucket: Option<Box<TokenBucket>>,
+    /// When the frame now partially received started to arrive without any frame
+    /// completing since (slow-loris within a session).
+    partial_since: Option<std::time::Instant>,
+    frame_timeout: std::time::Duration,
 }
 
 static NO_CLAIMS: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
@@ -145,6 +149,8 @@ impl SessionGuard {
             principal: None,
             bucket: (c.send_rate > 0)
                 .then(|| Box::new(TokenBucket::new(c.send_rate, c.send_burst))),
+            partial_since: None,
+            frame_timeout: c.header_read_timeout,
         }
     }
 
@@ -219,6 +225,26 @@ impl SessionGuard {
             return Ok(None);
         }
         Err("no credentials and anonymous access is not allowed".into())
+    }
+
+    /// Called after each read: `completed` is whether a frame (or heart-beat) completed,
+    /// `pending` whether bytes of an unfinished frame remain. A frame that keeps
+    /// trickling in without completing for longer than the header read timeout is an
+    /// error (a client streaming many frames always completes some, so it never trips).
+    pub fn frame_progress(&mut self, completed: bool, pending: bool) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        if completed || !pending {
+            self.partial_since = pending.then_some(now);
+            return Ok(());
+        }
+        let since = *self.partial_since.get_or_insert(now);
+        if now.duration_since(since) > self.frame_timeout {
+            return Err(format!(
+                "Frame not completed within {} ms",
+                self.frame_timeout.as_millis()
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a SEND or SUBSCRIBE before it is routed. `subscriptions` is the session's

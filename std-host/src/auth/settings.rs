@@ -61,7 +61,8 @@ pub struct SecurityConfig {
     pub send_rate: u32,
     /// SENDs one session may burst above the rate.
     pub send_burst: u32,
-    /// Time allowed for the TLS handshake and the HTTP request head of a new connection.
+    /// Time allowed for the TLS handshake and the HTTP request head of a new connection,
+    /// and for a STOMP frame to complete once it started arriving.
     pub header_read_timeout: Duration,
     /// Authorization rules, first match wins; none: everything allowed.
     pub rules: Vec<Rule>,
@@ -162,7 +163,7 @@ pub struct SecurityArgs {
     /// SENDs a session may burst above --send-rate [default: the rate]
     #[arg(long, env = "STOMP_RELAY_SEND_BURST", value_name = "N")]
     pub send_burst: Option<u32>,
-    /// Time for a new connection's TLS handshake and HTTP request head [default: 10s]
+    /// Time for a new connection's TLS handshake and HTTP request head, and for any started STOMP frame to complete [default: 10s]
     #[arg(long, env = "STOMP_RELAY_HEADER_READ_TIMEOUT", value_name = "DURATION")]
     pub header_read_timeout: Option<String>,
     /// Authorization rule, e.g. "allow subscribe /sub/chat/{room} if claim rooms contains {room}"; repeatable, first match wins [default: none, all allowed]
