@@ -156,6 +156,10 @@ impl AsyncRead for Conn {
             let n = self.head.len().min(buf.remaining());
             buf.put_slice(&self.head[..n]);
             self.head.advance(n);
+            if self.head.is_empty() {
+                // Free the head buffer now: the connection may stay open for hours.
+                self.head = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         match &mut self.io {
