@@ -666,6 +666,11 @@ async fn publish_goes_through_the_broker_in_relay_mode() {
         "stomp://127.0.0.1:61613"
     );
     assert_eq!(s["sessions"]["current"], 1);
+    assert_eq!(s["broker"]["addresses"][0]["connected"], true);
+    assert_eq!(
+        s["sessions"]["listed"][0]["upstream"],
+        "stomp://127.0.0.1:61613"
+    );
     a.shutdown.shutdown();
     b.shutdown.shutdown();
 }
@@ -713,6 +718,7 @@ async fn broker_down_shows_in_stats_and_publish_gets_503() {
         s["broker"]["addresses"][0]["url"],
         format!("stomp://127.0.0.1:{port}")
     );
+    assert_eq!(s["broker"]["addresses"][0]["connected"], false);
 
     let r = publish(
         srv.http,

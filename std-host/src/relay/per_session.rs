@@ -27,7 +27,9 @@ use super::conn::{self, Flow, Inbound, Target, Upstream};
 use super::mapping;
 use super::system::{self, Link, Supervised};
 use super::RelayOptions;
-use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
+use crate::broker::{
+    BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo, UpstreamStatus,
+};
 use crate::close;
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, ToClient};
@@ -127,7 +129,7 @@ impl Broker for PerSessionRelay {
                 let bound = opts.connect_timeout * 2 + Duration::from_secs(1);
                 match tokio::time::timeout(bound, ready_rx).await {
                     Ok(Ok(Ok(()))) => {
-                        opened = Some((upstream, subs, closing));
+                        opened = Some((upstream, subs, closing, target.describe(0)));
                         break;
                     }
                     Ok(Ok(Err(why))) => failures.push(why),
@@ -137,7 +139,7 @@ impl Broker for PerSessionRelay {
                     }
                 }
             }
-            let Some((upstream, subs, closing)) = opened else {
+            let Some((upstream, subs, closing, addr)) = opened else {
                 tracing::warn!(session = info.id, why = %failures.join("; "), "relay: session cannot connect upstream");
                 return Err(BrokerError::Unavailable);
             };
@@ -146,6 +148,7 @@ impl Broker for PerSessionRelay {
                 subs,
                 closing,
                 inner,
+                addr,
             }) as Box<dyn BrokerSession>)
         })
     }
@@ -178,6 +181,21 @@ impl Broker for PerSessionRelay {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.inner.system.stop().await })
     }
+
+    fn upstreams(&self) -> Vec<UpstreamStatus> {
+        let system = &self.inner.system;
+        let (up, current) = (system.available(), system.current());
+        self.inner
+            .singles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| UpstreamStatus {
+                url: t.describe(0),
+                connected: up && i == current,
+                last_error: None,
+            })
+            .collect()
+    }
 }
 
 /// Client subscription id -> the client's destination (its own spelling).
@@ -188,6 +206,8 @@ struct RelaySession {
     subs: Subs,
     closing: Arc<AtomicBool>,
     inner: Arc<Inner>,
+    /// The broker this session's own connection reached (`stomp://host:port`).
+    addr: String,
 }
 
 impl BrokerSession for RelaySession {
@@ -237,6 +257,10 @@ impl BrokerSession for RelaySession {
         self.upstream
             .send(frame)
             .map_err(|_| BrokerError::ConnectionClosed)
+    }
+
+    fn upstream(&self) -> Option<String> {
+        Some(self.addr.clone())
     }
 
     fn close(self: Box<Self>, _receipt: Option<String>) {

@@ -289,6 +289,22 @@ impl Broker for SharedRelay {
         }
     }
 
+    fn upstreams(&self) -> Vec<crate::broker::UpstreamStatus> {
+        let sup = self.inner.sup();
+        let (up, current) = (sup.available(), sup.current());
+        self.inner
+            .opts
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| crate::broker::UpstreamStatus {
+                url: a.to_string(),
+                connected: up && i == current,
+                last_error: None,
+            })
+            .collect()
+    }
+
     fn forwards_receipts(&self) -> bool {
         true
     }
