@@ -10,6 +10,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+step "cargo clippy (edge host binary, behind its std-host feature)"
+cargo clippy -p stomp-relay-edge --all-targets --features std-host -- -D warnings
 step "cargo test"
 cargo test --workspace
 
@@ -19,8 +21,8 @@ cargo clippy --manifest-path nostd-check/Cargo.toml -- -D warnings
 cargo run --manifest-path nostd-check/Cargo.toml
 cargo build --manifest-path nostd-check/Cargo.toml --features defmt
 
-step "fuzz the codec: decode and roundtrip, 20 s each (cargo-fuzz on stable, no sanitizer)"
+step "fuzz: codec decode and roundtrip, relay-core session, 20 s each (cargo-fuzz on stable, no sanitizer)"
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
-for target in decode roundtrip; do
+for target in decode roundtrip session; do
     (cd fuzz && cargo fuzz run -s none "$target" -- -max_total_time=20)
 done
