@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 /// Where messages for broker destinations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -244,11 +246,11 @@ pub struct Config {
     /// Login used for client sessions' upstream connections (replaces the client's).
     pub relay_login: String,
     /// Passcode used for client sessions' upstream connections.
-    pub relay_passcode: String,
+    pub relay_passcode: Secret,
     /// Login of the shared system session.
     pub system_login: String,
     /// Passcode of the shared system session.
-    pub system_passcode: String,
+    pub system_passcode: Secret,
     /// `host` header sent upstream (the broker's virtual host), if any.
     pub virtual_host: Option<String>,
     /// Destination mapping towards the external broker.
@@ -260,9 +262,9 @@ pub struct Config {
     /// Per-connection limits.
     pub limits: Limits,
     /// Token required by `/dashboard` and `/api/stats`; `None` leaves them open.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Key required by `POST /api/publish`; `None` leaves it open.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Authentication, authorization, TLS, origin checks and abuse limits.
     pub security: crate::auth::SecurityConfig,
 }
@@ -282,9 +284,9 @@ impl Default for Config {
                 port: 61613,
             }],
             relay_login: "guest".into(),
-            relay_passcode: "guest".into(),
+            relay_passcode: Secret::from("guest"),
             system_login: "guest".into(),
-            system_passcode: "guest".into(),
+            system_passcode: Secret::from("guest"),
             virtual_host: None,
             dialect: Dialect::Generic,
             relay_mode: RelayMode::PerSession,
@@ -425,13 +427,13 @@ pub struct Cli {
     pub relay_login: Option<String>,
     /// Passcode for client sessions' upstream connections [default: guest]
     #[arg(long, env = "STOMP_RELAY_RELAY_PASSCODE", value_name = "P")]
-    pub relay_passcode: Option<String>,
+    pub relay_passcode: Option<Secret>,
     /// Login of the shared system session (application publishes) [default: guest]
     #[arg(long, env = "STOMP_RELAY_SYSTEM_LOGIN", value_name = "L")]
     pub system_login: Option<String>,
     /// Passcode of the shared system session [default: guest]
     #[arg(long, env = "STOMP_RELAY_SYSTEM_PASSCODE", value_name = "P")]
-    pub system_passcode: Option<String>,
+    pub system_passcode: Option<Secret>,
     /// Virtual host sent upstream in the `host` header [default: none]
     #[arg(long, env = "STOMP_RELAY_VIRTUAL_HOST", value_name = "H")]
     pub virtual_host: Option<String>,
@@ -464,10 +466,10 @@ pub struct Cli {
     pub shutdown_timeout: Option<String>,
     /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none, open]
     #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none, open]
     #[arg(long, env = "STOMP_RELAY_API_KEY", value_name = "KEY")]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Security flags (authentication, authorization, TLS, origins, abuse limits).
     #[command(flatten)]
     pub security: crate::auth::SecurityArgs,
@@ -485,9 +487,9 @@ struct FileConfig {
     broker: Option<BrokerKind>,
     relay: Option<OneOrMany>,
     relay_login: Option<String>,
-    relay_passcode: Option<String>,
+    relay_passcode: Option<Secret>,
     system_login: Option<String>,
-    system_passcode: Option<String>,
+    system_passcode: Option<Secret>,
     virtual_host: Option<String>,
     dialect: Option<Dialect>,
     relay_mode: Option<RelayMode>,
@@ -498,8 +500,8 @@ struct FileConfig {
     time_to_first_frame: Option<NumOrStr>,
     max_connections: Option<usize>,
     shutdown_timeout: Option<NumOrStr>,
-    admin_token: Option<String>,
-    api_key: Option<String>,
+    admin_token: Option<Secret>,
+    api_key: Option<Secret>,
     /// `[security]`: the security flags by name.
     security: Option<crate::auth::SecurityFile>,
     /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]`.
@@ -863,6 +865,49 @@ mod tests {
         let e = Config::from_args(["x", "--bogus"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--bogus"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let secrets = [
+            "relay-pass-0xA1",
+            "system-pass-0xB2",
+            "jwt-secret-0xC3",
+            "admin-token-0xD4",
+            "api-key-0xE5",
+        ];
+        let args = [
+            "x",
+            "--relay-passcode",
+            secrets[0],
+            "--system-passcode",
+            secrets[1],
+            "--jwt-secret",
+            secrets[2],
+            "--admin-token",
+            secrets[3],
+            "--api-key",
+            secrets[4],
+        ];
+        let c = Config::from_args(args).unwrap();
+        // The values are really configured (so the check below means something)...
+        assert_eq!(c.relay_passcode.expose(), secrets[0]);
+        assert_eq!(c.security.jwt_secret.as_deref(), Some(secrets[2]));
+        assert_eq!(c.api_key.as_deref(), Some(secrets[4]));
+        // ...yet no Debug rendering of the config, the parsed flags or the relay
+        // options shows any of them.
+        let shown = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", Cli::try_parse_from(args).unwrap()),
+            format!("{:?}", crate::relay::RelayOptions::from_config(&c)),
+        ];
+        for text in &shown {
+            for s in secrets {
+                assert!(!text.contains(s), "`{s}` leaked in {text}");
+            }
+            assert!(text.contains("***"), "{text}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod frame;
 pub mod metrics;
 pub mod outbound;
 pub mod relay;
+pub mod secret;
 pub mod server;
 mod session;
 pub mod simple;

@@ -655,7 +655,7 @@ fn presented<'a>(headers: &'a HeaderMap, alt: &str) -> Option<&'a str> {
 }
 
 /// Whether `given` matches the configured secret (always true when none is configured).
-fn allowed(secret: &Option<String>, given: Option<&str>) -> bool {
+fn allowed(secret: &Option<crate::secret::Secret>, given: Option<&str>) -> bool {
     match secret {
         None => true,
         Some(s) => given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(s.as_bytes()))),
@@ -829,7 +829,7 @@ mod tests {
     fn secrets_compare_exactly() {
         assert!(allowed(&None, None));
         assert!(allowed(&None, Some("x")));
-        let s = Some("s3cret".to_string());
+        let s = Some(crate::secret::Secret::from("s3cret"));
         assert!(allowed(&s, Some("s3cret")));
         assert!(!allowed(&s, Some("s3cre")));
         assert!(!allowed(&s, Some("s3cret ")));

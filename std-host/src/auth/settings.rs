@@ -30,7 +30,7 @@ pub enum OnSendDenied {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
     /// HS256 shared secret for JWTs.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<crate::secret::Secret>,
     /// PEM public key (RSA for RS256, EC P-256 for ES256) for JWTs.
     pub jwt_public_key: Option<PathBuf>,
     /// Required `iss` claim.
@@ -115,7 +115,7 @@ impl SecurityConfig {
 pub struct SecurityArgs {
     /// HS256 secret for JWTs in CONNECT `passcode`/`Authorization` or the WebSocket handshake [default: none]
     #[arg(long, env = "STOMP_RELAY_JWT_SECRET", value_name = "SECRET")]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<crate::secret::Secret>,
     /// PEM public key for RS256 (RSA) or ES256 (EC P-256) JWTs [default: none]
     #[arg(long, env = "STOMP_RELAY_JWT_PUBLIC_KEY", value_name = "FILE")]
     pub jwt_public_key: Option<PathBuf>,
@@ -183,7 +183,7 @@ pub struct SecurityArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SecurityFile {
-    jwt_secret: Option<String>,
+    jwt_secret: Option<crate::secret::Secret>,
     jwt_public_key: Option<PathBuf>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
@@ -281,7 +281,14 @@ impl SecurityConfig {
             other => Ok(other),
         };
         let g = args.jwt_secret.is_some();
-        c.jwt_secret = non_empty(args.jwt_secret.or(f.jwt_secret), g, "jwt-secret")?;
+        c.jwt_secret = non_empty(
+            args.jwt_secret
+                .or(f.jwt_secret)
+                .map(|s| s.expose().to_owned()),
+            g,
+            "jwt-secret",
+        )?
+        .map(crate::secret::Secret::from);
         c.jwt_public_key = args.jwt_public_key.or(f.jwt_public_key);
         c.jwt_issuer = args.jwt_issuer.or(f.jwt_issuer);
         c.jwt_audience = args.jwt_audience.or(f.jwt_audience);

@@ -150,7 +150,7 @@ pub struct Settings {
     /// `login` of the upstream CONNECT.
     pub login: String,
     /// `passcode` of the upstream CONNECT.
-    pub passcode: String,
+    pub passcode: crate::secret::Secret,
     /// `host` of the upstream CONNECT, if any.
     pub virtual_host: Option<String>,
     /// The state machine's settings (heart-beats, timeouts, reconnect).
@@ -338,7 +338,7 @@ impl<S: Inbound> Driver<S> {
         let creds_host = self.settings.virtual_host.clone();
         let creds = Credentials {
             login: Some(&creds_login),
-            passcode: Some(&creds_pass),
+            passcode: Some(creds_pass.expose()),
             virtual_host: creds_host.as_deref(),
         };
         let limits = Limits {

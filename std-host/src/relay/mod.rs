@@ -40,6 +40,7 @@ use stomp_relay_core::Dialect;
 
 use crate::broker::Broker;
 use crate::config::{self, Config, RelayAddr, RelayMode};
+use crate::secret::Secret;
 
 /// Everything relay mode needs, taken from [`Config`] by [`RelayOptions::from_config`].
 #[derive(Debug, Clone)]
@@ -49,11 +50,11 @@ pub struct RelayOptions {
     /// Login of client sessions' upstream connections (replaces the client's).
     pub login: String,
     /// Passcode of client sessions' upstream connections.
-    pub passcode: String,
+    pub passcode: Secret,
     /// Login of the system (per-session mode) or shared connection.
     pub system_login: String,
     /// Passcode of the system or shared connection.
-    pub system_passcode: String,
+    pub system_passcode: Secret,
     /// `host` header of every upstream CONNECT; `None` sends none (the broker's default
     /// virtual host), never the client's own `host`.
     pub virtual_host: Option<String>,
@@ -117,10 +118,10 @@ impl RelayOptions {
     /// Settings of one upstream connection with these credentials; `reconnect` for the
     /// system/shared connection (a client session's connection never comes back behind
     /// its back).
-    pub fn settings(&self, login: &str, passcode: &str, reconnect: bool) -> conn::Settings {
+    pub fn settings(&self, login: &str, passcode: &Secret, reconnect: bool) -> conn::Settings {
         conn::Settings {
             login: login.to_owned(),
-            passcode: passcode.to_owned(),
+            passcode: passcode.clone(),
             virtual_host: self.virtual_host.clone(),
             config: UpstreamConfig {
                 heart_beat: self.heartbeat,
