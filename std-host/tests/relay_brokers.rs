@@ -785,3 +785,110 @@ async fn headers_and_binary_bodies_pass_through() {
         }
     }
 }
+
+/// Log lines written while a test runs (tracing on the test's current-thread runtime).
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The relay's broker credentials never reach a client or the log. ActiveMQ echoes an
+/// unknown `transaction` id in its ERROR (`Invalid transaction id: <id>`), so a client
+/// that sends the relay passcode as a transaction id would read it back unless the
+/// relay redacts broker ERRORs: per-session mode forwards the ERROR to the client, shared
+/// mode logs it for the shared connection.
+#[tokio::test]
+async fn broker_errors_never_echo_relay_credentials() {
+    let _lock = broker_lock().await;
+    require_broker(Kind::ActiveMq);
+    let logs = LogCapture::default();
+    let sink = logs.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish(),
+    );
+    let secret = format!("relay-pw-{}", nonce());
+    let system_secret = format!("system-pw-{}", nonce());
+    let relay_with = |mode| {
+        let mut c = relay_config(Kind::ActiveMq, mode, vec![addr(ACTIVEMQ)]);
+        c.relay_login = format!("relay-user-{}", nonce());
+        c.relay_passcode = secret.as_str().into();
+        c.system_passcode = system_secret.as_str().into();
+        c
+    };
+
+    let config = relay_with(RelayMode::PerSession);
+    let login = config.relay_login.clone();
+    let srv = start(config).await;
+    wait_ready(&srv, 200, RECOVER).await;
+    for probe in [&secret, &login, &system_secret] {
+        let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+        c.send_frame(
+            "SEND",
+            &[("destination", "/sub/redact"), ("transaction", probe)],
+            b"x",
+        )
+        .await;
+        let err = c.expect_frame().await;
+        assert_eq!(err.command.as_str(), "ERROR", "{err:?}");
+        let shown = format!(
+            "{:?} {}",
+            err.headers
+                .iter()
+                .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+                .collect::<Vec<_>>(),
+            String::from_utf8_lossy(&err.body)
+        );
+        assert!(
+            shown.contains("Invalid transaction id") && shown.contains("***"),
+            "the broker's echo arrives, masked: {shown}"
+        );
+        assert!(!shown.contains(probe.as_str()), "leaked {probe}: {shown}");
+    }
+    stop(srv).await;
+
+    let srv = start(relay_with(RelayMode::Shared)).await;
+    wait_ready(&srv, 200, RECOVER).await;
+    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    c.send_frame(
+        "SEND",
+        &[("destination", "/sub/redact"), ("transaction", &secret)],
+        b"x",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !logs
+        .text()
+        .contains("broker sent ERROR on the shared connection")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ERROR logged: {}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(srv).await;
+    let text = logs.text();
+    assert!(text.contains("Invalid transaction id"), "{text}");
+    for s in [&secret, &system_secret] {
+        assert!(!text.contains(s.as_str()), "log leaked {s}:\n{text}");
+    }
+}

@@ -157,6 +157,8 @@ pub struct Settings {
     pub config: UpstreamConfig,
     /// Largest frame accepted from the broker.
     pub max_frame_size: usize,
+    /// Hides the relay's credentials in broker ERRORs before any sink sees them.
+    pub redact: super::redact::Redactor,
 }
 
 /// What the reader does after handing a frame to the sink.
@@ -444,10 +446,15 @@ impl<S: Inbound> Driver<S> {
                 Ok(Status::Complete((Decoded::Frame(f), n))) => {
                     used += n;
                     match self.machine.handle_frame(now(), &f) {
-                        Some(CoreInbound::Message(f))
-                        | Some(CoreInbound::Receipt(f))
-                        | Some(CoreInbound::Error(f)) => {
+                        Some(CoreInbound::Message(f)) | Some(CoreInbound::Receipt(f)) => {
                             if self.sink.frame(OwnedFrame::from_frame(&f)) == Flow::Stop {
+                                flow = Flow::Stop;
+                            }
+                        }
+                        Some(CoreInbound::Error(f)) => {
+                            let mut f = OwnedFrame::from_frame(&f);
+                            self.settings.redact.error(&mut f);
+                            if self.sink.frame(f) == Flow::Stop {
                                 flow = Flow::Stop;
                             }
                         }

@@ -19,14 +19,16 @@
 //! negotiated with the broker on their own timers (independent of the client's), and,
 //! for the system and shared connections, reconnection across the `--relay` addresses
 //! with exponential backoff and jitter. [`tls`] adds TLS for `stomps://`; [`mapping`]
-//! rewrites destinations with the configured dialect.
+//! rewrites destinations with the configured dialect; [`redact`] hides the relay's
+//! credentials in broker ERRORs.
 //!
-//! Invariant: the client's login/passcode never reach the broker; the relay credentials
-//! replace them.
+//! Invariants: the client's login/passcode never reach the broker; the relay credentials
+//! replace them, and never reach a client or the log (ERRORs are redacted).
 
 pub mod conn;
 pub mod mapping;
 pub mod per_session;
+pub mod redact;
 pub mod shared;
 pub mod system;
 pub mod tls;
@@ -133,6 +135,12 @@ impl RelayOptions {
                 jitter_seed: fastrand::u64(..),
             },
             max_frame_size: self.max_frame_size,
+            redact: redact::Redactor::new([
+                self.login.as_str(),
+                self.passcode.expose(),
+                self.system_login.as_str(),
+                self.system_passcode.expose(),
+            ]),
         }
     }
 }
