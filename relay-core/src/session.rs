@@ -770,6 +770,20 @@ impl<const SUBS: usize> Session<SUBS> {
         !self.is_closing() && self.receipts.push(id)
     }
 
+    /// Withdraws the RECEIPT queued for the frame being handled, for a host that
+    /// refuses that frame with an ERROR of its own but keeps the session open (the
+    /// ERROR carries the `receipt-id`, so a RECEIPT as well would tell the client the
+    /// frame was accepted). Returns whether a receipt was withdrawn.
+    pub fn withdraw_receipt(&mut self) -> bool {
+        if !self.current_receipt {
+            return false;
+        }
+        let mut r = Bytes::EMPTY;
+        self.receipts.pop_back(&mut r);
+        self.current_receipt = false;
+        true
+    }
+
     /// Handles one decoded client frame. `Ok(Some(event))`: act on it. `Ok(None)`:
     /// nothing to do (the session is closing). `Err`: a protocol error; the ERROR is
     /// queued and the session is closing.
@@ -1784,6 +1798,28 @@ mod tests {
             Some("Destination must start with one of: /pub/")
         );
         assert_eq!(out[0].get("receipt-id"), Some("r9"));
+    }
+
+    #[test]
+    fn withdrawn_receipt_is_not_sent_and_earlier_ones_are() {
+        let mut s = connected(SessionConfig::default());
+        let h = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"receipt", b"kept"),
+        ];
+        assert_eq!(send(&mut s, t(1), Command::Send, &h), Ok(true));
+        let h = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"receipt", b"refused"),
+        ];
+        assert_eq!(send(&mut s, t(1), Command::Send, &h), Ok(true));
+        assert!(s.withdraw_receipt());
+        // Only the frame being handled can be withdrawn, and only once.
+        assert!(!s.withdraw_receipt());
+        let out = drain(&mut s, t(1));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].get("receipt-id"), Some("kept"));
+        assert!(!s.is_closing());
     }
 
     #[test]

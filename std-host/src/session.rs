@@ -393,6 +393,8 @@ impl Driver {
                 false
             }
             Err(crate::auth::Refusal::Error(msg)) => {
+                // The ERROR answers the frame's receipt; no RECEIPT may follow it.
+                self.session.withdraw_receipt();
                 let mut err = OwnedFrame::new(Command::Error).with_header("message", &msg);
                 if let Some(r) = f.receipt() {
                     err.push_header("receipt-id", r.bytes().collect::<Vec<u8>>());

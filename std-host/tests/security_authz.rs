@@ -106,18 +106,30 @@ async fn denied_send_can_answer_error_without_closing() {
     let mut reader = user(&r, "reader", &["a"]).await;
     reader.subscribe("1", "/sub/chat/a").await.unwrap();
     let mut w = user(&r, "w", &["a"]).await;
-    w.send("SEND", &[("destination", "/sub/chat/a")], b"bypass")
-        .await;
+    w.send(
+        "SEND",
+        &[("destination", "/sub/chat/a"), ("receipt", "denied-1")],
+        b"bypass",
+    )
+    .await;
     let f = w.frame().await;
     assert_eq!(f.command.as_str(), "ERROR");
     assert_eq!(
         f.header_str("message"),
         Some("Access denied: SEND to /sub/chat/a")
     );
-    // Still open: an allowed SEND goes through.
-    w.send_receipted("/pub/chat/a", "after the refusal", "s2")
-        .await
-        .unwrap();
+    assert_eq!(f.header_str("receipt-id"), Some("denied-1"));
+    // Still open: an allowed SEND goes through, and the next frame is its RECEIPT
+    // (the refused frame's receipt was answered by the ERROR, never by a RECEIPT).
+    w.send(
+        "SEND",
+        &[("destination", "/pub/chat/a"), ("receipt", "s2")],
+        b"after the refusal",
+    )
+    .await;
+    let f = w.frame().await;
+    assert_eq!(f.command.as_str(), "RECEIPT");
+    assert_eq!(f.header_str("receipt-id"), Some("s2"));
     assert_eq!(
         reader.message(WAIT).await.as_deref(),
         Some("after the refusal")
