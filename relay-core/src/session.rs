@@ -432,6 +432,94 @@ struct Subscription {
     ack: AckMode,
 }
 
+/// Where a [`Session`] keeps its subscriptions: ids (at most [`SUB_ID_MAX`] bytes,
+/// unique, the session checks before inserting) and their ack modes.
+///
+/// The default, [`InlineTable`], is a fixed array inside the session (no allocation,
+/// what no_std hosts use). A host with an allocator can supply a table that only
+/// holds what the client subscribed, so an idle session with one short subscription
+/// id does not carry room for `SUBS` ids of the maximum length.
+pub trait SubscriptionTable {
+    /// Most subscriptions held; a SUBSCRIBE beyond it is refused
+    /// ([`ProtocolError::TooManySubscriptions`]).
+    fn capacity(&self) -> usize;
+    /// Subscriptions held.
+    fn len(&self) -> usize;
+    /// No subscription held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The stored id equal to `id` and its ack mode.
+    fn get(&self, id: &[u8]) -> Option<(&[u8], AckMode)>;
+    /// Adds a subscription whose id is not held yet; `false` when the table is full.
+    fn insert(&mut self, id: &[u8], ack: AckMode) -> bool;
+    /// Removes subscription `id`; `false` when there is none.
+    fn remove(&mut self, id: &[u8]) -> bool;
+    /// Every subscription as `(id, ack mode)`.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], AckMode)> + '_;
+}
+
+/// The inline subscription table: `N` slots of [`SUB_ID_MAX`] bytes in the session.
+#[derive(Clone, Copy)]
+pub struct InlineTable<const N: usize> {
+    slots: [Option<Subscription>; N],
+}
+
+impl<const N: usize> Default for InlineTable<N> {
+    fn default() -> Self {
+        InlineTable { slots: [None; N] }
+    }
+}
+
+impl<const N: usize> SubscriptionTable for InlineTable<N> {
+    fn capacity(&self) -> usize {
+        N
+    }
+
+    fn len(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    fn get(&self, id: &[u8]) -> Option<(&[u8], AckMode)> {
+        self.iter().find(|(s, _)| *s == id)
+    }
+
+    fn insert(&mut self, id: &[u8], ack: AckMode) -> bool {
+        let mut sub = Subscription {
+            id: Bytes::EMPTY,
+            ack,
+        };
+        if sub.id.set_plain(id).is_none() {
+            return false;
+        }
+        match self.slots.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(sub);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, id: &[u8]) -> bool {
+        match self
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| s.id.get() == id))
+        {
+            Some(slot) => {
+                *slot = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], AckMode)> + '_ {
+        self.slots.iter().flatten().map(|s| (s.id.get(), s.ack))
+    }
+}
+
 /// RECEIPT ids waiting to be sent, as length-prefixed runs in one array.
 struct ReceiptQueue {
     len: usize,
@@ -485,8 +573,9 @@ struct PendingError {
     receipt: Option<Bytes<RECEIPT_MAX>>,
 }
 
-/// One client's STOMP session. `SUBS` is the subscription table's capacity.
-pub struct Session<const SUBS: usize = 32> {
+/// One client's STOMP session. `SUBS` is the capacity of the default inline
+/// subscription table; a host may supply its own table as `T` instead.
+pub struct Session<const SUBS: usize = 32, T: SubscriptionTable = InlineTable<SUBS>> {
     id: SessionId,
     config: SessionConfig,
     state: State,
@@ -509,11 +598,11 @@ pub struct Session<const SUBS: usize = 32> {
     error: Option<PendingError>,
     close_reason: Option<CloseReason>,
     user: Bytes<USER_MAX>,
-    subs: [Option<Subscription>; SUBS],
+    subs: T,
     scratch: [u8; ESCAPED_VALUE_MAX],
 }
 
-impl<const SUBS: usize> core::fmt::Debug for Session<SUBS> {
+impl<const SUBS: usize, T: SubscriptionTable> core::fmt::Debug for Session<SUBS, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.id)
@@ -572,9 +661,17 @@ pub fn negotiate_heart_beat(
     (dir(ours.0, theirs.1), dir(theirs.0, ours.1))
 }
 
-impl<const SUBS: usize> Session<SUBS> {
-    /// A new session, started (transport open) at `now`.
-    pub fn new(id: SessionId, config: SessionConfig, now: Instant) -> Self {
+impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
+    /// A new session, started (transport open) at `now`, with an empty table.
+    pub fn new(id: SessionId, config: SessionConfig, now: Instant) -> Self
+    where
+        T: Default,
+    {
+        Self::with_table(id, config, now, T::default())
+    }
+
+    /// A new session keeping its subscriptions in `table` (which should be empty).
+    pub fn with_table(id: SessionId, config: SessionConfig, now: Instant, table: T) -> Self {
         Session {
             id,
             config,
@@ -597,7 +694,7 @@ impl<const SUBS: usize> Session<SUBS> {
             error: None,
             close_reason: None,
             user: Bytes::EMPTY,
-            subs: [None; SUBS],
+            subs: table,
             scratch: [0; ESCAPED_VALUE_MAX],
         }
     }
@@ -664,21 +761,17 @@ impl<const SUBS: usize> Session<SUBS> {
 
     /// The ack mode of subscription `id`, if it exists.
     pub fn subscription(&self, id: &[u8]) -> Option<AckMode> {
-        self.subs
-            .iter()
-            .flatten()
-            .find(|s| s.id.get() == id)
-            .map(|s| s.ack)
+        self.subs.get(id).map(|(_, ack)| ack)
     }
 
     /// Every subscription as `(id, ack mode)`.
     pub fn subscriptions(&self) -> impl Iterator<Item = (&[u8], AckMode)> + '_ {
-        self.subs.iter().flatten().map(|s| (s.id.get(), s.ack))
+        self.subs.iter()
     }
 
     /// Number of subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.subs.iter().flatten().count()
+        self.subs.len()
     }
 
     /// Notes that bytes arrived at `now` (a partial frame counts as activity).
@@ -890,12 +983,9 @@ impl<const SUBS: usize> Session<SUBS> {
                 if self.subscription(sub.id.get()).is_some() {
                     return Err(ProtocolError::DuplicateSubscription);
                 }
-                let slot = self
-                    .subs
-                    .iter_mut()
-                    .find(|s| s.is_none())
-                    .ok_or(ProtocolError::TooManySubscriptions(SUBS))?;
-                *slot = Some(sub);
+                if !self.subs.insert(sub.id.get(), sub.ack) {
+                    return Err(ProtocolError::TooManySubscriptions(self.subs.capacity()));
+                }
             }
             Command::Unsubscribe => {
                 let id = match frame.id() {
@@ -903,15 +993,14 @@ impl<const SUBS: usize> Session<SUBS> {
                     None if self.version == Version::V1_0 => need("destination")?,
                     None => return Err(ProtocolError::MissingHeader(cmd, "id")),
                 };
-                let slot = self
-                    .subs
-                    .iter_mut()
-                    .find(|s| s.as_ref().is_some_and(|s| id.eq_bytes(s.id.get())))
-                    .ok_or(ProtocolError::UnknownSubscription)?;
-                // Keep the id for the event (scratch) before freeing the slot.
-                let len = slot.as_ref().map_or(0, |s| s.id.get().len());
-                if let Some(s) = slot.take() {
-                    self.scratch[..len].copy_from_slice(s.id.get());
+                // The id, unescaped, stays in scratch for the event; one longer than
+                // any stored id cannot name a subscription.
+                let len = id
+                    .copy_unescaped(&mut self.scratch[..SUB_ID_MAX])
+                    .map_err(|_| ProtocolError::UnknownSubscription)?
+                    .len();
+                if !self.subs.remove(&self.scratch[..len]) {
+                    return Err(ProtocolError::UnknownSubscription);
                 }
             }
             Command::Ack | Command::Nack => {
@@ -1000,13 +1089,12 @@ impl<const SUBS: usize> Session<SUBS> {
                 let sub = self
                     .subs
                     .iter()
-                    .flatten()
-                    .find(|s| id_value.is_some_and(|v| v.eq_bytes(s.id.get())));
+                    .find(|(id, _)| id_value.is_some_and(|v| v.eq_bytes(id)));
                 match sub {
-                    Some(s) => Event::Subscribe {
-                        id: s.id.get(),
+                    Some((id, ack)) => Event::Subscribe {
+                        id,
                         destination,
-                        ack: s.ack,
+                        ack,
                     },
                     None => Event::Subscribe {
                         id: b"",
@@ -1955,6 +2043,38 @@ mod tests {
         // the session's inline tables must leave most of it to the transport.
         assert!(core::mem::size_of::<Session<32>>() <= 3_300);
         assert!(core::mem::size_of::<Session<8>>() <= 1_700);
+        // A host-supplied table leaves only the fixed part (~1 KiB).
+        assert!(core::mem::size_of::<Session<0>>() <= 1_100);
+    }
+
+    #[test]
+    fn a_supplied_table_sets_the_subscription_limit() {
+        let mut s: Session<32, InlineTable<2>> = Session::with_table(
+            SessionId(1),
+            SessionConfig::default(),
+            t(0),
+            InlineTable::default(),
+        );
+        let h = [Header::new(b"accept-version", b"1.2")];
+        assert!(s.handle_frame(t(0), &connect_frame(&h)).is_ok());
+        for id in [&b"a"[..], b"b"] {
+            let f = [
+                Header::new(b"destination", b"/topic/a"),
+                Header::new(b"id", id),
+            ];
+            assert!(s
+                .handle_frame(t(1), &Frame::new(Command::Subscribe, &f, b""))
+                .is_ok());
+        }
+        let f = [
+            Header::new(b"destination", b"/topic/a"),
+            Header::new(b"id", b"c"),
+        ];
+        assert_eq!(
+            s.handle_frame(t(1), &Frame::new(Command::Subscribe, &f, b""))
+                .map(|_| ()),
+            Err(ProtocolError::TooManySubscriptions(2))
+        );
     }
 
     #[test]

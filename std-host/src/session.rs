@@ -25,7 +25,9 @@ use stomp_relay_codec::{
 };
 use stomp_relay_core::pattern::{self, Captures, Separator};
 use stomp_relay_core::router::{AppRoute, Destination};
-use stomp_relay_core::session::{CloseReason, Event, SessionConfig, Versions, MAX_CONTROL_FRAME};
+use stomp_relay_core::session::{
+    AckMode, CloseReason, Event, SessionConfig, SubscriptionTable, Versions, MAX_CONTROL_FRAME,
+};
 use stomp_relay_core::{Instant, Session, SessionId as CoreSessionId};
 
 use crate::app::AppMessage;
@@ -39,6 +41,56 @@ use crate::transport::{Chunk, Transport};
 
 /// Subscriptions one session may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 32;
+/// The session's subscriptions on the heap, only as many as the client holds: an idle
+/// session with one short id costs a few dozen bytes instead of relay-core's inline
+/// table (`MAX_SUBSCRIPTIONS` slots of the longest id, ~2 KiB). Order is insertion
+/// order; the limit and error are the same as the inline table's.
+#[derive(Default)]
+struct Subscriptions(Vec<(Box<[u8]>, AckMode)>);
+
+impl SubscriptionTable for Subscriptions {
+    fn capacity(&self) -> usize {
+        MAX_SUBSCRIPTIONS
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, id: &[u8]) -> Option<(&[u8], AckMode)> {
+        self.iter().find(|(s, _)| *s == id)
+    }
+
+    fn insert(&mut self, id: &[u8], ack: AckMode) -> bool {
+        if self.0.len() >= MAX_SUBSCRIPTIONS {
+            return false;
+        }
+        self.0.push((id.into(), ack));
+        true
+    }
+
+    fn remove(&mut self, id: &[u8]) -> bool {
+        match self.0.iter().position(|(s, _)| &**s == id) {
+            Some(i) => {
+                self.0.remove(i);
+                if self.0.is_empty() {
+                    // Back to no allocation at all once the client unsubscribed.
+                    self.0 = Vec::new();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], AckMode)> + '_ {
+        self.0.iter().map(|(id, ack)| (&**id, *ack))
+    }
+}
+
+/// The relay-core session as this host runs it.
+type CoreSession = Session<MAX_SUBSCRIPTIONS, Subscriptions>;
+
 /// At most this many queued items go out in one write batch.
 const BATCH_ITEMS: usize = 256;
 /// How long a closing session keeps trying to deliver its ERROR/close frame to a
@@ -79,7 +131,7 @@ struct HostClose {
 
 struct Driver {
     shared: Arc<Shared>,
-    session: Box<Session<MAX_SUBSCRIPTIONS>>,
+    session: Box<CoreSession>,
     client: ClientHandle,
     broker: Option<Box<dyn BrokerSession>>,
     user: Option<String>,
@@ -120,7 +172,7 @@ pub(crate) async fn run<T: Transport>(
     };
     let (client, mut out_rx) = outbound::channel(id, limits.send_buffer);
     let mut d = Driver {
-        session: Box::new(Session::new(CoreSessionId(id), cfg, now())),
+        session: Box::new(CoreSession::new(CoreSessionId(id), cfg, now())),
         client,
         broker: None,
         user: None,
@@ -820,4 +872,109 @@ fn strip_client_only(frame: &mut OwnedFrame) {
     frame
         .headers
         .retain(|(n, _)| n != b"receipt" && n != b"transaction");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stomp_relay_core::session::ProtocolError;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn connected() -> CoreSession {
+        let mut s = CoreSession::new(CoreSessionId(1), SessionConfig::default(), t(0));
+        let hs = [Header::new(b"accept-version", b"1.2")];
+        assert!(matches!(
+            s.handle_frame(t(0), &Frame::new(Command::Connect, &hs, b"")),
+            Ok(Some(Event::Connect(_)))
+        ));
+        s
+    }
+
+    fn frame(s: &mut CoreSession, cmd: Command, hs: &[Header<'_>]) -> Result<(), ProtocolError> {
+        s.handle_frame(t(1), &Frame::new(cmd, hs, b"")).map(|_| ())
+    }
+
+    fn subscribe(s: &mut CoreSession, id: &[u8], ack: &[u8]) -> Result<(), ProtocolError> {
+        let hs = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"id", id),
+            Header::new(b"ack", ack),
+        ];
+        frame(s, Command::Subscribe, &hs)
+    }
+
+    #[test]
+    fn idle_session_state_stays_within_budget() {
+        // Budget: at most 8 KiB RSS per idle WebSocket session (issue 4), of which the
+        // transport (tungstenite buffers, hyper upgrade) takes most. The session is
+        // boxed, so its size is paid per connection; relay-core's inline table alone
+        // would be ~2 KiB more.
+        assert!(std::mem::size_of::<CoreSession>() <= 1_152);
+        assert!(std::mem::size_of::<CoreSession>() + 2_000 < std::mem::size_of::<Session<32>>());
+        assert!(std::mem::size_of::<Driver>() <= 256);
+        assert!(std::mem::size_of::<Subscriptions>() <= 24);
+    }
+
+    #[test]
+    fn heap_table_keeps_the_session_subscription_rules() {
+        let mut s = connected();
+        for i in 0..MAX_SUBSCRIPTIONS {
+            let ack: &[u8] = if i == 3 {
+                b"client-individual"
+            } else {
+                b"auto"
+            };
+            subscribe(&mut s, format!("sub-{i}").as_bytes(), ack).unwrap();
+        }
+        assert_eq!(s.subscription_count(), MAX_SUBSCRIPTIONS);
+        assert_eq!(s.subscription(b"sub-3"), Some(AckMode::ClientIndividual));
+        assert_eq!(s.subscription(b"sub-4"), Some(AckMode::Auto));
+        assert_eq!(
+            s.subscriptions().next().map(|(id, _)| id),
+            Some(&b"sub-0"[..])
+        );
+        assert_eq!(
+            subscribe(&mut s, b"one-too-many", b"auto"),
+            Err(ProtocolError::TooManySubscriptions(MAX_SUBSCRIPTIONS))
+        );
+
+        let mut s = connected();
+        subscribe(&mut s, b"a", b"client").unwrap();
+        // An escaped id on the wire (1.2 `\c` is `:`) names the subscription by its
+        // unescaped value, in SUBSCRIBE and UNSUBSCRIBE alike.
+        let dec = Decoder::with_limits(Version::V1_2, decoder_limits(64 * 1024));
+        let mut hs = [Header::EMPTY; 8];
+        let wire = b"SUBSCRIBE\nid:b\\cc\ndestination:/sub/b\n\n\0";
+        let Ok(Status::Complete((Decoded::Frame(f), _))) = dec.decode(wire, &mut hs) else {
+            panic!("SUBSCRIBE did not decode");
+        };
+        s.handle_frame(t(1), &f).unwrap();
+        assert_eq!(s.subscription(b"b:c"), Some(AckMode::Auto));
+        let mut hs = [Header::EMPTY; 8];
+        let wire = b"UNSUBSCRIBE\nid:b\\cc\n\n\0";
+        let Ok(Status::Complete((Decoded::Frame(f), _))) = dec.decode(wire, &mut hs) else {
+            panic!("UNSUBSCRIBE did not decode");
+        };
+        match s.handle_frame(t(1), &f) {
+            Ok(Some(Event::Unsubscribe { id })) => assert_eq!(id, b"b:c"),
+            other => panic!("{other:?}"),
+        }
+        frame(&mut s, Command::Unsubscribe, &[Header::new(b"id", b"a")]).unwrap();
+        assert_eq!(s.subscription_count(), 0);
+        // The id is free again; using it twice is not.
+        subscribe(&mut s, b"a", b"auto").unwrap();
+        assert_eq!(
+            subscribe(&mut s, b"a", b"auto"),
+            Err(ProtocolError::DuplicateSubscription)
+        );
+
+        let mut s = connected();
+        assert_eq!(
+            frame(&mut s, Command::Unsubscribe, &[Header::new(b"id", b"nope")]),
+            Err(ProtocolError::UnknownSubscription)
+        );
+    }
 }
