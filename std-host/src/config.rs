@@ -253,6 +253,9 @@ pub struct Config {
     pub system_passcode: Secret,
     /// `host` header sent upstream (the broker's virtual host), if any.
     pub virtual_host: Option<String>,
+    /// Extra trusted CA certificates (PEM) for `stomps://` relay addresses, added to the
+    /// public web roots. Checked to hold at least one certificate when configured.
+    pub relay_ca: Option<PathBuf>,
     /// Destination mapping towards the external broker.
     pub dialect: Dialect,
     /// Per-session or shared upstream connections.
@@ -288,6 +291,7 @@ impl Default for Config {
             system_login: "guest".into(),
             system_passcode: Secret::from("guest"),
             virtual_host: None,
+            relay_ca: None,
             dialect: Dialect::Generic,
             relay_mode: RelayMode::PerSession,
             heartbeat: HeartBeat {
@@ -437,6 +441,9 @@ pub struct Cli {
     /// Virtual host sent upstream in the `host` header [default: none]
     #[arg(long, env = "STOMP_RELAY_VIRTUAL_HOST", value_name = "H")]
     pub virtual_host: Option<String>,
+    /// PEM file of CA certificates trusted for stomps:// relay addresses, besides the public web roots [default: none]
+    #[arg(long, env = "STOMP_RELAY_RELAY_CA", value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
     /// How broker prefixes are mapped to the external broker's broadcast form [default: generic]
     #[arg(long, env = "STOMP_RELAY_DIALECT", value_enum)]
     pub dialect: Option<Dialect>,
@@ -491,6 +498,7 @@ struct FileConfig {
     system_login: Option<String>,
     system_passcode: Option<Secret>,
     virtual_host: Option<String>,
+    relay_ca: Option<PathBuf>,
     dialect: Option<Dialect>,
     relay_mode: Option<RelayMode>,
     heartbeat: Option<String>,
@@ -635,6 +643,15 @@ impl Config {
             c.system_passcode = v;
         }
         c.virtual_host = cli.virtual_host.or(file.virtual_host);
+        if let Some((path, src)) = pick(cli.relay_ca, file.relay_ca, "relay-ca") {
+            // Loaded now so a missing or certificate-less file is a startup error naming
+            // the flag (exit 2), not a relay that never becomes available.
+            crate::relay::tls::client_config(Some(&path)).map_err(|e| match e {
+                crate::relay::RelayError::Tls(why) => invalid(src, why),
+                other => invalid(src, other.to_string()),
+            })?;
+            c.relay_ca = Some(path);
+        }
         if let Some(v) = cli.dialect.or(file.dialect) {
             c.dialect = v;
         }
@@ -908,6 +925,35 @@ mod tests {
             }
             assert!(text.contains("***"), "{text}");
         }
+    }
+
+    #[test]
+    fn relay_ca_is_loaded_at_startup_and_errors_name_it() {
+        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = Config::from_args(["x", "--relay-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        let s = e.to_string();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            s.contains("--relay-ca") && s.contains("/nonexistent/ca.pem"),
+            "{s}"
+        );
+        assert_eq!(s.lines().count(), 1, "{s}");
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let toml = dir.join("ca.toml");
+        std::fs::write(
+            &toml,
+            format!("relay-ca = {:?}\n", not_pem.to_str().unwrap()),
+        )
+        .unwrap();
+        let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("`relay-ca`") && s.contains("no PEM certificate"),
+            "{s}"
+        );
+        assert_eq!(Config::from_args(["x"]).unwrap().relay_ca, None);
     }
 
     #[test]

@@ -164,9 +164,14 @@ impl Drop for Restart {
 
 /// Waits until `/readyz` answers `want` (200 ready, 503 broker unavailable).
 async fn wait_ready(srv: &TestServer, want: u16, within: Duration) {
+    wait_ready_at(srv.http, want, within).await
+}
+
+/// [`wait_ready`] for a server known by its HTTP address (the binary).
+async fn wait_ready_at(http: std::net::SocketAddr, want: u16, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let (status, _) = http_get(srv.http, "/readyz").await;
+        let (status, _) = http_get(http, "/readyz").await;
         if status == want {
             return;
         }
@@ -496,6 +501,78 @@ async fn tls_to_activemq() {
     wait_ready(&untrusted, 503, Duration::from_secs(1)).await;
     for s in servers.into_iter().chain([untrusted]) {
         stop(s).await;
+    }
+}
+
+/// `--relay-ca` on the real binary: with ActiveMQ's CA the `stomps://` relay becomes
+/// ready and messages go round through the broker over TLS; without it the broker's
+/// certificate is untrusted and the instance stays unavailable; a bad CA path (flag or
+/// `STOMP_RELAY_RELAY_CA`) is a one-line error naming `--relay-ca`, exit status 2.
+#[tokio::test]
+async fn relay_ca_flag_trusts_activemq_tls() {
+    let _lock = broker_lock().await;
+    require_broker(Kind::ActiveMq);
+    assert!(
+        Path::new(ACTIVEMQ_CA).is_file(),
+        "{ACTIVEMQ_CA} missing: run `scripts/brokers.sh up`"
+    );
+    let url = format!("stomps://127.0.0.1:{ACTIVEMQ_TLS}");
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--broker",
+        "relay",
+        "--relay",
+        url.as_str(),
+        "--dialect",
+        "activemq",
+        "--relay-login",
+        "admin",
+        "--relay-passcode",
+        "admin",
+        "--system-login",
+        "admin",
+        "--system-passcode",
+        "admin",
+        "--shutdown-timeout",
+        "500ms",
+    ];
+    for mode in ["per-session", "shared"] {
+        let mut args = base.to_vec();
+        args.extend(["--relay-mode", mode, "--relay-ca", ACTIVEMQ_CA]);
+        let bin = spawn_binary(&args).await;
+        wait_ready_at(bin.http, 200, RECOVER).await;
+        let ws = format!("ws://{}/ws", bin.http);
+        let mut a = WsClient::connected(&ws, &[]).await;
+        a.subscribe("a1", "/sub/tls-flag").await;
+        send(&mut a, "/sub/tls-flag", "A-0").await;
+        send(&mut a, "/pub/tls-flag", "A-1").await;
+        let got = seqs(&collect(&mut a, 2, Duration::from_secs(10)).await);
+        assert_eq!(got, ["A-0", "A-1"], "{mode}");
+        drop(a);
+        drop(bin);
+    }
+
+    let untrusted = spawn_binary(&base).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_ready_at(untrusted.http, 503, Duration::from_secs(1)).await;
+    drop(untrusted);
+
+    let bad = "/nonexistent/relay-ca.pem";
+    for (flag, env) in [(true, None), (false, Some(("STOMP_RELAY_RELAY_CA", bad)))] {
+        let mut cmd = Proc::new(env!("CARGO_BIN_EXE_stomp-relay"));
+        cmd.args(base);
+        if flag {
+            cmd.args(["--relay-ca", bad]);
+        }
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run stomp-relay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("--relay-ca") && err.contains(bad), "{err}");
     }
 }
 

@@ -84,9 +84,7 @@ pub struct RelayOptions {
 }
 
 impl RelayOptions {
-    /// Relay options from the server configuration. `tls_ca` comes from the
-    /// `STOMP_RELAY_RELAY_CA` environment variable (a PEM file) until the configuration
-    /// has a flag for it.
+    /// Relay options from the server configuration.
     pub fn from_config(c: &Config) -> RelayOptions {
         RelayOptions {
             addrs: c.relay.clone(),
@@ -109,7 +107,7 @@ impl RelayOptions {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(5),
             },
-            tls_ca: std::env::var_os("STOMP_RELAY_RELAY_CA").map(PathBuf::from),
+            tls_ca: c.relay_ca.clone(),
             max_frame_size: c.limits.max_frame_size.max(64 * 1024) + 16 * 1024,
             max_pending: 10_000,
         }
