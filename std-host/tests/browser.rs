@@ -14,11 +14,14 @@
 //! npm packages are a loud failure naming the install command (`.ci/run` installs them),
 //! never a silent pass. Every child process is bounded in time and killed at the end.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use common::process::{drain, free_port, spawn_relay, text, Log};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,6 @@ use std::time::{Duration, Instant};
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest an instance may take to accept HTTP after spawning.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
-const LOG_LIMIT: usize = 64 * 1024;
 const TOKEN: &str = "browser-test-admin";
 
 /// Browser scenarios run one at a time: two chromiums on a 2-core machine only slow
@@ -89,37 +91,12 @@ fn artifacts() -> PathBuf {
     target.join("artifacts/browser")
 }
 
-fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let mut out = into.lock().unwrap_or_else(|e| e.into_inner());
-            let room = LOG_LIMIT.saturating_sub(out.len());
-            out.extend_from_slice(&buf[..n.min(room)]);
-        }
-    });
-}
-
-fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral loopback port")
-        .port()
-}
-
 /// The real `stomp-relay` binary, killed when dropped.
 struct Instance {
     child: Child,
     addr: SocketAddr,
     args: Vec<String>,
-    log: Arc<Mutex<Vec<u8>>>,
+    log: Log,
 }
 
 impl Instance {
@@ -136,19 +113,9 @@ impl Instance {
     }
 
     fn start_on(addr: SocketAddr, args: Vec<String>) -> Result<Instance, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn: {e}"))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        drain(child.stdout.take().expect("stdout"), log.clone());
-        drain(child.stderr.take().expect("stderr"), log.clone());
+        let listen = ["--listen".to_owned(), addr.to_string()];
+        let (mut child, log) =
+            spawn_relay(listen.iter().chain(&args)).map_err(|e| format!("spawn: {e}"))?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -252,7 +219,7 @@ fn run_scenario(scenario: &str, a: &Instance, mut b: Option<&mut Instance>, docs
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn node");
-    let err = Arc::new(Mutex::new(Vec::new()));
+    let err = Log::default();
     drain(child.stderr.take().expect("stderr"), err.clone());
     let mut stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");

@@ -9,11 +9,14 @@
 //! loud failure naming the install command, never a silent pass: `.ci/run` installs them.
 //! Every child process is bounded in time and killed when its test ends.
 
+mod common;
+
+use common::process::{free_port, spawn_logged, spawn_relay, text, Log};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,6 @@ use std::time::{Duration, Instant};
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longest the server may take to accept connections (and reach its broker) after spawning.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// Server output kept for failure messages.
-const LOG_LIMIT: usize = 64 * 1024;
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -69,32 +70,6 @@ fn require_clients() {
     }
 }
 
-/// Collects a child's output from a pipe on a thread, keeping at most `LOG_LIMIT` bytes.
-fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let mut out = into.lock().unwrap_or_else(|e| e.into_inner());
-            let room = LOG_LIMIT.saturating_sub(out.len());
-            out.extend_from_slice(&buf[..n.min(room)]);
-        }
-    });
-}
-
-fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
-
-/// A port the OS just handed out on loopback. Another process could take it before the
-/// server binds it; `Server::start` retries with fresh ports when that happens.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// Whether `GET /readyz` on the HTTP listener answers 200.
 fn ready(addr: &SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
@@ -114,7 +89,7 @@ struct Server {
     child: Child,
     ws: SocketAddr,
     tcp: SocketAddr,
-    log: Arc<Mutex<Vec<u8>>>,
+    log: Log,
 }
 
 impl Server {
@@ -123,21 +98,14 @@ impl Server {
         for _attempt in 0..3 {
             let ws: SocketAddr = ([127, 0, 0, 1], free_port()).into();
             let tcp: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-                .arg("--listen")
-                .arg(ws.to_string())
-                .arg("--tcp-listen")
-                .arg(tcp.to_string())
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn the stomp-relay binary");
-            let log = Arc::new(Mutex::new(Vec::new()));
-            drain(child.stdout.take().expect("stdout"), log.clone());
-            drain(child.stderr.take().expect("stderr"), log.clone());
+            let listen = [
+                "--listen",
+                &ws.to_string(),
+                "--tcp-listen",
+                &tcp.to_string(),
+            ];
+            let (mut child, log) =
+                spawn_relay(listen.iter().chain(extra)).expect("spawn the stomp-relay binary");
             let deadline = Instant::now() + STARTUP_TIMEOUT;
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -203,20 +171,15 @@ impl Drop for Server {
 /// script's output and the server log unless it exits 0 having printed `ok <scenario>`.
 fn run_scenario(server: &Server, program: &str, script: &str, scenario: &str) {
     let dir = interop_dir();
-    let mut child = Command::new(program)
-        .arg(dir.join(script))
-        .arg(scenario)
-        .current_dir(&dir)
-        .envs(server.env())
-        .env("INTEROP_PYTHON", python())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program} {script}: {e}"));
-    let out = Arc::new(Mutex::new(Vec::new()));
-    drain(child.stdout.take().expect("stdout"), out.clone());
-    drain(child.stderr.take().expect("stderr"), out.clone());
+    let (mut child, out) = spawn_logged(
+        Command::new(program)
+            .arg(dir.join(script))
+            .arg(scenario)
+            .current_dir(&dir)
+            .envs(server.env())
+            .env("INTEROP_PYTHON", python()),
+    )
+    .unwrap_or_else(|e| panic!("cannot run {program} {script}: {e}"));
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the script") {

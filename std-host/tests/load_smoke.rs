@@ -3,6 +3,9 @@
 //! idle run that reads the server's RSS, and the tool's errors for bad input. The real
 //! benchmark runs are scripts/bench.sh; these only prove the tool measures and reports.
 
+mod common;
+
+use common::process::{logged_listen_addr, logged_tcp_addr};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,12 +43,11 @@ fn start_server() -> Server {
             .next()
             .expect("stomp-relay exited before listening")
             .unwrap();
-        // e.g. `... listen=127.0.0.1:40123 tcp=Some(127.0.0.1:40124) ...`
-        if let Some(rest) = line.split("listen=").nth(1) {
-            ws = rest.split_whitespace().next().map(str::to_string);
+        if let Some(addr) = logged_listen_addr(&line) {
+            ws = Some(addr.to_string());
         }
-        if let Some(rest) = line.split("tcp=Some(").nth(1) {
-            tcp = rest.split(')').next().map(str::to_string);
+        if let Some(addr) = logged_tcp_addr(&line) {
+            tcp = Some(addr.to_string());
         }
     }
     // Keep draining the log so the server never blocks on a full pipe.

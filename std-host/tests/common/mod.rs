@@ -3,6 +3,8 @@
 //! tokio-tungstenite and raw TCP that record every frame, heart-beat and close code.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -391,8 +393,7 @@ pub async fn spawn_binary(args: &[&str]) -> Binary {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let http = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap();
+            if let Some(addr) = process::logged_listen_addr(&line) {
                 return addr.parse::<SocketAddr>().unwrap();
             }
         }
