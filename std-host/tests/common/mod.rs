@@ -3,7 +3,15 @@
 //! tokio-tungstenite and raw TCP that record every frame, heart-beat and close code.
 #![allow(dead_code)]
 
+mod config;
+mod frame;
 pub mod process;
+
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use config::test_config;
+#[allow(unused_imports)]
+pub use frame::frame_bytes;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -19,19 +27,6 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::WebSocketStream;
 
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A config for tests: ephemeral ports, fast heart-beats off unless asked.
-pub fn test_config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        heartbeat: stomp_relay::config::HeartBeat {
-            send_ms: 0,
-            recv_ms: 0,
-        },
-        ..Config::default()
-    }
-}
 
 pub struct TestServer {
     pub http: SocketAddr,
@@ -120,22 +115,6 @@ pub fn parse(buf: &mut Vec<u8>, out: &mut std::collections::VecDeque<Event>) {
             }
         }
     }
-}
-
-pub fn frame_bytes(command: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(command.as_bytes());
-    v.push(b'\n');
-    for (n, val) in headers {
-        v.extend_from_slice(n.as_bytes());
-        v.push(b':');
-        v.extend_from_slice(val.as_bytes());
-        v.push(b'\n');
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
 }
 
 type Ws = WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;

@@ -4,6 +4,17 @@
 //! and the close.
 #![allow(dead_code)]
 
+#[path = "../common/config.rs"]
+mod config_file;
+#[path = "../common/frame.rs"]
+mod frame;
+
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use config_file::test_config as config;
+#[allow(unused_imports)]
+pub use frame::frame_bytes;
+
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -22,18 +33,6 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub trait Rw: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Rw for T {}
 pub type Io = Box<dyn Rw>;
-
-pub fn config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        heartbeat: stomp_relay::config::HeartBeat {
-            send_ms: 0,
-            recv_ms: 0,
-        },
-        ..Config::default()
-    }
-}
 
 pub struct Running {
     pub http: SocketAddr,
@@ -70,19 +69,6 @@ pub async fn tcp_from(from: Option<IpAddr>, to: SocketAddr) -> std::io::Result<T
         s.bind(SocketAddr::new(ip, 0))?;
     }
     s.connect(to).await
-}
-
-pub fn frame_bytes(command: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(command.as_bytes());
-    v.push(b'\n');
-    for (n, val) in headers {
-        v.extend_from_slice(format!("{n}:{val}\n").as_bytes());
-    }
-    v.push(b'\n');
-    v.extend_from_slice(body);
-    v.push(0);
-    v
 }
 
 #[derive(Debug)]
