@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::process::{drain, free_port, spawn_relay, text, Log};
+use common::process::{drain, free_port, spawn_relay, text, KillOnDrop, Log};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ fn artifacts() -> PathBuf {
 
 /// The real `stomp-relay` binary, killed when dropped.
 struct Instance {
-    child: Child,
+    child: KillOnDrop,
     addr: SocketAddr,
     args: Vec<String>,
     log: Log,
@@ -123,7 +123,7 @@ impl Instance {
             }
             if TcpStream::connect(addr).is_ok() {
                 return Ok(Instance {
-                    child,
+                    child: KillOnDrop(child),
                     addr,
                     args,
                     log,
@@ -178,13 +178,6 @@ fn stop(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn vendored_sha256() -> String {

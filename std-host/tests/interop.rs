@@ -11,11 +11,11 @@
 
 mod common;
 
-use common::process::{free_port, spawn_logged, spawn_relay, text, Log};
+use common::process::{free_port, spawn_logged, spawn_relay, text, KillOnDrop, Log};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -86,7 +86,8 @@ fn ready(addr: &SocketAddr) -> bool {
 
 /// The real `stomp-relay` binary, killed when dropped.
 struct Server {
-    child: Child,
+    /// Held only so the process dies with the `Server`.
+    _child: KillOnDrop,
     ws: SocketAddr,
     tcp: SocketAddr,
     log: Log,
@@ -122,7 +123,7 @@ impl Server {
                     && ready(&ws)
                 {
                     return Server {
-                        child,
+                        _child: KillOnDrop(child),
                         ws,
                         tcp,
                         log,
@@ -157,13 +158,6 @@ impl Server {
             ("INTEROP_USER_DEST", "/user/queue/reply".to_owned()),
             ("INTEROP_FANOUT", "60".to_owned()),
         ]
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

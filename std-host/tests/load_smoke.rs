@@ -5,22 +5,15 @@
 
 mod common;
 
-use common::process::{logged_listen_addr, logged_tcp_addr};
+use common::process::{logged_listen_addr, logged_tcp_addr, KillOnDrop};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     ws: String,
     tcp: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_server() -> Server {
@@ -53,7 +46,7 @@ fn start_server() -> Server {
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server {
-        child,
+        child: KillOnDrop(child),
         ws: format!("ws://{}/ws", ws.unwrap()),
         tcp: format!("stomp://{}", tcp.unwrap()),
     }

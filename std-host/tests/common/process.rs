@@ -82,3 +82,27 @@ pub fn logged_listen_addr(line: &str) -> Option<&str> {
 pub fn logged_tcp_addr(line: &str) -> Option<&str> {
     line.split("tcp=Some(").nth(1)?.split(')').next()
 }
+
+/// A child that is killed and reaped when dropped, so a failing test leaves no process
+/// behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
