@@ -16,6 +16,7 @@
 
 mod common;
 
+use common::broker::ACTIVEMQ_RELAY;
 use common::process::{drain, free_port, spawn_relay, text, KillOnDrop, Log};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -266,24 +267,8 @@ fn chat_across_two_relay_instances() {
     require_tools();
     require_activemq();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let relay = [
-        "--broker",
-        "relay",
-        "--relay",
-        "stomp://127.0.0.1:61613",
-        "--dialect",
-        "activemq",
-        "--relay-login",
-        "admin",
-        "--relay-passcode",
-        "admin",
-        "--system-login",
-        "admin",
-        "--system-passcode",
-        "admin",
-        "--admin-token",
-        TOKEN,
-    ];
+    let mut relay = ACTIVEMQ_RELAY.to_vec();
+    relay.extend(["--admin-token", TOKEN]);
     let a = Instance::start(&relay);
     let mut b = Instance::start(&relay);
     let docs = std::env::var_os("STOMP_RELAY_UPDATE_SCREENSHOTS")

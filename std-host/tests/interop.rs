@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::broker::{ACTIVEMQ_RELAY, RABBITMQ_RELAY};
 use common::process::{free_port, spawn_logged, spawn_relay, text, KillOnDrop, Log};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -358,42 +359,6 @@ fn relayed(server_args: &[&str]) {
     }
 }
 
-const RABBITMQ: &[&str] = &[
-    "--broker",
-    "relay",
-    "--relay",
-    "stomp://127.0.0.1:61623",
-    "--dialect",
-    "rabbitmq",
-    "--virtual-host",
-    "/",
-    "--relay-login",
-    "guest",
-    "--relay-passcode",
-    "guest",
-    "--system-login",
-    "guest",
-    "--system-passcode",
-    "guest",
-];
-
-const ACTIVEMQ: &[&str] = &[
-    "--broker",
-    "relay",
-    "--relay",
-    "stomp://127.0.0.1:61613",
-    "--dialect",
-    "activemq",
-    "--relay-login",
-    "admin",
-    "--relay-passcode",
-    "admin",
-    "--system-login",
-    "admin",
-    "--system-passcode",
-    "admin",
-];
-
 fn with_mode(broker: &[&'static str], mode: &'static str) -> Vec<&'static str> {
     let mut args = broker.to_vec();
     args.extend(["--relay-mode", mode]);
@@ -402,20 +367,20 @@ fn with_mode(broker: &[&'static str], mode: &'static str) -> Vec<&'static str> {
 
 #[test]
 fn relay_rabbitmq_per_session_real_clients() {
-    relayed(&with_mode(RABBITMQ, "per-session"));
+    relayed(&with_mode(RABBITMQ_RELAY, "per-session"));
 }
 
 #[test]
 fn relay_rabbitmq_shared_real_clients() {
-    relayed(&with_mode(RABBITMQ, "shared"));
+    relayed(&with_mode(RABBITMQ_RELAY, "shared"));
 }
 
 #[test]
 fn relay_activemq_per_session_real_clients() {
-    relayed(&with_mode(ACTIVEMQ, "per-session"));
+    relayed(&with_mode(ACTIVEMQ_RELAY, "per-session"));
 }
 
 #[test]
 fn relay_activemq_shared_real_clients() {
-    relayed(&with_mode(ACTIVEMQ, "shared"));
+    relayed(&with_mode(ACTIVEMQ_RELAY, "shared"));
 }

@@ -3,6 +3,7 @@
 //! tokio-tungstenite and raw TCP that record every frame, heart-beat and close code.
 #![allow(dead_code)]
 
+pub mod broker;
 mod config;
 mod frame;
 pub mod process;
