@@ -84,25 +84,30 @@ impl Command {
     }
 
     /// Parses a command line (without its EOL). Unknown commands give `None`.
+    #[inline]
     pub fn parse(line: &[u8]) -> Option<Command> {
-        Some(match line {
-            b"CONNECT" => Command::Connect,
-            b"STOMP" => Command::Stomp,
-            b"CONNECTED" => Command::Connected,
-            b"SEND" => Command::Send,
-            b"SUBSCRIBE" => Command::Subscribe,
-            b"UNSUBSCRIBE" => Command::Unsubscribe,
-            b"ACK" => Command::Ack,
-            b"NACK" => Command::Nack,
-            b"BEGIN" => Command::Begin,
-            b"COMMIT" => Command::Commit,
-            b"ABORT" => Command::Abort,
-            b"DISCONNECT" => Command::Disconnect,
-            b"MESSAGE" => Command::Message,
-            b"RECEIPT" => Command::Receipt,
-            b"ERROR" => Command::Error,
+        // Length and first byte pick the only candidate (every command differs in one of
+        // them), so at most one comparison runs, of a length known here, which the
+        // compiler turns into a couple of word compares instead of a `memcmp` call.
+        let candidate = match (line.len(), line.first()?) {
+            (3, b'A') => Command::Ack,
+            (4, b'S') => Command::Send,
+            (4, b'N') => Command::Nack,
+            (5, b'S') => Command::Stomp,
+            (5, b'B') => Command::Begin,
+            (5, b'A') => Command::Abort,
+            (5, b'E') => Command::Error,
+            (6, b'C') => Command::Commit,
+            (7, b'C') => Command::Connect,
+            (7, b'M') => Command::Message,
+            (7, b'R') => Command::Receipt,
+            (9, b'C') => Command::Connected,
+            (9, b'S') => Command::Subscribe,
+            (10, b'D') => Command::Disconnect,
+            (11, b'U') => Command::Unsubscribe,
             _ => return None,
-        })
+        };
+        (line == candidate.as_bytes()).then_some(candidate)
     }
 
     /// `CONNECT` or its alias `STOMP`.
@@ -124,5 +129,34 @@ impl Command {
 impl core::fmt::Display for Command {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_parses_and_near_misses_do_not() {
+        for c in Command::ALL {
+            assert_eq!(Command::parse(c.as_bytes()), Some(c));
+            let name = c.as_bytes();
+            // Same length and first byte, one other byte: the candidate must be checked.
+            let mut changed = [0u8; 16];
+            changed[..name.len()].copy_from_slice(name);
+            changed[name.len() - 1] ^= 0x20;
+            assert_eq!(Command::parse(&changed[..name.len()]), None, "{c:?}");
+            assert_eq!(Command::parse(&name[..name.len() - 1]), None, "{c:?}");
+        }
+        for junk in [
+            &b""[..],
+            b"A",
+            b"send",
+            b"SENDS",
+            b"CONNECTEDX",
+            b"UNSUBSCRIBEX",
+        ] {
+            assert_eq!(Command::parse(junk), None);
+        }
     }
 }

@@ -16,6 +16,7 @@ use memchr::{memchr, memchr2};
 
 use crate::escape::unescape_byte;
 use crate::header::parse_decimal;
+use crate::scan::{Lines, NO_COLON};
 use crate::{Command, DecodeError, Frame, Header, HeaderForm, Limit, Limits, Version};
 
 /// Outcome of a decode step that did not fail.
@@ -101,6 +102,17 @@ impl Decoder {
         buf: &'b [u8],
         headers: &'h mut [Header<'b>],
     ) -> Result<Status<(Decoded<'h>, usize)>, DecodeError> {
+        self.decode_with::<true>(buf, headers)
+    }
+
+    /// [`Decoder::decode`], with the header fast path on or (in tests, to check it
+    /// against the exact path) off.
+    #[inline]
+    fn decode_with<'h, 'b: 'h, const FAST: bool>(
+        &self,
+        buf: &'b [u8],
+        headers: &'h mut [Header<'b>],
+    ) -> Result<Status<(Decoded<'h>, usize)>, DecodeError> {
         match buf.first() {
             None => return Ok(Status::Partial),
             Some(b'\n') => return Ok(Status::Complete((Decoded::HeartBeat, 1))),
@@ -113,13 +125,13 @@ impl Decoder {
             }
             Some(_) => {}
         }
-        match self.frame(buf, headers)? {
+        match self.frame::<FAST>(buf, headers)? {
             Some((frame, n)) => Ok(Status::Complete((Decoded::Frame(frame), n))),
             None => Ok(Status::Partial),
         }
     }
 
-    fn frame<'h, 'b: 'h>(
+    fn frame<'h, 'b: 'h, const FAST: bool>(
         &self,
         buf: &'b [u8],
         storage: &'h mut [Header<'b>],
@@ -137,7 +149,8 @@ impl Decoder {
         // The command line is at most the longest command plus CRLF; looking no further
         // (and never past the frame limit) keeps the verdict on garbage split-independent.
         let head = &buf[..buf.len().min(MAX_COMMAND_LINE).min(limits.max_frame_size)];
-        let Some(lf) = memchr(b'\n', head) else {
+        let (mut lines, lf) = Lines::start(buf, head.len(), limits);
+        let Some(lf) = lf else {
             // Garbage is refused as soon as it cannot start a command, not after a full line.
             let pending = head.strip_suffix(b"\r").unwrap_or(head);
             if let Some(e) = command_line_error(pending) {
@@ -158,22 +171,30 @@ impl Decoder {
         let mut count = 0;
         let mut content_length = None;
         let mut blank_line_omitted = false;
+        let run_storage = &mut storage[..cap];
         loop {
-            // The spec's own DISCONNECT and RECEIPT examples end the headers with the NUL
-            // and no blank line; accept that when no body is announced.
+            if FAST
+                && lines.run(
+                    buf,
+                    &mut pos,
+                    run_storage,
+                    &mut count,
+                    &mut content_length,
+                    limits,
+                )
+            {
+                break;
+            }
+            // The line the run left, read exactly. The spec's own DISCONNECT and RECEIPT
+            // examples end the headers with the NUL and no blank line; accept that when
+            // no body is announced.
             if buf.get(pos) == Some(&0) && content_length.unwrap_or(0) == 0 {
                 blank_line_omitted = true;
                 break;
             }
-            let Some(line) = scan_line(buf, pos, limits.max_header_line, limits.max_frame_size)?
-            else {
+            let Some(line) = lines.next(buf, pos, limits)? else {
                 return partial();
             };
-            // Same verdict as `partial` gives any prefix ending inside this line, so the
-            // result never depends on how the stream was split.
-            if line.next >= limits.max_frame_size {
-                return Err(limit(Limit::FrameSize, limits.max_frame_size));
-            }
             let text = &buf[pos..line.end];
             pos = line.next;
             if text.is_empty() {
@@ -192,11 +213,13 @@ impl Decoder {
                 content_length =
                     Some(parse_decimal(value).ok_or(DecodeError::InvalidContentLength)?);
             }
-            storage[count] = Header { name, value };
+            run_storage[count] = Header { name, value };
             count += 1;
         }
 
-        check_block(&buf[lf + 1..pos], escaped)?;
+        if lines.needs_check() {
+            check_block(&buf[lf + 1..pos], escaped)?;
+        }
         let body_start = pos;
         if body_start >= limits.max_frame_size {
             return Err(limit(Limit::FrameSize, limits.max_frame_size));
@@ -264,22 +287,9 @@ impl Default for Decoder {
     }
 }
 
-const fn limit(limit: Limit, max: usize) -> DecodeError {
+pub(crate) const fn limit(limit: Limit, max: usize) -> DecodeError {
     DecodeError::LimitExceeded { limit, max }
 }
-
-/// Where one line starts and ends and what the decoder needs to know about it, found in
-/// a single pass over its bytes.
-struct Line {
-    /// End of the text (EOL excluded), absolute.
-    end: usize,
-    /// Start of the next line, absolute.
-    next: usize,
-    /// Offset of the first `:` in the text, or [`NO_COLON`].
-    colon: usize,
-}
-
-const NO_COLON: usize = usize::MAX;
 
 /// Longest command line: `UNSUBSCRIBE` and CRLF.
 const MAX_COMMAND_LINE: usize = 13;
@@ -296,55 +306,6 @@ fn command_line_error(text: &[u8]) -> Option<DecodeError> {
         return Some(DecodeError::InvalidCommand);
     }
     (before_cr < text.len()).then_some(DecodeError::LoneCarriageReturn)
-}
-
-/// Finds the line starting at `start`: `None` if its EOL is not buffered yet. The line
-/// feed is found with `memchr` (SIMD), the colon with a short scalar scan of the name.
-/// CRs and backslashes are checked once per header block by [`check_block`], which is
-/// cheaper than looking for them line by line (measured with the criterion benches).
-#[inline]
-fn scan_line(
-    buf: &[u8],
-    start: usize,
-    max_line: usize,
-    max_frame: usize,
-) -> Result<Option<Line>, DecodeError> {
-    // Never look further than a line may be long (+2 for the EOL), so a flood of bytes
-    // without a line feed costs O(limit), not O(buffer); nor past the frame limit, so a
-    // line crossing it gets the verdict a prefix ending there would get.
-    let end = buf
-        .len()
-        .min(start.saturating_add(max_line).saturating_add(2))
-        .min(max_frame);
-    let window = buf.get(start..end).unwrap_or(&[]);
-    match memchr(b'\n', window) {
-        Some(i) => {
-            let text_len = if i > 0 && window[i - 1] == b'\r' {
-                i - 1
-            } else {
-                i
-            };
-            if text_len > max_line {
-                return Err(limit(Limit::HeaderLine, max_line));
-            }
-            let colon = window[..text_len]
-                .iter()
-                .position(|&b| b == b':')
-                .unwrap_or(NO_COLON);
-            Ok(Some(Line {
-                end: start + text_len,
-                next: start + i + 1,
-                colon,
-            }))
-        }
-        None => {
-            let pending = window.len() - usize::from(window.last() == Some(&b'\r'));
-            if pending > max_line {
-                return Err(limit(Limit::HeaderLine, max_line));
-            }
-            Ok(None)
-        }
-    }
 }
 
 /// Checks a complete header block (command line to blank line, EOLs included): every CR
@@ -375,6 +336,7 @@ fn check_block(block: &[u8], escaped: bool) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{format, string::String, vec, vec::Vec};
 
     fn decode_one(version: Version, wire: &[u8]) -> Result<Status<(usize, usize)>, DecodeError> {
         let mut h = [Header::EMPTY; 8];
@@ -425,5 +387,100 @@ mod tests {
         let mut h = [Header::EMPTY; 1];
         let err = Decoder::new(Version::V1_2).decode(b"SEND\na:1\nb:2\n\n\0", &mut h);
         assert_eq!(err, Err(limit(Limit::HeaderCount, 1)));
+    }
+    /// Pieces of header lines, some around the 64-byte block width.
+    fn piece() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop::sample::select(vec![
+                &b"destination:/topic/chat.general"[..],
+                b"content-length:3",
+                b"content-length:0",
+                b"content-length:x",
+                b"k",
+                b":",
+                b"\r",
+                b"\0",
+                b"\\",
+                b"\\c",
+                b"\\t",
+                b"\n",
+            ])
+            .prop_map(|s| s.to_vec()),
+            (1usize..90).prop_map(|n| vec![b'x'; n]),
+            any::<u8>().prop_map(|b| vec![b]),
+        ]
+    }
+
+    /// STOMP-looking frames: a command, lines of pieces, a blank line, a body, a NUL,
+    /// heart-beats; any part may be missing or wrong.
+    fn wire() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let command = prop::sample::select(vec![
+            &b"SEND\n"[..],
+            b"MESSAGE\n",
+            b"CONNECT\r\n",
+            b"RECEIPT\n",
+            b"SE",
+        ]);
+        let eol = prop::sample::select(vec![&b"\n"[..], b"\r\n", b"", b"\0"]);
+        let line = (prop::collection::vec(piece(), 0..4), eol.clone())
+            .prop_map(|(p, e)| [p.concat(), e.to_vec()].concat());
+        let frame = (
+            command,
+            prop::collection::vec(line, 0..8),
+            eol,
+            prop::sample::select(vec![&b""[..], b"abc", b"a\0c"]),
+            prop::sample::select(vec![&b"\0"[..], b"\0\n", b""]),
+        )
+            .prop_map(|(c, lines, blank, body, end)| {
+                [
+                    c.to_vec(),
+                    lines.concat(),
+                    blank.to_vec(),
+                    body.to_vec(),
+                    end.to_vec(),
+                ]
+                .concat()
+            });
+        prop::collection::vec(frame, 1..4).prop_map(|f| f.concat())
+    }
+
+    /// Every item (or the verdict that ends the stream) decoding `wire` gives.
+    fn items<const FAST: bool>(d: &Decoder, mut wire: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            let mut h = [Header::EMPTY; 12];
+            match d.decode_with::<FAST>(wire, &mut h) {
+                Ok(Status::Complete((item, used))) => {
+                    out.push(format!("{item:?} {used}"));
+                    wire = &wire[used..];
+                }
+                other => {
+                    out.push(format!("{other:?}"));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        #[test]
+        fn the_fast_path_gives_the_exact_paths_verdicts(
+            wire in wire(),
+            limits in proptest::sample::select(vec![
+                Limits::DEFAULT,
+                Limits { max_frame_size: 48, max_headers: 3, max_header_line: 16, max_body: 8 },
+                Limits { max_frame_size: 130, max_headers: 5, max_header_line: 64, max_body: 64 },
+                Limits { max_frame_size: 200, max_headers: 64, max_header_line: 63, max_body: 200 },
+            ]),
+        ) {
+            for v in Version::ALL {
+                let d = Decoder::with_limits(v, limits);
+                proptest::prop_assert_eq!(items::<true>(&d, &wire), items::<false>(&d, &wire));
+            }
+        }
     }
 }

@@ -257,6 +257,19 @@ impl<'a> Frame<'a> {
     /// name is honoured).
     #[inline]
     pub fn header(&self, name: &[u8]) -> Option<HeaderValue<'a>> {
+        // A name holding no byte that an escape produces can only be written one way,
+        // so raw bytes compare exactly; for the constant names of the accessors below
+        // this check folds away.
+        if !name
+            .iter()
+            .any(|b| matches!(b, b'\\' | b':' | b'\r' | b'\n'))
+        {
+            return self
+                .headers
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| HeaderValue::new(h.value, self.is_escaped()));
+        }
         let escaped = self.is_escaped();
         self.headers
             .iter()
@@ -278,51 +291,61 @@ impl<'a> Frame<'a> {
     }
 
     /// The first `destination` header.
+    #[inline]
     pub fn destination(&self) -> Option<HeaderValue<'a>> {
         self.header(b"destination")
     }
 
     /// The first `receipt` header (a client asking for a RECEIPT).
+    #[inline]
     pub fn receipt(&self) -> Option<HeaderValue<'a>> {
         self.header(b"receipt")
     }
 
     /// The first `receipt-id` header (of a RECEIPT frame).
+    #[inline]
     pub fn receipt_id(&self) -> Option<HeaderValue<'a>> {
         self.header(b"receipt-id")
     }
 
     /// The first `id` header (SUBSCRIBE, UNSUBSCRIBE, ACK, NACK).
+    #[inline]
     pub fn id(&self) -> Option<HeaderValue<'a>> {
         self.header(b"id")
     }
 
     /// The first `subscription` header (MESSAGE).
+    #[inline]
     pub fn subscription(&self) -> Option<HeaderValue<'a>> {
         self.header(b"subscription")
     }
 
     /// The first `message-id` header (MESSAGE).
+    #[inline]
     pub fn message_id(&self) -> Option<HeaderValue<'a>> {
         self.header(b"message-id")
     }
 
     /// The first `ack` header (SUBSCRIBE mode, MESSAGE ack id).
+    #[inline]
     pub fn ack(&self) -> Option<HeaderValue<'a>> {
         self.header(b"ack")
     }
 
     /// The first `transaction` header.
+    #[inline]
     pub fn transaction(&self) -> Option<HeaderValue<'a>> {
         self.header(b"transaction")
     }
 
     /// The first `content-type` header.
+    #[inline]
     pub fn content_type(&self) -> Option<HeaderValue<'a>> {
         self.header(b"content-type")
     }
 
     /// The first `message` header (ERROR).
+    #[inline]
     pub fn message(&self) -> Option<HeaderValue<'a>> {
         self.header(b"message")
     }

@@ -22,7 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 mod command;
@@ -33,6 +33,7 @@ mod escape;
 mod frame;
 mod header;
 mod limits;
+mod scan;
 mod version;
 
 pub use command::Command;
