@@ -87,27 +87,31 @@ impl Command {
     #[inline]
     pub fn parse(line: &[u8]) -> Option<Command> {
         // Length and first byte pick the only candidate (every command differs in one of
-        // them), so at most one comparison runs, of a length known here, which the
-        // compiler turns into a couple of word compares instead of a `memcmp` call.
-        let candidate = match (line.len(), line.first()?) {
-            (3, b'A') => Command::Ack,
-            (4, b'S') => Command::Send,
-            (4, b'N') => Command::Nack,
-            (5, b'S') => Command::Stomp,
-            (5, b'B') => Command::Begin,
-            (5, b'A') => Command::Abort,
-            (5, b'E') => Command::Error,
-            (6, b'C') => Command::Commit,
-            (7, b'C') => Command::Connect,
-            (7, b'M') => Command::Message,
-            (7, b'R') => Command::Receipt,
-            (9, b'C') => Command::Connected,
-            (9, b'S') => Command::Subscribe,
-            (10, b'D') => Command::Disconnect,
-            (11, b'U') => Command::Unsubscribe,
-            _ => return None,
-        };
-        (line == candidate.as_bytes()).then_some(candidate)
+        // them), so at most one comparison runs, against a constant of the length just
+        // matched, which compiles to a couple of word compares instead of a `memcmp` call.
+        macro_rules! candidate {
+            ($text:literal, $command:ident) => {
+                (line == $text).then_some(Command::$command)
+            };
+        }
+        match (line.len(), line.first()?) {
+            (3, b'A') => candidate!(b"ACK", Ack),
+            (4, b'S') => candidate!(b"SEND", Send),
+            (4, b'N') => candidate!(b"NACK", Nack),
+            (5, b'S') => candidate!(b"STOMP", Stomp),
+            (5, b'B') => candidate!(b"BEGIN", Begin),
+            (5, b'A') => candidate!(b"ABORT", Abort),
+            (5, b'E') => candidate!(b"ERROR", Error),
+            (6, b'C') => candidate!(b"COMMIT", Commit),
+            (7, b'C') => candidate!(b"CONNECT", Connect),
+            (7, b'M') => candidate!(b"MESSAGE", Message),
+            (7, b'R') => candidate!(b"RECEIPT", Receipt),
+            (9, b'C') => candidate!(b"CONNECTED", Connected),
+            (9, b'S') => candidate!(b"SUBSCRIBE", Subscribe),
+            (10, b'D') => candidate!(b"DISCONNECT", Disconnect),
+            (11, b'U') => candidate!(b"UNSUBSCRIBE", Unsubscribe),
+            _ => None,
+        }
     }
 
     /// `CONNECT` or its alias `STOMP`.
