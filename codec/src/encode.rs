@@ -2,7 +2,9 @@
 //!
 //! The writers first validate the whole frame and compute its exact length
 //! ([`encoded_len`]), then write, so an invalid frame writes nothing to them. The slice
-//! encoder takes a one-pass route that validates while it copies (`encode_fast`) and,
+//! encoder takes a one-pass route that validates while it copies (`encode_fast`; for
+//! plain headers it first copies them unescaped and checks the written block with SIMD
+//! counts, escaping on a second pass only if that finds a byte needing it) and,
 //! on anything unusual (tight buffer, invalid frame), falls back to the same
 //! validate-then-write route, so all paths return the same bytes and the same errors
 //! (property-tested) and a short slice is [`EncodeError::BufferTooSmall`], never a
@@ -19,6 +21,7 @@
 //! DISCONNECT/RECEIPT examples).
 
 use memchr::{memchr, memchr3};
+use wide::u8x16;
 
 use crate::escape::{byte_slice, escape_of, escapes_valid, unescape_byte};
 use crate::header::HeaderValue;
@@ -94,9 +97,13 @@ pub fn encode(
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let opts = options.into();
-    // One pass that validates while it writes, for the usual case of a roomy buffer;
-    // the exact two-pass path below handles tight buffers and reports `needed`.
-    if let Some(n) = encode_fast(frame, opts, out) {
+    // One pass that validates while it writes, for the usual case of a roomy buffer
+    // (first assuming no plain header needs escaping, which the written bytes then
+    // prove); the exact two-pass path below handles tight buffers and reports `needed`.
+    if let Some(n) = encode_fast(frame, opts, out, true) {
+        return Ok(n);
+    }
+    if let Some(n) = encode_fast(frame, opts, out, false) {
         return Ok(n);
     }
     let plan = plan(frame, opts)?;
@@ -248,7 +255,18 @@ fn carry(src: &[u8], dst: &mut [u8], carry: Carry, is_name: bool) -> Option<usiz
 
 /// The one-pass encoder. `None` on anything unusual (too little room, an invalid frame):
 /// the exact path then measures and names the error, so both paths agree on errors.
-fn encode_fast(frame: &Frame<'_>, opts: EncodeOptions, out: &mut [u8]) -> Option<usize> {
+///
+/// With `optimistic`, plain headers bound for an escaping target are copied as they are
+/// and the written header block is checked once afterwards: if its line feeds and colons
+/// are exactly the ones written between parts and it has no CR or backslash, no part
+/// needed escaping. That replaces a table lookup per header byte with a SIMD count per
+/// 16 bytes; when the check fails (`None`), the caller encodes again, escaping.
+fn encode_fast(
+    frame: &Frame<'_>,
+    opts: EncodeOptions,
+    out: &mut [u8],
+    optimistic: bool,
+) -> Option<usize> {
     let command = frame.command;
     if !frame.body.is_empty() && !command.allows_body() {
         return None;
@@ -267,15 +285,23 @@ fn encode_fast(frame: &Frame<'_>, opts: EncodeOptions, out: &mut [u8]) -> Option
     head[cmd.len()] = b'\n';
     let mut p = head.len();
     let mut has_length = false;
+    let optimistic = optimistic && mode == Carry::Escape;
     for h in frame.headers {
         // Empty names and names starting with NUL are errors; the exact path says so.
         if h.name.first().is_none_or(|&b| b == 0) {
             return None;
         }
         let dst = out.get_mut(p..)?;
-        let n = carry(h.name, dst, mode, true)?;
-        *dst.get_mut(n)? = b':';
-        let v = carry(h.value, dst.get_mut(n + 1..)?, mode, false)?;
+        let (n, v);
+        if optimistic {
+            n = copy_part(h.name, dst)?;
+            *dst.get_mut(n)? = b':';
+            v = copy_part(h.value, dst.get_mut(n + 1..)?)?;
+        } else {
+            n = carry(h.name, dst, mode, true)?;
+            *dst.get_mut(n)? = b':';
+            v = carry(h.value, dst.get_mut(n + 1..)?, mode, false)?;
+        }
         *dst.get_mut(n + 1 + v)? = b'\n';
         if !has_length && h.name == b"content-length" {
             has_length = true;
@@ -284,6 +310,19 @@ fn encode_fast(frame: &Frame<'_>, opts: EncodeOptions, out: &mut [u8]) -> Option
             }
         }
         p += n + 1 + v + 1;
+    }
+    if optimistic {
+        let written = census(&out[cmd.len() + 1..p]);
+        let separators = u32::try_from(frame.headers.len()).ok()?;
+        if written
+            != (Census {
+                line_feeds: separators,
+                colons: separators,
+                odd: false,
+            })
+        {
+            return None;
+        }
     }
     let body = frame.body;
     if !has_length && !body.is_empty() && (opts.add_content_length || memchr(0, body).is_some()) {
@@ -300,6 +339,71 @@ fn encode_fast(frame: &Frame<'_>, opts: EncodeOptions, out: &mut [u8]) -> Option
     tail[1..1 + body.len()].copy_from_slice(body);
     tail[1 + body.len()] = 0;
     Some(p + body.len() + 2)
+}
+
+/// Copies `src` to the start of `dst`, returning its length, or `None` if it does not fit.
+/// Header parts are short: fixed-size overlapping copies of the first and last bytes
+/// compile to a few moves, where `copy_from_slice` of a variable length calls `memcpy`.
+#[inline]
+fn copy_part(src: &[u8], dst: &mut [u8]) -> Option<usize> {
+    let n = src.len();
+    let dst = dst.get_mut(..n)?;
+    macro_rules! ends {
+        ($w:literal) => {{
+            *dst.first_chunk_mut::<$w>()? = *src.first_chunk::<$w>()?;
+            *dst.last_chunk_mut::<$w>()? = *src.last_chunk::<$w>()?;
+        }};
+    }
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => ends!(4),
+        8..=15 => ends!(8),
+        16..=32 => ends!(16),
+        _ => dst.copy_from_slice(src),
+    }
+    Some(n)
+}
+
+/// What [`census`] counts in a written header block.
+#[derive(Debug, PartialEq, Eq)]
+struct Census {
+    line_feeds: u32,
+    colons: u32,
+    /// Any CR or backslash.
+    odd: bool,
+}
+
+/// Counts line feeds and colons in `block` and looks for CRs and backslashes, 16 bytes
+/// at a time.
+fn census(block: &[u8]) -> Census {
+    let (lf, colon) = (u8x16::splat(b'\n'), u8x16::splat(b':'));
+    let (cr, backslash) = (u8x16::splat(b'\r'), u8x16::splat(b'\\'));
+    let mut count = Census {
+        line_feeds: 0,
+        colons: 0,
+        odd: false,
+    };
+    let mut add = |bytes: [u8; 16]| {
+        let v = u8x16::new(bytes);
+        count.line_feeds += v.simd_eq(lf).to_bitmask().count_ones();
+        count.colons += v.simd_eq(colon).to_bitmask().count_ones();
+        count.odd |= (v.simd_eq(cr) | v.simd_eq(backslash)).to_bitmask() != 0;
+    };
+    let mut chunks = block.chunks_exact(16);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(chunk);
+        add(bytes);
+    }
+    let mut tail = [0u8; 16];
+    copy_part(chunks.remainder(), &mut tail);
+    add(tail);
+    count
 }
 
 /// Writes `frame` to a blocking `embedded_io` writer, returning the bytes written. The frame
