@@ -260,7 +260,7 @@ fn a_stream_of_all_vectors_decodes_the_same_in_chunks_of_any_size() {
         expect.push(Item::Frame(expected(v)));
         // The EOLs the spec allows after a NUL, and heart-beats, in both styles.
         for _ in 0..i % 3 {
-            stream.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
+            stream.extend_from_slice(if i.is_multiple_of(2) { b"\n" } else { b"\r\n" });
             expect.push(Item::HeartBeat);
         }
     }

@@ -317,7 +317,7 @@ impl Upstream {
             self.address = (self.address + 1) % n;
         }
         // Try each address of a round at once; wait between rounds.
-        let round_done = self.failures > 0 && (self.failures as usize) % n == 0;
+        let round_done = self.failures > 0 && (self.failures as usize).is_multiple_of(n);
         let delay = if round_done {
             let r = self.next_random();
             backoff.delay(self.failures / n as u32, r)

@@ -319,7 +319,7 @@ async fn a_thousand_abusive_connections_do_not_stop_a_good_client() {
     for i in 0..1000u32 {
         let from = ip(&format!("127.0.1.{}", 1 + i % 20));
         abusers.spawn(async move {
-            let to = if i % 2 == 0 { http } else { tcp };
+            let to = if i.is_multiple_of(2) { http } else { tcp };
             let Ok(mut s) = tcp_from(Some(from), to).await else {
                 return;
             };

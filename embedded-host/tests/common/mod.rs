@@ -76,7 +76,7 @@ pub fn network(
                 let pkt = tx.tx_buf().await;
                 let n = counter.get() + 1;
                 counter.set(n);
-                if drop_every.is_some_and(|k| n % k == 0) {
+                if drop_every.is_some_and(|k| n.is_multiple_of(k)) {
                     tx.tx_done();
                     continue;
                 }

@@ -114,7 +114,7 @@ impl Inbound for Sink {
             self.link.down();
             tracing::warn!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
         } else {
-            if self.failures % 10 == 0 {
+            if self.failures.is_multiple_of(10) {
                 tracing::warn!(%why, %detail, attempts = self.failures + 1, "relay: {} cannot connect to a broker", self.name);
             }
             self.failures = self.failures.saturating_add(1);
