@@ -224,6 +224,13 @@ pub(crate) async fn run<T: Transport>(
                         }
                     }
                 }
+                Ok(Chunk::Oversized { limit }) => {
+                    d.decode_cause = Some(CloseCause::FrameTooLarge);
+                    d.session.close_with_error(
+                        CloseReason::DecodeError,
+                        format_args!("WebSocket message size limit of {limit} bytes exceeded"),
+                    );
+                }
                 Ok(Chunk::Closed) | Err(_) => {
                     d.session.handle_transport_closed();
                     break;

@@ -26,6 +26,12 @@ pub enum Chunk {
     Data(Bytes),
     /// The client closed (WebSocket close frame or TCP EOF).
     Closed,
+    /// The client sent one WebSocket message over `limit` bytes, which the WebSocket
+    /// layer refused before reading it; the session answers ERROR and closes.
+    Oversized {
+        /// The WebSocket message size limit.
+        limit: usize,
+    },
 }
 
 /// A client connection the session driver reads from and writes to.
@@ -62,12 +68,27 @@ fn ws_err(e: axum::Error) -> io::Error {
     io::Error::other(e)
 }
 
+/// The size limit a WebSocket read error reports, if it is a message or frame over it.
+fn ws_oversized(e: &axum::Error) -> Option<usize> {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+    let source = std::error::Error::source(e)?;
+    match source.downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => Some(*max_size),
+        _ => None,
+    }
+}
+
 impl Transport for WsTransport {
     async fn recv(&mut self) -> io::Result<Chunk> {
         loop {
             match self.ws.next().await {
                 None => return Ok(Chunk::Closed),
-                Some(Err(e)) => return Err(ws_err(e)),
+                Some(Err(e)) => {
+                    return match ws_oversized(&e) {
+                        Some(limit) => Ok(Chunk::Oversized { limit }),
+                        None => Err(ws_err(e)),
+                    }
+                }
                 Some(Ok(Message::Text(t))) => return Ok(Chunk::Data(Bytes::from(t))),
                 Some(Ok(Message::Binary(b))) => return Ok(Chunk::Data(b)),
                 Some(Ok(Message::Close(_))) => return Ok(Chunk::Closed),

@@ -304,6 +304,19 @@ async fn oversized_frame_gets_error_naming_the_limit_and_1002() {
     assert_eq!(e.command.as_str(), "ERROR");
     assert_eq!(c.expect_close().await, Some(1002));
 
+    // One WebSocket message over the message limit (4x the frame limit) is refused by
+    // the WebSocket layer before it is read, and still gets an ERROR naming the limit.
+    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    let mut big = String::from("SEND\ndestination:/sub/big\n\n");
+    big.push_str(&"w".repeat(300 * 1024));
+    big.push('\0');
+    c.send_text(&big).await;
+    let e = c.expect_frame().await;
+    assert_eq!(e.command.as_str(), "ERROR");
+    let msg = e.header_str("message").unwrap();
+    assert!(msg.contains("262144"), "{msg}");
+    assert_eq!(c.expect_close().await, Some(1002));
+
     // A frame just under the limit is fine.
     let mut a = WsClient::connected(&srv.ws_url(), &[]).await;
     a.subscribe("1", "/sub/big").await;
