@@ -13,7 +13,12 @@
 //! - Upstream subscriptions use `ack:auto`; client ACK/NACK are accepted locally.
 //! - Receipts: a forwarded frame's receipt travels upstream under a relay-unique id and
 //!   comes back to the client under its own; frames handled here get theirs at once.
-//! - Transactions are named `<session>-<tx>` upstream so sessions cannot collide.
+//! - Transactions are named `<session>-<tx>` upstream so sessions cannot collide, and
+//!   are checked here: SEND/COMMIT/ABORT naming a transaction the session has not begun
+//!   (or BEGIN of one already open) gets an ERROR at once instead of provoking a broker
+//!   ERROR on the connection every client shares, and a session that ends with
+//!   transactions open has them aborted upstream (the broker would otherwise keep them
+//!   as long as the shared connection lives).
 //! - While the connection is down, SEND/BEGIN/COMMIT/ABORT wait in a bounded queue;
 //!   a client finding it full gets `Broker not available.`.
 //!
@@ -21,7 +26,7 @@
 //! exactly one entry in `by_upstream`; `subscriptions` is the number of local
 //! subscriptions over all destinations.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use stomp_relay_codec::Command;
@@ -264,6 +269,7 @@ impl Broker for SharedRelay {
                 inner,
                 id: info.id,
                 client,
+                transactions: HashSet::new(),
             }) as Box<dyn BrokerSession>)
         })
     }
@@ -318,9 +324,41 @@ struct SharedSession {
     inner: Arc<Inner>,
     id: SessionId,
     client: ClientHandle,
+    /// The client's names of its open transactions.
+    transactions: HashSet<String>,
 }
 
 impl SharedSession {
+    /// The upstream name of the client's transaction `tx`.
+    fn upstream_tx(&self, tx: &str) -> String {
+        format!("{}-{tx}", self.id)
+    }
+
+    /// Opens, closes or checks the client's transaction `tx` for a frame carrying it.
+    fn track_transaction(&mut self, command: Command, tx: &str) -> Result<(), BrokerError> {
+        let known = match command {
+            Command::Begin => {
+                if self.transactions.insert(tx.to_owned()) {
+                    return Ok(());
+                }
+                return Err(BrokerError::Rejected(
+                    "BEGIN names a transaction that is already open".into(),
+                ));
+            }
+            Command::Commit | Command::Abort => self.transactions.remove(tx),
+            _ => self.transactions.contains(tx),
+        };
+        if known {
+            Ok(())
+        } else {
+            // The id is not echoed: a client may have put anything in it.
+            Err(BrokerError::Rejected(format!(
+                "{} names a transaction this session has not begun",
+                command.as_str()
+            )))
+        }
+    }
+
     fn local_receipt(&self, frame: &OwnedFrame) {
         if let Some(r) = frame.header("receipt") {
             let _ = self.client.send(ToClient::Frame(
@@ -434,7 +472,8 @@ impl BrokerSession for SharedSession {
                     ));
                 }
                 if let Some(tx) = frame.header_str("transaction").map(str::to_owned) {
-                    mapping::set_header(&mut frame, "transaction", format!("{}-{tx}", self.id));
+                    self.track_transaction(frame.command, &tx)?;
+                    mapping::set_header(&mut frame, "transaction", self.upstream_tx(&tx));
                 }
                 let mut st = self.inner.state.lock().expect("poisoned");
                 self.upstream_receipt(&mut st, &mut frame);
@@ -449,6 +488,11 @@ impl BrokerSession for SharedSession {
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
         let mut st = self.inner.state.lock().expect("poisoned");
+        for tx in &self.transactions {
+            st.send_if_up(
+                OwnedFrame::new(Command::Abort).with_header("transaction", self.upstream_tx(tx)),
+            );
+        }
         if let Some(subs) = st.sessions.remove(&self.id) {
             for (sub, dest) in subs {
                 st.remove_local(self.id, &sub, &dest);
