@@ -87,6 +87,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             login: Some(config.upstream_login),
             passcode: Some(config.upstream_passcode),
             virtual_host: Some(config.upstream_host),
+            client_id: None,
         };
         let UpstreamResources { rx, tx, frame, out } = res;
         loop {

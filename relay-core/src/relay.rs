@@ -479,6 +479,7 @@ mod tests {
         login: Some("relay-user"),
         passcode: Some("relay-pass"),
         virtual_host: None,
+        client_id: None,
     };
 
     /// A scripted broker peer: collects what the relay writes and answers CONNECT.

@@ -105,6 +105,9 @@ pub struct Credentials<'c> {
     pub passcode: Option<&'c str>,
     /// `host`: the broker's virtual host (RabbitMQ vhost); none sent when `None`.
     pub virtual_host: Option<&'c str>,
+    /// `client-id`: the client's own id, which ActiveMQ keys durable topic subscriptions
+    /// on (a per-session relay passes the client's through); none sent when `None`.
+    pub client_id: Option<&'c str>,
 }
 
 /// Why the broker connection was lost. `Display` is fit for a log line; the client
@@ -548,7 +551,7 @@ impl Upstream {
                 .push_byte(b',')
                 .push_u64(self.config.heart_beat.1.into());
             let hb = c.finish_truncated();
-            let mut headers = [Header::EMPTY; 5];
+            let mut headers = [Header::EMPTY; 6];
             headers[0] = Header::new(b"accept-version", b"1.1,1.2");
             headers[1] = Header::new(b"heart-beat", hb);
             let mut n = 2;
@@ -556,6 +559,7 @@ impl Upstream {
                 (&b"host"[..], creds.virtual_host),
                 (b"login", creds.login),
                 (b"passcode", creds.passcode),
+                (b"client-id", creds.client_id),
             ] {
                 if let Some(v) = v {
                     headers[n] = Header::new(name, v.as_bytes());
@@ -602,6 +606,7 @@ mod tests {
         login: Some("relay"),
         passcode: Some("secret"),
         virtual_host: Some("vh"),
+        client_id: None,
     };
 
     fn drain(u: &mut Upstream, now: Instant) -> Vec<String> {
@@ -611,6 +616,23 @@ mod tests {
             v.push(String::from_utf8(buf[..n].to_vec()).unwrap());
         }
         v
+    }
+
+    #[test]
+    fn connect_carries_the_client_id_when_given() {
+        let mut u = up(None, 1);
+        assert_eq!(u.poll_connect(t(0)), Some(0));
+        u.on_transport_connected(t(1));
+        let creds = Credentials {
+            client_id: Some("durable-7"),
+            ..CREDS
+        };
+        let mut buf = [0u8; 1024];
+        let n = u.poll_transmit(t(1), &creds, &mut buf).unwrap().unwrap();
+        assert_eq!(
+            core::str::from_utf8(&buf[..n]).unwrap(),
+            "CONNECT\naccept-version:1.1,1.2\nheart-beat:10000,10000\nhost:vh\nlogin:relay\npasscode:secret\nclient-id:durable-7\n\n\0"
+        );
     }
 
     /// The scripted broker: answers CONNECT with CONNECTED.

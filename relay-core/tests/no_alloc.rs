@@ -168,6 +168,7 @@ fn relay_exchange() -> usize {
         login: Some("relay"),
         passcode: Some("relay"),
         virtual_host: Some("/"),
+        client_id: None,
     };
     let mut r = ClientRelay::new(UpstreamConfig::default(), 4096, t(0));
     let mut out = [0u8; 1024];

@@ -56,7 +56,7 @@ proptest! {
         addresses in 1usize..4,
         seed in any::<u64>(),
     ) {
-        let creds = Credentials { login: Some("l"), passcode: Some("p"), virtual_host: None };
+        let creds = Credentials { login: Some("l"), passcode: Some("p"), virtual_host: None, client_id: None };
         let mut u = Upstream::new(
             UpstreamConfig {
                 reconnect: reconnect.then(Backoff::default),

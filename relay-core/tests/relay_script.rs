@@ -20,6 +20,7 @@ const CREDS: Credentials<'static> = Credentials {
     login: Some("relay"),
     passcode: Some("relay-secret"),
     virtual_host: Some("prod"),
+    client_id: None,
 };
 const PREFIXES: &[&str] = &["/sub/", "/topic/", "/queue/"];
 

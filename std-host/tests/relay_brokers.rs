@@ -1057,3 +1057,63 @@ async fn shared_mode_keeps_transactions_per_session() {
     assert_eq!(seqs(&collect(&mut reader, 1, RECOVER).await), ["after"]);
     stop(srv).await;
 }
+
+/// Per-session mode passes the client's `client-id` upstream, so ActiveMQ durable topic
+/// subscriptions work through the relay: a message published while the durable
+/// subscriber is away is waiting when it comes back under the same id and name.
+#[tokio::test]
+async fn durable_subscription_survives_an_absence_per_session() {
+    let _lock = broker_lock().await;
+    require_broker(Kind::ActiveMq);
+    let srv = start(relay_config(
+        Kind::ActiveMq,
+        RelayMode::PerSession,
+        vec![addr(ACTIVEMQ)],
+    ))
+    .await;
+    wait_ready(&srv, 200, RECOVER).await;
+    let n = nonce();
+    let client_id = format!("durable-{n}");
+    let dest = format!("/sub/durable-{n}");
+    let mut away = WsClient::connected(&srv.ws_url(), &[("client-id", &client_id)]).await;
+    subscribe_durable(&mut away, &dest).await;
+    away.send_frame("DISCONNECT", &[("receipt", "bye")], b"")
+        .await;
+    assert_eq!(away.expect_frame().await.command.as_str(), "RECEIPT");
+    drop(away);
+    // Its broker connection is gone (only the system connection is left): the durable
+    // subscription is inactive, not removed.
+    wait_metric(&srv, "stomp_relay_sessions 1").await;
+
+    let mut writer = WsClient::connected(&srv.ws_url(), &[]).await;
+    send(&mut writer, &dest, "while-away").await;
+    writer
+        .send_frame("DISCONNECT", &[("receipt", "sent")], b"")
+        .await;
+    assert_eq!(writer.expect_frame().await.command.as_str(), "RECEIPT");
+
+    let mut back = WsClient::connected(&srv.ws_url(), &[("client-id", &client_id)]).await;
+    subscribe_durable(&mut back, &dest).await;
+    assert_eq!(seqs(&collect(&mut back, 1, RECOVER).await), ["while-away"]);
+    // Leave nothing behind at the broker.
+    back.send_frame(
+        "UNSUBSCRIBE",
+        &[("id", "1"), ("activemq.subscriptionName", "keep")],
+        b"",
+    )
+    .await;
+    stop(srv).await;
+}
+
+/// A durable ActiveMQ SUBSCRIBE (subscription name `keep`), waited for by receipt.
+async fn subscribe_durable(c: &mut WsClient, dest: &str) {
+    let durable = [
+        ("id", "1"),
+        ("destination", dest),
+        ("activemq.subscriptionName", "keep"),
+        ("receipt", "subscribed"),
+    ];
+    c.send_frame("SUBSCRIBE", &durable, b"").await;
+    let r = c.expect_frame().await;
+    assert_eq!(r.command.as_str(), "RECEIPT", "{r:?}");
+}

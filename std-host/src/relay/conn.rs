@@ -153,6 +153,8 @@ pub struct Settings {
     pub passcode: crate::secret::Secret,
     /// `host` of the upstream CONNECT, if any.
     pub virtual_host: Option<String>,
+    /// `client-id` of the upstream CONNECT, if any (the client's own, per session).
+    pub client_id: Option<String>,
     /// The state machine's settings (heart-beats, timeouts, reconnect).
     pub config: UpstreamConfig,
     /// Largest frame accepted from the broker.
@@ -338,10 +340,12 @@ impl<S: Inbound> Driver<S> {
         let creds_login = self.settings.login.clone();
         let creds_pass = self.settings.passcode.clone();
         let creds_host = self.settings.virtual_host.clone();
+        let creds_client_id = self.settings.client_id.clone();
         let creds = Credentials {
             login: Some(&creds_login),
             passcode: Some(creds_pass.expose()),
             virtual_host: creds_host.as_deref(),
+            client_id: creds_client_id.as_deref(),
         };
         let limits = Limits {
             max_frame_size: self.settings.max_frame_size,

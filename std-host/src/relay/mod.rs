@@ -123,6 +123,7 @@ impl RelayOptions {
             login: login.to_owned(),
             passcode: passcode.clone(),
             virtual_host: self.virtual_host.clone(),
+            client_id: None,
             config: UpstreamConfig {
                 heart_beat: self.heartbeat,
                 read_timeout_factor: 3,

@@ -123,7 +123,9 @@ impl Broker for PerSessionRelay {
                     ready: Some(ready_tx),
                     last_failure: String::new(),
                 };
-                let settings = opts.settings(&opts.login, &opts.passcode, false);
+                let mut settings = opts.settings(&opts.login, &opts.passcode, false);
+                // The client's own id goes upstream (ActiveMQ durable subscriptions).
+                settings.client_id = info.connect.header_str("client-id").map(str::to_owned);
                 let upstream = conn::spawn(target.clone(), settings, sink);
                 // The machine bounds the transport and the wait for CONNECTED.
                 let bound = opts.connect_timeout * 2 + Duration::from_secs(1);
