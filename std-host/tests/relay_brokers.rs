@@ -1117,3 +1117,47 @@ async fn subscribe_durable(c: &mut WsClient, dest: &str) {
     let r = c.expect_frame().await;
     assert_eq!(r.command.as_str(), "RECEIPT", "{r:?}");
 }
+
+/// Shared mode, real RabbitMQ, which answers a bad SEND (`expiration:abc`) with ERROR and
+/// closes that connection. Client frames travel on the shared publisher connection, so
+/// only it reconnects: the subscriptions stay up and a reader on that instance misses
+/// nothing the other instance publishes meanwhile. And since client frames wait for the
+/// broker to confirm a new upstream SUBSCRIBE, a client that subscribes (no receipt) and
+/// at once sends to the same new destination still receives its own message.
+#[tokio::test]
+async fn a_bad_send_costs_other_clients_nothing_shared() {
+    let _lock = broker_lock().await;
+    let (s1, s2) = relay_pair(Kind::RabbitMq, RelayMode::Shared).await;
+    let dest = format!("/sub/isolation-{}", nonce());
+    let mut reader = WsClient::connected(&s1.ws_url(), &[]).await;
+    reader.subscribe("1", &dest).await;
+    let mut writer = WsClient::connected(&s2.ws_url(), &[]).await;
+
+    let mut bad = WsClient::connected(&s1.ws_url(), &[]).await;
+    bad.send_frame(
+        "SEND",
+        &[("destination", &dest), ("expiration", "abc")],
+        b"refused by the broker",
+    )
+    .await;
+    // Published from the other instance over longer than a reconnect takes (the backoff
+    // alone starts at 200 ms).
+    let mut want = Vec::new();
+    for i in 0..20 {
+        let seq = format!("m{i}");
+        send(&mut writer, &dest, &seq).await;
+        want.push(seq);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seqs(&collect(&mut reader, 20, RECOVER).await), want);
+
+    // The publisher is back; subscribe-then-send on one new destination, no receipt.
+    let own = format!("/sub/own-{}", nonce());
+    let mut c = WsClient::connected(&s1.ws_url(), &[]).await;
+    c.send_frame("SUBSCRIBE", &[("id", "1"), ("destination", &own)], b"")
+        .await;
+    send(&mut c, &own, "own").await;
+    assert_eq!(seqs(&collect(&mut c, 1, RECOVER).await), ["own"]);
+    stop(s1).await;
+    stop(s2).await;
+}

@@ -1,4 +1,4 @@
-//! Shared relay mode: one upstream connection per instance, one upstream subscription
+//! Shared relay mode: two upstream connections per instance, one upstream subscription
 //! per client destination, fan-out to the local subscribers in-process.
 //!
 //! The broker sends each message once per instance instead of once per client, and a
@@ -7,6 +7,18 @@
 //! still has local subscribers and flushes the frames held meanwhile, and the client
 //! sessions carry on receiving.
 //!
+//! - The *subscriber* connection carries only what the relay itself writes (SUBSCRIBE,
+//!   UNSUBSCRIBE) and the MESSAGEs coming back. Client frames (SEND, transactions) go
+//!   over the *publisher* connection. A broker that answers a bad client frame with
+//!   ERROR and closes the connection (RabbitMQ does, for example for a SEND with
+//!   `expiration:abc`) then only closes the publisher: its frames are held and sent
+//!   again after the reconnect, and the subscriptions, which carry every other
+//!   client's deliveries, are not touched.
+//! - Order across the two: every upstream SUBSCRIBE carries a receipt, and client frames
+//!   wait (held, bounded) while the subscriber is down or a SUBSCRIBE is unconfirmed.
+//!   So a client that subscribes and then sends to the same destination receives its
+//!   own message, and frames held through a broker restart go out after the
+//!   resubscription, as they would on one connection.
 //! - Broadcast destinations deliver each upstream MESSAGE to every local subscriber;
 //!   queue destinations (`/queue/...`) to one local subscriber, round robin, so a queue
 //!   stays a queue across instances (the broker picks the instance, we pick the client).
@@ -57,18 +69,33 @@ struct Dest {
 
 #[derive(Default)]
 struct State {
-    upstream: Option<Upstream>,
+    /// SUBSCRIBE/UNSUBSCRIBE out, MESSAGEs in.
+    subscriber: Option<Upstream>,
+    /// Client frames out (SEND, BEGIN/COMMIT/ABORT).
+    publisher: Option<Upstream>,
     /// Client destination -> its upstream subscription.
     dests: HashMap<Vec<u8>, Dest>,
     /// Upstream subscription id -> client destination.
     by_upstream: HashMap<String, Vec<u8>>,
     /// Session -> its subscription ids -> client destination.
     sessions: HashMap<SessionId, HashMap<String, Vec<u8>>>,
-    /// Upstream receipt id -> (client, the client's receipt id).
-    receipts: HashMap<String, (ClientHandle, String)>,
+    /// Upstream receipt id (prefixed by the connection's [`Role::receipt_prefix`]) ->
+    /// what it is awaited for.
+    receipts: HashMap<String, Awaited>,
+    /// Upstream SUBSCRIBEs the broker has not confirmed yet; client frames wait while
+    /// this is not 0.
+    unconfirmed: usize,
     pending: VecDeque<OwnedFrame>,
     subscriptions: usize,
     next_id: u64,
+}
+
+/// What an upstream receipt is awaited for.
+struct Awaited {
+    /// The client's own receipt to answer, if it asked for one.
+    client: Option<(ClientHandle, String)>,
+    /// It confirms an upstream SUBSCRIBE.
+    subscribe: bool,
 }
 
 impl State {
@@ -77,14 +104,20 @@ impl State {
         format!("{prefix}{}", self.next_id)
     }
 
-    /// Sends now, or holds the frame until the next connection (bounded).
+    /// Whether client frames must wait: the subscriptions are not (all) in place.
+    fn gated(&self) -> bool {
+        self.subscriber.is_none() || self.unconfirmed > 0
+    }
+
+    /// Sends on the publisher now, or holds the frame (bounded) until it is back and
+    /// not [`State::gated`].
     fn send_or_hold(&mut self, frame: OwnedFrame, max_pending: usize) -> Result<(), BrokerError> {
-        let frame = match &self.upstream {
-            Some(up) => match up.send(frame) {
+        let frame = match &self.publisher {
+            Some(up) if !self.gated() && self.pending.is_empty() => match up.send(frame) {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             },
-            None => frame,
+            _ => frame,
         };
         if self.pending.len() >= max_pending {
             return Err(BrokerError::Unavailable);
@@ -93,9 +126,46 @@ impl State {
         Ok(())
     }
 
-    /// Sends only when connected (SUBSCRIBE/UNSUBSCRIBE are replayed from `dests`).
+    /// Sends the held client frames, once the publisher is up and not [`State::gated`].
+    fn flush_pending(&mut self) {
+        if self.gated() {
+            return;
+        }
+        let Some(up) = &self.publisher else {
+            return;
+        };
+        while let Some(f) = self.pending.pop_front() {
+            if let Err(f) = up.send(f) {
+                self.pending.push_front(f);
+                return;
+            }
+        }
+    }
+
+    /// Sends an upstream SUBSCRIBE on the subscriber (when up) with a receipt that the
+    /// held client frames wait for; `client` is answered when it comes.
+    fn subscribe_upstream(
+        &mut self,
+        mut frame: OwnedFrame,
+        client: Option<(ClientHandle, String)>,
+    ) {
+        if self.subscriber.is_none() {
+            return;
+        }
+        let id = self.next(Role::Subscriber.receipt_prefix());
+        frame.push_header("receipt", id.as_bytes());
+        let up = self.subscriber.as_ref().expect("checked above");
+        if up.send(frame).is_ok() {
+            self.unconfirmed += 1;
+            let subscribe = true;
+            self.receipts.insert(id, Awaited { client, subscribe });
+        }
+    }
+
+    /// Sends on the subscriber only when connected (SUBSCRIBE/UNSUBSCRIBE are replayed
+    /// from `dests`).
     fn send_if_up(&self, frame: OwnedFrame) {
-        if let Some(up) = &self.upstream {
+        if let Some(up) = &self.subscriber {
             let _ = up.send(frame);
         }
     }
@@ -121,12 +191,36 @@ impl State {
 struct Inner {
     opts: RelayOptions,
     state: Mutex<State>,
+    /// The subscriber connection: what `/readyz` and new sessions go by.
     sup: OnceLock<Arc<Supervised>>,
+    publisher: OnceLock<Arc<Supervised>>,
 }
 
 impl Inner {
     fn sup(&self) -> &Supervised {
         self.sup.get().expect("set at start")
+    }
+
+    fn publisher(&self) -> &Supervised {
+        self.publisher.get().expect("set at start")
+    }
+}
+
+/// Which of the two connections a [`SharedLink`] serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Subscriber,
+    Publisher,
+}
+
+impl Role {
+    /// Upstream receipt ids of this connection start with this, so the receipts that
+    /// die with it can be told apart.
+    fn receipt_prefix(self) -> &'static str {
+        match self {
+            Role::Subscriber => "rs",
+            Role::Publisher => "rp",
+        }
     }
 }
 
@@ -136,17 +230,31 @@ pub struct SharedRelay {
 }
 
 impl SharedRelay {
-    /// Starts the shared connection; sessions open once it is up.
+    /// Starts the shared connections; sessions open once the subscriber is up.
     pub fn start(opts: RelayOptions, target: Target) -> Self {
         let settings = opts.settings(&opts.system_login, &opts.system_passcode, true);
         let inner = Arc::new(Inner {
             opts,
             state: Mutex::new(State::default()),
             sup: OnceLock::new(),
+            publisher: OnceLock::new(),
         });
-        let link: Arc<dyn Link> = Arc::new(SharedLink(inner.clone()));
-        let sup = system::supervise("shared", Arc::new(target), settings, link);
-        let _ = inner.sup.set(sup);
+        let target = Arc::new(target);
+        for (name, role, slot) in [
+            ("shared", Role::Subscriber, &inner.sup),
+            ("shared publisher", Role::Publisher, &inner.publisher),
+        ] {
+            let link: Arc<dyn Link> = Arc::new(SharedLink {
+                inner: inner.clone(),
+                role,
+            });
+            let _ = slot.set(system::supervise(
+                name,
+                target.clone(),
+                settings.clone(),
+                link,
+            ));
+        }
         SharedRelay { inner }
     }
 
@@ -156,18 +264,29 @@ impl SharedRelay {
     }
 }
 
-struct SharedLink(Arc<Inner>);
+struct SharedLink {
+    inner: Arc<Inner>,
+    role: Role,
+}
 
 impl Link for SharedLink {
     fn frame(&self, frame: OwnedFrame) {
         match frame.command {
-            Command::Message => self.message(frame),
+            Command::Message if self.role == Role::Subscriber => self.message(frame),
             Command::Receipt => {
                 let Some(id) = frame.header_str("receipt-id") else {
                     return;
                 };
-                let found = self.0.state.lock().expect("poisoned").receipts.remove(id);
-                if let Some((client, theirs)) = found {
+                let mut st = self.inner.state.lock().expect("poisoned");
+                let Some(awaited) = st.receipts.remove(id) else {
+                    return;
+                };
+                if awaited.subscribe {
+                    st.unconfirmed = st.unconfirmed.saturating_sub(1);
+                    st.flush_pending();
+                }
+                drop(st);
+                if let Some((client, theirs)) = awaited.client {
                     let _ = client.send(ToClient::Frame(
                         OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
                     ));
@@ -175,6 +294,10 @@ impl Link for SharedLink {
             }
             Command::Error => tracing::warn!(
                 message = frame.header_str("message").unwrap_or(""),
+                connection = match self.role {
+                    Role::Subscriber => "subscriber",
+                    Role::Publisher => "publisher",
+                },
                 "relay: broker sent ERROR on the shared connection"
             ),
             _ => {}
@@ -182,21 +305,38 @@ impl Link for SharedLink {
     }
 
     fn up(&self, upstream: &Upstream) {
-        let mut st = self.0.state.lock().expect("poisoned");
-        for d in st.dests.values() {
-            let _ = upstream.send(d.subscribe.clone());
+        let mut st = self.inner.state.lock().expect("poisoned");
+        match self.role {
+            Role::Subscriber => {
+                st.subscriber = Some(upstream.clone());
+                let again: Vec<OwnedFrame> =
+                    st.dests.values().map(|d| d.subscribe.clone()).collect();
+                for frame in again {
+                    st.subscribe_upstream(frame, None);
+                }
+                // With nothing to resubscribe no receipt will come to release them.
+                st.flush_pending();
+            }
+            Role::Publisher => {
+                st.publisher = Some(upstream.clone());
+                st.flush_pending();
+            }
         }
-        while let Some(f) = st.pending.pop_front() {
-            let _ = upstream.send(f);
-        }
-        st.upstream = Some(upstream.clone());
     }
 
     fn down(&self) {
-        let mut st = self.0.state.lock().expect("poisoned");
-        st.upstream = None;
+        let mut st = self.inner.state.lock().expect("poisoned");
         // Receipts in flight died with the connection.
-        st.receipts.clear();
+        let prefix = self.role.receipt_prefix();
+        st.receipts.retain(|id, _| !id.starts_with(prefix));
+        match self.role {
+            Role::Subscriber => {
+                st.subscriber = None;
+                // Client frames wait for the resubscription (`up`), not for these.
+                st.unconfirmed = 0;
+            }
+            Role::Publisher => st.publisher = None,
+        }
     }
 }
 
@@ -206,7 +346,7 @@ impl SharedLink {
             return;
         };
         let message_id: Arc<str> = frame.header_str("message-id").unwrap_or("").into();
-        let mut st = self.0.state.lock().expect("poisoned");
+        let mut st = self.inner.state.lock().expect("poisoned");
         let Some(dest) = st.by_upstream.get(up_id).cloned() else {
             return; // unsubscribed meanwhile
         };
@@ -290,7 +430,7 @@ impl Broker for SharedRelay {
         let up = self.inner.sup().available();
         BrokerStats {
             available: up,
-            relay_sessions: usize::from(up),
+            relay_sessions: usize::from(up) + usize::from(self.inner.publisher().available()),
             subscriptions: self.inner.state.lock().expect("poisoned").subscriptions,
         }
     }
@@ -316,7 +456,11 @@ impl Broker for SharedRelay {
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move { self.inner.sup().stop().await })
+        // The publisher first, so what clients sent is out before the subscriptions end.
+        Box::pin(async move {
+            self.inner.publisher().stop().await;
+            self.inner.sup().stop().await;
+        })
     }
 }
 
@@ -367,16 +511,24 @@ impl SharedSession {
         }
     }
 
-    /// Moves the client's receipt onto a relay-unique upstream receipt id.
+    /// Moves the client's receipt onto a relay-unique upstream receipt id for the
+    /// publisher.
     fn upstream_receipt(&self, st: &mut State, frame: &mut OwnedFrame) {
         if let Some(theirs) = frame.header_str("receipt").map(str::to_owned) {
-            let ours = st.next("r");
+            let ours = st.next(Role::Publisher.receipt_prefix());
             mapping::set_header(frame, "receipt", ours.clone());
-            st.receipts.insert(ours, (self.client.clone(), theirs));
+            let client = Some((self.client.clone(), theirs));
+            st.receipts.insert(
+                ours,
+                Awaited {
+                    client,
+                    subscribe: false,
+                },
+            );
         }
     }
 
-    fn subscribe(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
+    fn subscribe(&self, frame: OwnedFrame) -> Result<(), BrokerError> {
         let sub = frame
             .header_str("id")
             .ok_or_else(|| BrokerError::Rejected("SUBSCRIBE frame has no id header".into()))?
@@ -427,13 +579,12 @@ impl SharedSession {
                 next: 0,
             },
         );
-        if st.upstream.is_some() {
-            // The client's receipt confirms the broker subscription is in place.
-            if frame.header("receipt").is_some() {
-                self.upstream_receipt(&mut st, &mut frame);
-                up.push_header("receipt", frame.header("receipt").expect("just set"));
-            }
-            st.send_if_up(up);
+        if st.subscriber.is_some() {
+            // The client's receipt is answered when the broker confirms the subscription.
+            let client = frame
+                .header_str("receipt")
+                .map(|r| (self.client.clone(), r.to_owned()));
+            st.subscribe_upstream(up, client);
         } else {
             drop(st);
             self.local_receipt(&frame);
@@ -488,10 +639,13 @@ impl BrokerSession for SharedSession {
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
         let mut st = self.inner.state.lock().expect("poisoned");
-        for tx in &self.transactions {
-            st.send_if_up(
-                OwnedFrame::new(Command::Abort).with_header("transaction", self.upstream_tx(tx)),
-            );
+        // Transactions live on the publisher; if it is down they are gone already.
+        if let Some(publisher) = &st.publisher {
+            for tx in &self.transactions {
+                let abort = OwnedFrame::new(Command::Abort)
+                    .with_header("transaction", self.upstream_tx(tx));
+                let _ = publisher.send(abort);
+            }
         }
         if let Some(subs) = st.sessions.remove(&self.id) {
             for (sub, dest) in subs {
