@@ -1121,7 +1121,9 @@ async fn subscribe_durable(c: &mut WsClient, dest: &str) {
 /// Shared mode, real RabbitMQ, which answers a bad SEND (`expiration:abc`) with ERROR and
 /// closes that connection. Client frames travel on the shared publisher connection, so
 /// only it reconnects: the subscriptions stay up and a reader on that instance misses
-/// nothing the other instance publishes meanwhile. And since client frames wait for the
+/// nothing the other instance publishes meanwhile; a frame another client sent right
+/// behind the bad one is sent again after the reconnect; the sender of the bad frame
+/// gets the broker's reason as an ERROR and is closed. And since client frames wait for the
 /// broker to confirm a new upstream SUBSCRIBE, a client that subscribes (no receipt) and
 /// at once sends to the same new destination still receives its own message.
 #[tokio::test]
@@ -1134,12 +1136,15 @@ async fn a_bad_send_costs_other_clients_nothing_shared() {
     let mut writer = WsClient::connected(&s2.ws_url(), &[]).await;
 
     let mut bad = WsClient::connected(&s1.ws_url(), &[]).await;
+    let mut neighbour = WsClient::connected(&s1.ws_url(), &[]).await;
     bad.send_frame(
         "SEND",
         &[("destination", &dest), ("expiration", "abc")],
         b"refused by the broker",
     )
     .await;
+    // Right behind it on the same publisher connection, which the broker closes.
+    send(&mut neighbour, &dest, "right-behind").await;
     // Published from the other instance over longer than a reconnect takes (the backoff
     // alone starts at 200 ms).
     let mut want = Vec::new();
@@ -1149,7 +1154,21 @@ async fn a_bad_send_costs_other_clients_nothing_shared() {
         want.push(seq);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(seqs(&collect(&mut reader, 20, RECOVER).await), want);
+    let mut got = seqs(&collect(&mut reader, 21, RECOVER).await);
+    let behind = got.iter().position(|s| s == "right-behind");
+    assert!(behind.is_some(), "the neighbour's SEND was lost: {got:?}");
+    got.remove(behind.unwrap());
+    assert_eq!(got, want);
+    // The client whose frame the broker refused hears why, and is closed.
+    let err = bad.expect_frame().await;
+    assert_eq!(err.command.as_str(), "ERROR", "{err:?}");
+    let message = err.header_str("message").unwrap_or("");
+    assert!(
+        message.starts_with("Broker refused the frame: precondition_failed")
+            && message.contains("invalid expiration"),
+        "{message}"
+    );
+    assert_eq!(bad.expect_close().await, Some(1002));
 
     // The publisher is back; subscribe-then-send on one new destination, no receipt.
     let own = format!("/sub/own-{}", nonce());

@@ -14,6 +14,12 @@
 //!   `expiration:abc`) then only closes the publisher: its frames are held and sent
 //!   again after the reconnect, and the subscriptions, which carry every other
 //!   client's deliveries, are not touched.
+//! - Every client frame on the publisher carries a relay receipt and is kept until the
+//!   broker confirms it. A broker ERROR there is the oldest unconfirmed frame's (brokers
+//!   answer a connection's frames in order), or the one its `receipt-id` names: that
+//!   frame's client gets the ERROR and is closed, and the frame is not sent again. The
+//!   frames still unconfirmed when the publisher drops are sent again first after the
+//!   reconnect, so a bad frame costs the other clients' frames nothing either.
 //! - Order across the two: every upstream SUBSCRIBE carries a receipt, and client frames
 //!   wait (held, bounded) while the subscriber is down or a SUBSCRIBE is unconfirmed.
 //!   So a client that subscribes and then sends to the same destination receives its
@@ -79,23 +85,31 @@ struct State {
     by_upstream: HashMap<String, Vec<u8>>,
     /// Session -> its subscription ids -> client destination.
     sessions: HashMap<SessionId, HashMap<String, Vec<u8>>>,
-    /// Upstream receipt id (prefixed by the connection's [`Role::receipt_prefix`]) ->
-    /// what it is awaited for.
-    receipts: HashMap<String, Awaited>,
+    /// Upstream receipt id of an upstream SUBSCRIBE -> the client receipt to answer.
+    receipts: HashMap<String, Option<(ClientHandle, String)>>,
     /// Upstream SUBSCRIBEs the broker has not confirmed yet; client frames wait while
     /// this is not 0.
     unconfirmed: usize,
-    pending: VecDeque<OwnedFrame>,
+    /// Client frames waiting for the publisher.
+    pending: VecDeque<Outgoing>,
+    /// Client frames sent on the publisher and not confirmed yet, oldest first, with
+    /// their upstream receipt ids.
+    in_flight: VecDeque<(String, Outgoing)>,
     subscriptions: usize,
     next_id: u64,
 }
 
-/// What an upstream receipt is awaited for.
-struct Awaited {
-    /// The client's own receipt to answer, if it asked for one.
-    client: Option<(ClientHandle, String)>,
-    /// It confirms an upstream SUBSCRIBE.
-    subscribe: bool,
+/// Client frames the publisher may have unconfirmed at once; more wait in `pending`
+/// (a broker that stops confirming then shows as `Broker not available.`).
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// A client frame for the publisher and whom it concerns.
+struct Outgoing {
+    frame: OwnedFrame,
+    /// The client that sent it (none for the server's own publishes).
+    client: Option<ClientHandle>,
+    /// The client's own receipt, answered when the broker confirms the frame.
+    theirs: Option<String>,
 }
 
 impl State {
@@ -111,34 +125,78 @@ impl State {
 
     /// Sends on the publisher now, or holds the frame (bounded) until it is back and
     /// not [`State::gated`].
-    fn send_or_hold(&mut self, frame: OwnedFrame, max_pending: usize) -> Result<(), BrokerError> {
-        let frame = match &self.publisher {
-            Some(up) if !self.gated() && self.pending.is_empty() => match up.send(frame) {
+    fn send_or_hold(&mut self, out: Outgoing, max_pending: usize) -> Result<(), BrokerError> {
+        let out = if self.pending.is_empty() {
+            match self.publish_now(out) {
                 Ok(()) => return Ok(()),
-                Err(f) => f,
-            },
-            _ => frame,
+                Err(out) => out,
+            }
+        } else {
+            out
         };
         if self.pending.len() >= max_pending {
             return Err(BrokerError::Unavailable);
         }
-        self.pending.push_back(frame);
+        self.pending.push_back(out);
         Ok(())
+    }
+
+    /// Sends on the publisher under a fresh relay receipt and keeps the frame until the
+    /// broker confirms it; gives it back when the publisher cannot take it now.
+    fn publish_now(&mut self, mut out: Outgoing) -> Result<(), Outgoing> {
+        if self.gated() || self.publisher.is_none() || self.in_flight.len() >= MAX_IN_FLIGHT {
+            return Err(out);
+        }
+        let id = self.next(Role::Publisher.receipt_prefix());
+        mapping::set_header(&mut out.frame, "receipt", id.clone());
+        let up = self.publisher.as_ref().expect("checked above");
+        match up.send(out.frame.clone()) {
+            Ok(()) => {
+                self.in_flight.push_back((id, out));
+                Ok(())
+            }
+            Err(_) => Err(out),
+        }
     }
 
     /// Sends the held client frames, once the publisher is up and not [`State::gated`].
     fn flush_pending(&mut self) {
-        if self.gated() {
-            return;
-        }
-        let Some(up) = &self.publisher else {
-            return;
-        };
-        while let Some(f) = self.pending.pop_front() {
-            if let Err(f) = up.send(f) {
-                self.pending.push_front(f);
+        while let Some(out) = self.pending.pop_front() {
+            if let Err(out) = self.publish_now(out) {
+                self.pending.push_front(out);
                 return;
             }
+        }
+    }
+
+    /// The broker confirmed the client frame sent under `id`.
+    fn confirmed(&mut self, id: &str) {
+        let Some(i) = self.in_flight.iter().position(|(ours, _)| ours == id) else {
+            return;
+        };
+        let (_, out) = self.in_flight.remove(i).expect("found");
+        self.flush_pending();
+        if let (Some(client), Some(theirs)) = (out.client, out.theirs) {
+            let _ = client.send(ToClient::Frame(
+                OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
+            ));
+        }
+    }
+
+    /// The broker refused a client frame: the one `receipt_id` names, else the oldest
+    /// unconfirmed. Its client gets the ERROR and is closed; the frame is dropped.
+    fn refused(&mut self, receipt_id: Option<&str>, why: String) {
+        let i = receipt_id
+            .and_then(|id| self.in_flight.iter().position(|(ours, _)| ours == id))
+            .unwrap_or(0);
+        let Some((_, out)) = self.in_flight.remove(i) else {
+            return;
+        };
+        if let Some(client) = out.client {
+            let _ = client.send(ToClient::Close {
+                message: Some(why),
+                code: crate::close::PROTOCOL_ERROR,
+            });
         }
     }
 
@@ -157,8 +215,7 @@ impl State {
         let up = self.subscriber.as_ref().expect("checked above");
         if up.send(frame).is_ok() {
             self.unconfirmed += 1;
-            let subscribe = true;
-            self.receipts.insert(id, Awaited { client, subscribe });
+            self.receipts.insert(id, client);
         }
     }
 
@@ -214,8 +271,8 @@ enum Role {
 }
 
 impl Role {
-    /// Upstream receipt ids of this connection start with this, so the receipts that
-    /// die with it can be told apart.
+    /// Upstream receipt ids of this connection start with this (readable in broker
+    /// logs; each connection routes its own RECEIPTs).
     fn receipt_prefix(self) -> &'static str {
         match self {
             Role::Subscriber => "rs",
@@ -278,28 +335,38 @@ impl Link for SharedLink {
                     return;
                 };
                 let mut st = self.inner.state.lock().expect("poisoned");
+                if self.role == Role::Publisher {
+                    st.confirmed(id);
+                    return;
+                }
                 let Some(awaited) = st.receipts.remove(id) else {
                     return;
                 };
-                if awaited.subscribe {
-                    st.unconfirmed = st.unconfirmed.saturating_sub(1);
-                    st.flush_pending();
-                }
+                st.unconfirmed = st.unconfirmed.saturating_sub(1);
+                st.flush_pending();
                 drop(st);
-                if let Some((client, theirs)) = awaited.client {
+                if let Some((client, theirs)) = awaited {
                     let _ = client.send(ToClient::Frame(
                         OwnedFrame::new(Command::Receipt).with_header("receipt-id", theirs),
                     ));
                 }
             }
-            Command::Error => tracing::warn!(
-                message = frame.header_str("message").unwrap_or(""),
-                connection = match self.role {
-                    Role::Subscriber => "subscriber",
-                    Role::Publisher => "publisher",
-                },
-                "relay: broker sent ERROR on the shared connection"
-            ),
+            Command::Error => {
+                let message = frame.header_str("message").unwrap_or("");
+                tracing::warn!(
+                    message,
+                    connection = match self.role {
+                        Role::Subscriber => "subscriber",
+                        Role::Publisher => "publisher",
+                    },
+                    "relay: broker sent ERROR on the shared connection"
+                );
+                if self.role == Role::Publisher {
+                    let why = refusal(message, &frame.body);
+                    let mut st = self.inner.state.lock().expect("poisoned");
+                    st.refused(frame.header_str("receipt-id"), why);
+                }
+            }
             _ => {}
         }
     }
@@ -326,18 +393,36 @@ impl Link for SharedLink {
 
     fn down(&self) {
         let mut st = self.inner.state.lock().expect("poisoned");
-        // Receipts in flight died with the connection.
-        let prefix = self.role.receipt_prefix();
-        st.receipts.retain(|id, _| !id.starts_with(prefix));
         match self.role {
             Role::Subscriber => {
                 st.subscriber = None;
-                // Client frames wait for the resubscription (`up`), not for these.
+                // Receipts in flight died with the connection; client frames wait for
+                // the resubscription (`up`), not for these.
+                st.receipts.clear();
                 st.unconfirmed = 0;
             }
-            Role::Publisher => st.publisher = None,
+            Role::Publisher => {
+                st.publisher = None;
+                // Unconfirmed frames go again first, in their order, after the reconnect.
+                while let Some((_, out)) = st.in_flight.pop_back() {
+                    st.pending.push_front(out);
+                }
+            }
         }
     }
+}
+
+/// The ERROR `message` a client gets for a frame the broker refused: the broker's
+/// `message` and the first line of its body, on one line.
+fn refusal(message: &str, body: &[u8]) -> String {
+    let detail = String::from_utf8_lossy(body);
+    let detail = detail.lines().next().unwrap_or("").trim();
+    let why = if detail.is_empty() || detail == message {
+        format!("Broker refused the frame: {message}")
+    } else {
+        format!("Broker refused the frame: {message}: {detail}")
+    };
+    why.replace(['\r', '\n'], " ")
 }
 
 impl SharedLink {
@@ -423,7 +508,12 @@ impl Broker for SharedRelay {
         mapping::remove_header(&mut frame, "receipt");
         // Held like client SENDs while the connection is being re-established.
         let mut st = self.inner.state.lock().expect("poisoned");
-        st.send_or_hold(frame, self.inner.opts.max_pending)
+        let out = Outgoing {
+            frame,
+            client: None,
+            theirs: None,
+        };
+        st.send_or_hold(out, self.inner.opts.max_pending)
     }
 
     fn stats(&self) -> BrokerStats {
@@ -508,23 +598,6 @@ impl SharedSession {
             let _ = self.client.send(ToClient::Frame(
                 OwnedFrame::new(Command::Receipt).with_header("receipt-id", r),
             ));
-        }
-    }
-
-    /// Moves the client's receipt onto a relay-unique upstream receipt id for the
-    /// publisher.
-    fn upstream_receipt(&self, st: &mut State, frame: &mut OwnedFrame) {
-        if let Some(theirs) = frame.header_str("receipt").map(str::to_owned) {
-            let ours = st.next(Role::Publisher.receipt_prefix());
-            mapping::set_header(frame, "receipt", ours.clone());
-            let client = Some((self.client.clone(), theirs));
-            st.receipts.insert(
-                ours,
-                Awaited {
-                    client,
-                    subscribe: false,
-                },
-            );
         }
     }
 
@@ -626,9 +699,13 @@ impl BrokerSession for SharedSession {
                     self.track_transaction(frame.command, &tx)?;
                     mapping::set_header(&mut frame, "transaction", self.upstream_tx(&tx));
                 }
+                let out = Outgoing {
+                    theirs: frame.header_str("receipt").map(str::to_owned),
+                    frame,
+                    client: Some(self.client.clone()),
+                };
                 let mut st = self.inner.state.lock().expect("poisoned");
-                self.upstream_receipt(&mut st, &mut frame);
-                st.send_or_hold(frame, max_pending)
+                st.send_or_hold(out, max_pending)
             }
             _ => {
                 self.local_receipt(&frame);
@@ -639,13 +716,14 @@ impl BrokerSession for SharedSession {
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
         let mut st = self.inner.state.lock().expect("poisoned");
-        // Transactions live on the publisher; if it is down they are gone already.
-        if let Some(publisher) = &st.publisher {
-            for tx in &self.transactions {
-                let abort = OwnedFrame::new(Command::Abort)
-                    .with_header("transaction", self.upstream_tx(tx));
-                let _ = publisher.send(abort);
-            }
+        for tx in &self.transactions {
+            let abort = Outgoing {
+                frame: OwnedFrame::new(Command::Abort)
+                    .with_header("transaction", self.upstream_tx(tx)),
+                client: None,
+                theirs: None,
+            };
+            let _ = st.send_or_hold(abort, usize::MAX);
         }
         if let Some(subs) = st.sessions.remove(&self.id) {
             for (sub, dest) in subs {
