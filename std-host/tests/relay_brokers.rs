@@ -183,6 +183,14 @@ async fn wait_ready_at(http: std::net::SocketAddr, want: u16, within: Duration) 
     }
 }
 
+/// One relay instance on `kind`'s broker, ready.
+async fn relay_one(kind: Kind, mode: RelayMode) -> TestServer {
+    require_broker(kind);
+    let srv = start(relay_config(kind, mode, vec![addr(kind.port())])).await;
+    wait_ready(&srv, 200, RECOVER).await;
+    srv
+}
+
 async fn relay_pair(kind: Kind, mode: RelayMode) -> (TestServer, TestServer) {
     require_broker(kind);
     let a = start(relay_config(kind, mode, vec![addr(kind.port())])).await;
@@ -973,52 +981,19 @@ async fn broker_errors_never_echo_relay_credentials() {
 #[tokio::test]
 async fn shared_mode_keeps_transactions_per_session() {
     let _lock = broker_lock().await;
-    require_broker(Kind::ActiveMq);
-    let srv = start(relay_config(
-        Kind::ActiveMq,
-        RelayMode::Shared,
-        vec![addr(ACTIVEMQ)],
-    ))
-    .await;
-    wait_ready(&srv, 200, RECOVER).await;
+    let srv = relay_one(Kind::ActiveMq, RelayMode::Shared).await;
     let dest = format!("/sub/tx-{}", nonce());
     let mut reader = WsClient::connected(&srv.ws_url(), &[]).await;
     reader.subscribe("1", &dest).await;
 
     // Left open, then the client goes away: aborted, never delivered.
     let mut quitter = WsClient::connected(&srv.ws_url(), &[]).await;
-    quitter
-        .send_frame("BEGIN", &[("transaction", "t1")], b"")
-        .await;
-    quitter
-        .send_frame(
-            "SEND",
-            &[
-                ("destination", &dest),
-                ("transaction", "t1"),
-                ("seq", "open"),
-            ],
-            b"open",
-        )
-        .await;
+    send_in_transaction(&mut quitter, &dest, "t1", "open").await;
     drop(quitter);
 
     // Committed: delivered.
     let mut writer = WsClient::connected(&srv.ws_url(), &[]).await;
-    writer
-        .send_frame("BEGIN", &[("transaction", "t1")], b"")
-        .await;
-    writer
-        .send_frame(
-            "SEND",
-            &[
-                ("destination", &dest),
-                ("transaction", "t1"),
-                ("seq", "committed"),
-            ],
-            b"committed",
-        )
-        .await;
+    send_in_transaction(&mut writer, &dest, "t1", "committed").await;
     writer
         .send_frame("COMMIT", &[("transaction", "t1")], b"")
         .await;
@@ -1064,14 +1039,7 @@ async fn shared_mode_keeps_transactions_per_session() {
 #[tokio::test]
 async fn durable_subscription_survives_an_absence_per_session() {
     let _lock = broker_lock().await;
-    require_broker(Kind::ActiveMq);
-    let srv = start(relay_config(
-        Kind::ActiveMq,
-        RelayMode::PerSession,
-        vec![addr(ACTIVEMQ)],
-    ))
-    .await;
-    wait_ready(&srv, 200, RECOVER).await;
+    let srv = relay_one(Kind::ActiveMq, RelayMode::PerSession).await;
     let n = nonce();
     let client_id = format!("durable-{n}");
     let dest = format!("/sub/durable-{n}");
@@ -1103,6 +1071,13 @@ async fn durable_subscription_survives_an_absence_per_session() {
     )
     .await;
     stop(srv).await;
+}
+
+/// BEGIN `tx`, then SEND `seq` to `dest` inside it.
+async fn send_in_transaction(c: &mut WsClient, dest: &str, tx: &str, seq: &str) {
+    c.send_frame("BEGIN", &[("transaction", tx)], b"").await;
+    let headers = [("destination", dest), ("transaction", tx), ("seq", seq)];
+    c.send_frame("SEND", &headers, seq.as_bytes()).await;
 }
 
 /// A durable ActiveMQ SUBSCRIBE (subscription name `keep`), waited for by receipt.
