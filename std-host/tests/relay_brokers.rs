@@ -525,28 +525,10 @@ async fn relay_ca_flag_trusts_activemq_tls() {
         "{ACTIVEMQ_CA} missing: run `scripts/brokers.sh up`"
     );
     let url = format!("stomps://127.0.0.1:{ACTIVEMQ_TLS}");
-    let base = [
-        "--listen",
-        "127.0.0.1:0",
-        "--broker",
-        "relay",
-        "--relay",
-        url.as_str(),
-        "--dialect",
-        "activemq",
-        "--relay-login",
-        "admin",
-        "--relay-passcode",
-        "admin",
-        "--system-login",
-        "admin",
-        "--system-passcode",
-        "admin",
-        "--shutdown-timeout",
-        "500ms",
-    ];
+    let mut base = vec!["--listen", "127.0.0.1:0", "--shutdown-timeout", "500ms"];
+    base.extend(common::broker::activemq_relay_at(&url));
     for mode in ["per-session", "shared"] {
-        let mut args = base.to_vec();
+        let mut args = base.clone();
         args.extend(["--relay-mode", mode, "--relay-ca", ACTIVEMQ_CA]);
         let bin = spawn_binary(&args).await;
         wait_ready_at(bin.http, 200, RECOVER).await;
@@ -569,7 +551,7 @@ async fn relay_ca_flag_trusts_activemq_tls() {
     let bad = "/nonexistent/relay-ca.pem";
     for (flag, env) in [(true, None), (false, Some(("STOMP_RELAY_RELAY_CA", bad)))] {
         let mut cmd = Proc::new(env!("CARGO_BIN_EXE_stomp-relay"));
-        cmd.args(base);
+        cmd.args(&base);
         if flag {
             cmd.args(["--relay-ca", bad]);
         }

@@ -22,13 +22,16 @@ pub const RABBITMQ_RELAY: &[&str] = &[
     "guest",
 ];
 
+/// ActiveMQ's plain STOMP address.
+const ACTIVEMQ_STOMP: &str = "stomp://127.0.0.1:61613";
+
 /// Relay mode through the ActiveMQ that `scripts/brokers.sh up` starts (STOMP on
 /// 127.0.0.1:61613, admin/admin).
 pub const ACTIVEMQ_RELAY: &[&str] = &[
     "--broker",
     "relay",
     "--relay",
-    "stomp://127.0.0.1:61613",
+    ACTIVEMQ_STOMP,
     "--dialect",
     "activemq",
     "--relay-login",
@@ -40,3 +43,11 @@ pub const ACTIVEMQ_RELAY: &[&str] = &[
     "--system-passcode",
     "admin",
 ];
+
+/// [`ACTIVEMQ_RELAY`] with another `--relay` address, e.g. ActiveMQ's `stomps://` port.
+pub fn activemq_relay_at(url: &str) -> Vec<&str> {
+    ACTIVEMQ_RELAY
+        .iter()
+        .map(|&arg| if arg == ACTIVEMQ_STOMP { url } else { arg })
+        .collect()
+}
