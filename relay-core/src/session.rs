@@ -1910,8 +1910,9 @@ mod tests {
         assert!(!s.is_closing());
     }
 
-    #[test]
-    fn deferred_connected_waits_for_accept_and_names_the_user() {
+    /// A session that defers CONNECTED and has read a 1.2 CONNECT the host has not
+    /// accepted yet.
+    fn deferred() -> S {
         let mut s = S::new(
             SessionId(3),
             SessionConfig {
@@ -1922,6 +1923,12 @@ mod tests {
         );
         let h = [Header::new(b"accept-version", b"1.2")];
         s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        s
+    }
+
+    #[test]
+    fn deferred_connected_waits_for_accept_and_names_the_user() {
+        let mut s = deferred();
         assert!(drain(&mut s, t(0)).is_empty());
         assert!(s.set_user(b"alice"));
         assert!(!s.set_user(b"bad\nname"));
@@ -1930,15 +1937,7 @@ mod tests {
         assert!(out[0].is(Command::Connected));
         assert_eq!(out[0].get("user-name"), Some("alice"));
 
-        let mut s = S::new(
-            SessionId(3),
-            SessionConfig {
-                defer_connected: true,
-                ..SessionConfig::default()
-            },
-            t(0),
-        );
-        s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        let mut s = deferred();
         s.close_with_error(CloseReason::BrokerClosed, CloseReason::BrokerClosed);
         let out = drain(&mut s, t(0));
         assert_eq!(out.len(), 1);
@@ -1947,16 +1946,7 @@ mod tests {
 
     #[test]
     fn rejected_before_connected_sends_only_the_error() {
-        let mut s = S::new(
-            SessionId(3),
-            SessionConfig {
-                defer_connected: true,
-                ..SessionConfig::default()
-            },
-            t(0),
-        );
-        let h = [Header::new(b"accept-version", b"1.2")];
-        s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        let mut s = deferred();
         let h = [
             Header::new(b"destination", b"/sub/a"),
             Header::new(b"receipt", b"early"),
@@ -1973,16 +1963,7 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         assert!(s.is_closed());
 
-        let mut s = S::new(
-            SessionId(3),
-            SessionConfig {
-                defer_connected: true,
-                ..SessionConfig::default()
-            },
-            t(0),
-        );
-        let h = [Header::new(b"accept-version", b"1.2")];
-        s.handle_frame(t(0), &connect_frame(&h)).unwrap();
+        let mut s = deferred();
         let h = [
             Header::new(b"destination", b"/sub/a"),
             Header::new(b"receipt", b"early"),
