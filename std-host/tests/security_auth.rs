@@ -9,6 +9,8 @@ mod security_common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::io::AsyncBufReadExt;
+
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use security_common::*;
 use serde_json::json;
@@ -349,38 +351,8 @@ async fn sub_claim_is_the_user_of_user_destinations() {
 /// broker passcode appear neither in ERROR frames nor anywhere in the log.
 #[tokio::test]
 async fn secrets_stay_out_of_logs_and_error_frames() {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            SECRET,
-            "--allow-anonymous",
-            "true",
-        ])
-        .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    let tcp = tokio::time::timeout(WAIT, async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            log.push_str(&l);
-            log.push('\n');
-            if let Some(rest) = l.split("tcp=Some(").nth(1) {
-                return rest.split(')').next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("no listen line: {log}");
-    })
-    .await
-    .unwrap();
+    let bin = Traced::start(&["--jwt-secret", SECRET, "--allow-anonymous", "true"]).await;
+    let tcp = bin.tcp;
     let user_pass = "user-passcode-that-is-secret";
     let bad_token = hs("eve", 60, "attacker-secret");
     let mut c = Client::tcp(tcp).await;
@@ -398,13 +370,7 @@ async fn secrets_stay_out_of_logs_and_error_frames() {
     c.send("DISCONNECT", &[], b"").await;
     let _ = c.next(Duration::from_millis(300)).await;
     drop(c);
-    // Let the log catch up, then stop the server and read everything.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    child.start_kill().unwrap();
-    while let Ok(Ok(Some(l))) = tokio::time::timeout(WAIT, lines.next_line()).await {
-        log.push_str(&l);
-        log.push('\n');
-    }
+    let log = bin.stop().await;
     assert!(log.contains("authentication failed"), "{log}");
     for secret in [SECRET, user_pass, &bad_token] {
         assert!(
@@ -418,7 +384,6 @@ async fn secrets_stay_out_of_logs_and_error_frames() {
 /// relay's broker login/passcode.
 #[tokio::test]
 async fn relay_credentials_never_reach_clients_or_logs() {
-    use tokio::io::AsyncBufReadExt;
     let relay_pass = "relay-broker-passcode-XYZ";
     let system_pass = "system-broker-passcode-QRS";
     // A port that refuses connections: bind, note it, close it.
@@ -426,43 +391,20 @@ async fn relay_credentials_never_reach_clients_or_logs() {
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
     let relay = format!("stomp://{dead_addr}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:0",
-            "--broker",
-            "relay",
-            "--relay",
-            &relay,
-            "--relay-login",
-            "relay-login-name",
-            "--relay-passcode",
-            relay_pass,
-            "--system-passcode",
-            system_pass,
-        ])
-        .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    let tcp: std::net::SocketAddr = tokio::time::timeout(WAIT, async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            log.push_str(&l);
-            log.push('\n');
-            if let Some(rest) = l.split("tcp=Some(").nth(1) {
-                return rest.split(')').next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("no listen line: {log}");
-    })
-    .await
-    .unwrap();
+    let bin = Traced::start(&[
+        "--broker",
+        "relay",
+        "--relay",
+        &relay,
+        "--relay-login",
+        "relay-login-name",
+        "--relay-passcode",
+        relay_pass,
+        "--system-passcode",
+        system_pass,
+    ])
+    .await;
+    let tcp = bin.tcp;
     let mut c = Client::tcp(tcp).await;
     let f = c
         .connect(&[("login", "client"), ("passcode", "client-pass")])
@@ -475,16 +417,65 @@ async fn relay_credentials_never_reach_clients_or_logs() {
             "{secret} reached the client: {shown}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    child.start_kill().unwrap();
-    while let Ok(Ok(Some(l))) = tokio::time::timeout(WAIT, lines.next_line()).await {
-        log.push_str(&l);
-        log.push('\n');
-    }
+    let log = bin.stop().await;
     for secret in [relay_pass, system_pass, "client-pass"] {
         assert!(
             !log.contains(secret),
             "`{secret}` leaked into the log:\n{log}"
         );
+    }
+}
+
+/// The real binary at trace level on loopback HTTP and TCP listeners, its log kept.
+struct Traced {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    log: String,
+    tcp: std::net::SocketAddr,
+}
+
+impl Traced {
+    /// Starts it with `args` and waits for the log line naming its TCP listener.
+    async fn start(args: &[&str]) -> Traced {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+            .args(["--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "trace")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = String::new();
+        let tcp = tokio::time::timeout(WAIT, async {
+            while let Some(l) = lines.next_line().await.unwrap() {
+                log.push_str(&l);
+                log.push('\n');
+                if let Some(rest) = l.split("tcp=Some(").nth(1) {
+                    return rest.split(')').next().unwrap().parse().unwrap();
+                }
+            }
+            panic!("no listen line: {log}");
+        })
+        .await
+        .unwrap();
+        Traced {
+            child,
+            lines,
+            log,
+            tcp,
+        }
+    }
+
+    /// Lets the log catch up, stops the binary and returns everything it logged.
+    async fn stop(mut self) -> String {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.child.start_kill().unwrap();
+        while let Ok(Ok(Some(l))) = tokio::time::timeout(WAIT, self.lines.next_line()).await {
+            self.log.push_str(&l);
+            self.log.push('\n');
+        }
+        self.log
     }
 }
