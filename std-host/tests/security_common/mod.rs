@@ -265,6 +265,11 @@ impl Client {
             b"",
         )
         .await;
+        self.receipt_or_error().await
+    }
+
+    /// `Ok` on a RECEIPT, `Err(message)` on an ERROR; anything else is a test failure.
+    async fn receipt_or_error(&mut self) -> Result<(), String> {
         let f = self.frame().await;
         match f.command.as_str() {
             "RECEIPT" => Ok(()),
@@ -281,12 +286,7 @@ impl Client {
             body.as_bytes(),
         )
         .await;
-        let f = self.frame().await;
-        match f.command.as_str() {
-            "RECEIPT" => Ok(()),
-            "ERROR" => Err(f.header_str("message").unwrap_or("").to_string()),
-            _ => panic!("unexpected {f:?}"),
-        }
+        self.receipt_or_error().await
     }
 
     /// The next MESSAGE's body, or `None` (close, other frame or nothing within `wait`).
