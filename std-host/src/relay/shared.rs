@@ -85,11 +85,9 @@ struct State {
     by_upstream: HashMap<String, Vec<u8>>,
     /// Session -> its subscription ids -> client destination.
     sessions: HashMap<SessionId, HashMap<String, Vec<u8>>>,
-    /// Upstream receipt id of an upstream SUBSCRIBE -> the client receipt to answer.
-    receipts: HashMap<String, Option<(ClientHandle, String)>>,
-    /// Upstream SUBSCRIBEs the broker has not confirmed yet; client frames wait while
-    /// this is not 0.
-    unconfirmed: usize,
+    /// Upstream SUBSCRIBEs the broker has not confirmed yet, by their receipt id, with
+    /// the client receipt to answer; client frames wait while there are any.
+    unconfirmed: HashMap<String, Option<(ClientHandle, String)>>,
     /// Client frames waiting for the publisher.
     pending: VecDeque<Outgoing>,
     /// Client frames sent on the publisher and not confirmed yet, oldest first, with
@@ -120,7 +118,7 @@ impl State {
 
     /// Whether client frames must wait: the subscriptions are not (all) in place.
     fn gated(&self) -> bool {
-        self.subscriber.is_none() || self.unconfirmed > 0
+        self.subscriber.is_none() || !self.unconfirmed.is_empty()
     }
 
     /// Sends on the publisher now, or holds the frame (bounded) until it is back and
@@ -214,8 +212,7 @@ impl State {
         frame.push_header("receipt", id.as_bytes());
         let up = self.subscriber.as_ref().expect("checked above");
         if up.send(frame).is_ok() {
-            self.unconfirmed += 1;
-            self.receipts.insert(id, client);
+            self.unconfirmed.insert(id, client);
         }
     }
 
@@ -339,10 +336,9 @@ impl Link for SharedLink {
                     st.confirmed(id);
                     return;
                 }
-                let Some(awaited) = st.receipts.remove(id) else {
+                let Some(awaited) = st.unconfirmed.remove(id) else {
                     return;
                 };
-                st.unconfirmed = st.unconfirmed.saturating_sub(1);
                 st.flush_pending();
                 drop(st);
                 if let Some((client, theirs)) = awaited {
@@ -398,8 +394,7 @@ impl Link for SharedLink {
                 st.subscriber = None;
                 // Receipts in flight died with the connection; client frames wait for
                 // the resubscription (`up`), not for these.
-                st.receipts.clear();
-                st.unconfirmed = 0;
+                st.unconfirmed.clear();
             }
             Role::Publisher => {
                 st.publisher = None;
