@@ -312,7 +312,8 @@ impl SharedRelay {
         SharedRelay { inner }
     }
 
-    /// The shared connection's state (availability, reconnect count).
+    /// The subscriber connection's state (availability, reconnect count): what
+    /// `/readyz` and new sessions go by.
     pub fn connection(&self) -> &Supervised {
         self.inner.sup()
     }
