@@ -229,7 +229,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     }) => {
                         warn!("upstream: frame larger than the receive buffer skipped");
                         self.with(|i| i.stats.oversize_upstream += 1);
-                        up.borrow_mut().on_receive(now());
+                        up.borrow_mut().handle_received(now());
                         skipping = true;
                     }
                     Err(_) => {
@@ -272,7 +272,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     filled += n;
-                    up.borrow_mut().on_receive(now());
+                    up.borrow_mut().handle_received(now());
                 }
             }
         }
@@ -405,7 +405,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                 if writer.flush().await.is_err() {
                     return;
                 }
-                up.borrow_mut().on_transmit(now());
+                up.borrow_mut().handle_transmitted(now());
                 continue;
             }
             if up.borrow().should_close_transport() {

@@ -170,7 +170,7 @@ fn publish(
             );
         }
     }
-    session.on_transmit(now);
+    session.handle_transmitted(now);
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -208,7 +208,7 @@ fuzz_target!(|data: &[u8]| {
         c.rbuf[c.len..c.len + take].copy_from_slice(&chunk[..take]);
         c.len += take;
         let t = Instant::from_millis(now);
-        c.session.on_receive(t);
+        c.session.handle_received(t);
         drive(c, SessionId(which as u64), t, &router, &mut broker);
     }
 });

@@ -260,7 +260,7 @@ impl ClientRelay {
         }
         let n = relay_frame(frame, client_dest, dialect, self.up.version(), out)?;
         if self.up.is_connected() && self.held == 0 {
-            self.up.on_transmit(now);
+            self.up.handle_transmitted(now);
             return Ok(Forward::Write(n));
         }
         if self.held + n > self.max_held {
@@ -274,7 +274,7 @@ impl ClientRelay {
     pub fn on_flushed(&mut self, now: Instant) {
         if self.held > 0 {
             self.held = 0;
-            self.up.on_transmit(now);
+            self.up.handle_transmitted(now);
         }
     }
 

@@ -12,7 +12,7 @@
 //! availability changes; [`Upstream::should_close_transport`] tells the host to drop a
 //! transport the state machine gave up on (silent broker, ERROR, refused CONNECT).
 //! Frames the host forwards itself (see [`crate::relay`]) are written only while
-//! [`Upstream::is_connected`], and reported with [`Upstream::on_transmit`].
+//! [`Upstream::is_connected`], and reported with [`Upstream::handle_transmitted`].
 //!
 //! Invariants: nothing but CONNECT is transmitted before the broker's CONNECTED; a
 //! reconnecting upstream never has two transports (a new address is only named after
@@ -371,13 +371,13 @@ impl Upstream {
     }
 
     /// Any bytes arrived from the broker.
-    pub fn on_receive(&mut self, now: Instant) {
+    pub fn handle_received(&mut self, now: Instant) {
         self.last_rx = self.last_rx.max(now);
     }
 
     /// A heart-beat EOL arrived from the broker.
     pub fn handle_heartbeat(&mut self, now: Instant) {
-        self.on_receive(now);
+        self.handle_received(now);
     }
 
     /// When bytes were last written upstream.
@@ -398,20 +398,20 @@ impl Upstream {
     }
 
     /// The host wrote a forwarded frame upstream at `now`.
-    pub fn on_transmit(&mut self, now: Instant) {
+    pub fn handle_transmitted(&mut self, now: Instant) {
         self.last_tx = self.last_tx.max(now);
         self.heartbeat_pending = false;
     }
 
     /// The broker's bytes could not be decoded: the connection is lost.
     pub fn handle_decode_error(&mut self, now: Instant) {
-        self.on_receive(now);
+        self.handle_received(now);
         self.fail(LossReason::ProtocolError);
     }
 
     /// Handles a frame from the broker.
     pub fn handle_frame<'a>(&mut self, now: Instant, frame: &Frame<'a>) -> Option<Inbound<'a>> {
-        self.on_receive(now);
+        self.handle_received(now);
         match (self.state, frame.command) {
             (State::AwaitingConnected { .. }, Command::Connected) => {
                 let version = match frame.header(b"version") {
@@ -586,7 +586,7 @@ impl Upstream {
         } else {
             return Ok(None);
         };
-        self.on_transmit(now);
+        self.handle_transmitted(now);
         Ok(Some(n))
     }
 }
@@ -685,7 +685,7 @@ mod tests {
         assert_eq!(drain(&mut u, t(20_001)), ["\n"]);
         u.handle_heartbeat(t(25_000));
         assert_eq!(u.poll_timeout(), Some(t(40_001)));
-        u.on_transmit(t(40_001));
+        u.handle_transmitted(t(40_001));
         assert_eq!(u.poll_timeout(), Some(t(55_000)));
         u.handle_timeout(t(55_000));
         assert!(u.should_close_transport());

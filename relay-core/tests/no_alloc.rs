@@ -136,7 +136,7 @@ fn client_exchange(wire: &[u8]) -> (usize, usize) {
                         )
                         .unwrap();
                         assert!(n > 0);
-                        s.on_transmit(t(now));
+                        s.handle_transmitted(t(now));
                         messages += 1;
                     }
                 }

@@ -142,7 +142,7 @@ impl Host {
                 )
                 .unwrap();
                 self.wire.to_client.push(text(&out[..n]));
-                self.session.on_transmit(now);
+                self.session.handle_transmitted(now);
             }
             Some(Inbound::Receipt(r)) => {
                 let n = stomp_relay_core::codec::encode(
@@ -152,7 +152,7 @@ impl Host {
                 )
                 .unwrap();
                 self.wire.to_client.push(text(&out[..n]));
-                self.session.on_transmit(now);
+                self.session.handle_transmitted(now);
             }
             Some(Inbound::Error(_)) | None => {}
         }

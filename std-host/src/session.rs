@@ -331,7 +331,7 @@ impl Driver {
     fn receive(&mut self, bytes: Bytes) -> Next {
         let now = now();
         if !bytes.is_empty() {
-            self.session.on_receive(now);
+            self.session.handle_received(now);
             self.rbuf.extend_from_slice(&bytes);
         }
         let limits = decoder_limits(self.shared.config.limits.max_frame_size);
@@ -736,7 +736,7 @@ impl Driver {
             item = rx.try_recv();
         }
         if !self.units.is_empty() {
-            self.session.on_transmit(now());
+            self.session.handle_transmitted(now());
         }
     }
 

@@ -375,7 +375,7 @@ impl<S: Inbound> Driver<S> {
                     }
                 }
                 if !out.is_empty() {
-                    self.machine.on_transmit(now());
+                    self.machine.handle_transmitted(now());
                 }
             }
             if stopping {
@@ -439,7 +439,7 @@ impl<S: Inbound> Driver<S> {
         let decoder = Decoder::with_limits(self.machine.version(), limits);
         let mut used = 0;
         let mut flow = Flow::Continue;
-        self.machine.on_receive(now());
+        self.machine.handle_received(now());
         loop {
             let mut hs = [Header::EMPTY; MAX_HEADERS];
             match decoder.decode(&buf[used..], &mut hs) {

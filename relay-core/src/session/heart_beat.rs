@@ -1,0 +1,37 @@
+//! Heart-beat negotiation as the STOMP spec states it: parsing `cx,cy` and choosing
+//! each direction's interval from both sides' wishes.
+
+use core::time::Duration;
+
+fn parse_u32(b: &[u8]) -> Option<u32> {
+    let b = b.trim_ascii();
+    if b.is_empty() || b.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in b {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
+    }
+    u32::try_from(n).ok()
+}
+
+/// Parses a `heart-beat` value `cx,cy`.
+pub fn parse_heart_beat(v: &[u8]) -> Option<(u32, u32)> {
+    let comma = v.iter().position(|&b| b == b',')?;
+    Some((parse_u32(&v[..comma])?, parse_u32(&v[comma + 1..])?))
+}
+
+/// The heart-beat intervals both sides agreed on, per the STOMP spec: a side sends
+/// every `max(its own, what the other wants)` when both are non-zero.
+/// Returns `(we send every, we expect every)` from our `(sx, sy)` and their `(cx, cy)`.
+pub fn negotiate_heart_beat(
+    ours: (u32, u32),
+    theirs: (u32, u32),
+) -> (Option<Duration>, Option<Duration>) {
+    let dir =
+        |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
+    (dir(ours.0, theirs.1), dir(theirs.0, ours.1))
+}
