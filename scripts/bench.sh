@@ -70,7 +70,7 @@ wait_port() {
 port_of() { sed -E 's#^[a-z]+://[^:]+:([0-9]+).*#\1#' <<<"$1"; }
 
 log "building stomp-relay and stomp-load (release)"
-cargo build --release -q -p stomp-relay --bins
+cargo build --release -q -p stomp-relay -p stomp-load --bins
 
 if ! listening 15674 || ! listening 61613; then
     log "brokers not listening: scripts/brokers.sh up"

@@ -12,15 +12,10 @@
 //! 2 for a bad command line.
 #![forbid(unsafe_code)]
 
-#[path = "stomp-load/client.rs"]
 mod client;
-#[path = "stomp-load/fanout.rs"]
 mod fanout;
-#[path = "stomp-load/idle.rs"]
 mod idle;
-#[path = "stomp-load/procfs.rs"]
 mod procfs;
-#[path = "stomp-load/wire.rs"]
 mod wire;
 
 use std::process::ExitCode;

@@ -2,22 +2,68 @@
 //! broker, ephemeral loopback ports): a tiny fan-out in both modes and transports, an
 //! idle run that reads the server's RSS, and the tool's errors for bad input. The real
 //! benchmark runs are scripts/bench.sh; these only prove the tool measures and reports.
+//!
+//! The server is another package's binary, so the test asks cargo to build it (a no-op
+//! after `cargo test --workspace`) and takes its path from cargo's JSON messages.
 
-mod common;
-
-use common::process::{logged_listen_addr, logged_tcp_addr, KillOnDrop};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 struct Server {
-    child: KillOnDrop,
+    child: Child,
     ws: String,
     tcp: String,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `stomp-relay` executable, built once per test binary in this profile.
+fn server_binary() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "stomp-relay", "--bin", "stomp-relay"])
+            .args(["--message-format", "json"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("run cargo build -p stomp-relay");
+        assert!(
+            out.status.success(),
+            "cargo build -p stomp-relay failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["target"]["name"] == "stomp-relay")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no stomp-relay executable")
+    })
+}
+
+/// The WebSocket/HTTP address in the server's startup log line
+/// (`... listen=127.0.0.1:40123 tcp=Some(127.0.0.1:40124) ...`), if `line` is that line.
+fn logged_listen_addr(line: &str) -> Option<&str> {
+    line.split("listen=").nth(1)?.split_whitespace().next()
+}
+
+/// The STOMP-over-TCP address in the server's startup log line, if it is that line.
+fn logged_tcp_addr(line: &str) -> Option<&str> {
+    line.split("tcp=Some(").nth(1)?.split(')').next()
+}
+
 fn start_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stomp-relay"))
+    let mut child = Command::new(server_binary())
         .args(["--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -46,7 +92,7 @@ fn start_server() -> Server {
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Server {
-        child: KillOnDrop(child),
+        child,
         ws: format!("ws://{}/ws", ws.unwrap()),
         tcp: format!("stomp://{}", tcp.unwrap()),
     }
