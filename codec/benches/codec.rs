@@ -5,7 +5,7 @@
 //! bytes for NUL and line feeds (decoding) or a `memcpy` of them (encoding).
 //!
 //! Run: `cargo bench -p stomp-relay-codec -- --warm-up-time 1 --measurement-time 3`
-//! then `codec/benches/table.py` prints the README table from criterion's estimates.
+//! then `codec/benches/table.py` prints the docs/codec.md table from criterion's estimates.
 
 use std::hint::black_box;
 

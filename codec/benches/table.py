@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the README's codec benchmark table from criterion's saved estimates (medians,
+"""Prints docs/codec.md's benchmark table from criterion's saved estimates (medians,
 the estimate least moved by other processes preempting the benchmark).
 
 Usage: codec/benches/table.py [criterion dir]   (default: $CARGO_TARGET_DIR/criterion or target/criterion)

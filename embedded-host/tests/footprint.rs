@@ -1,5 +1,5 @@
 //! Memory budget: the whole static state of an edge node with N=4 sessions and 1 KiB
-//! frame buffers must stay under 32 KiB. Printed so the README table can be checked.
+//! frame buffers must stay under 32 KiB. Printed so the table in docs/edge.md can be checked.
 
 mod common;
 
