@@ -15,6 +15,9 @@ cargo clippy -p stomp-relay-edge --all-targets --features std-host -- -D warning
 step "cargo test"
 cargo test --workspace
 
+step "the README's run command, exactly as written, serves STOMP (reaches CONNECTED)"
+scripts/readme-run.sh
+
 step "no_std proof: nostd-check links the no_std crates into a panic=abort host binary and runs it"
 cargo fmt --manifest-path nostd-check/Cargo.toml -- --check
 cargo clippy --manifest-path nostd-check/Cargo.toml -- -D warnings
