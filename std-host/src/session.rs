@@ -39,18 +39,17 @@ use crate::outbound::{self, ClientHandle, Delivery, OutboundRx, ToClient};
 use crate::server::Shared;
 use crate::transport::{Chunk, Transport};
 
-/// Subscriptions one session may hold.
-pub const MAX_SUBSCRIPTIONS: usize = 32;
 /// The session's subscriptions on the heap, only as many as the client holds: an idle
 /// session with one short id costs a few dozen bytes instead of relay-core's inline
-/// table (`MAX_SUBSCRIPTIONS` slots of the longest id, ~2 KiB). Order is insertion
-/// order; the limit and error are the same as the inline table's.
+/// table (32 slots of the longest id, ~2 KiB). Order is insertion order. The table
+/// itself has no cap: `--max-subscriptions` (auth's guard, checked right after each
+/// SUBSCRIBE) is the one limit, so it can be raised, lowered or turned off.
 #[derive(Default)]
 struct Subscriptions(Vec<(Box<[u8]>, AckMode)>);
 
 impl SubscriptionTable for Subscriptions {
     fn capacity(&self) -> usize {
-        MAX_SUBSCRIPTIONS
+        usize::MAX
     }
 
     fn len(&self) -> usize {
@@ -62,9 +61,6 @@ impl SubscriptionTable for Subscriptions {
     }
 
     fn insert(&mut self, id: &[u8], ack: AckMode) -> bool {
-        if self.0.len() >= MAX_SUBSCRIPTIONS {
-            return false;
-        }
         self.0.push((id.into(), ack));
         true
     }
@@ -89,7 +85,7 @@ impl SubscriptionTable for Subscriptions {
 }
 
 /// The relay-core session as this host runs it.
-type CoreSession = Session<MAX_SUBSCRIPTIONS, Subscriptions>;
+type CoreSession = Session<0, Subscriptions>;
 
 /// At most this many queued items go out in one write batch.
 const BATCH_ITEMS: usize = 256;
@@ -927,8 +923,10 @@ mod tests {
 
     #[test]
     fn heap_table_keeps_the_session_subscription_rules() {
+        // No cap of its own (auth's --max-subscriptions guard is the limit): well past
+        // relay-core's inline 32 and the default 1 000.
         let mut s = connected();
-        for i in 0..MAX_SUBSCRIPTIONS {
+        for i in 0..2_000 {
             let ack: &[u8] = if i == 3 {
                 b"client-individual"
             } else {
@@ -936,16 +934,12 @@ mod tests {
             };
             subscribe(&mut s, format!("sub-{i}").as_bytes(), ack).unwrap();
         }
-        assert_eq!(s.subscription_count(), MAX_SUBSCRIPTIONS);
+        assert_eq!(s.subscription_count(), 2_000);
         assert_eq!(s.subscription(b"sub-3"), Some(AckMode::ClientIndividual));
         assert_eq!(s.subscription(b"sub-4"), Some(AckMode::Auto));
         assert_eq!(
             s.subscriptions().next().map(|(id, _)| id),
             Some(&b"sub-0"[..])
-        );
-        assert_eq!(
-            subscribe(&mut s, b"one-too-many", b"auto"),
-            Err(ProtocolError::TooManySubscriptions(MAX_SUBSCRIPTIONS))
         );
 
         let mut s = connected();

@@ -198,3 +198,58 @@ async fn default_binary_serves_the_simple_broker() {
     assert_eq!(&c.expect_frame().await.body[..], b"world");
     assert_eq!(http_get(bin.http, "/readyz").await.0, 200);
 }
+
+/// `--max-subscriptions N` as a user sets it: the N-th SUBSCRIBE gets its RECEIPT and
+/// the one after gets ERROR naming the limit.
+async fn subscribe_until_refused(args: &[&str], accepted: usize) {
+    let b = spawn_binary(args).await;
+    let url = format!("ws://{}/ws", b.http);
+    let mut c = WsClient::connected(&url, &[]).await;
+    for i in 0..accepted {
+        c.subscribe(&i.to_string(), &format!("/sub/s{i}")).await;
+    }
+    c.send_frame(
+        "SUBSCRIBE",
+        &[
+            ("id", "over"),
+            ("destination", "/sub/over"),
+            ("receipt", "r"),
+        ],
+        b"",
+    )
+    .await;
+    let e = c.expect_frame().await;
+    assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
+    assert_eq!(
+        e.header_str("message"),
+        Some(format!("Too many subscriptions (at most {accepted} per session)").as_str())
+    );
+}
+
+#[tokio::test]
+async fn subscription_limit_can_be_raised_lowered_and_defaults_to_1000() {
+    // Raised past the old fixed table of 32 (this exited 2 before).
+    subscribe_until_refused(
+        &["--listen", "127.0.0.1:0", "--max-subscriptions", "100"],
+        100,
+    )
+    .await;
+    subscribe_until_refused(&["--listen", "127.0.0.1:0", "--max-subscriptions", "3"], 3).await;
+    subscribe_until_refused(&["--listen", "127.0.0.1:0"], 1_000).await;
+}
+
+#[tokio::test]
+async fn subscription_limit_0_is_unlimited() {
+    let b = spawn_binary(&["--listen", "127.0.0.1:0", "--max-subscriptions", "0"]).await;
+    let url = format!("ws://{}/ws", b.http);
+    let mut c = WsClient::connected(&url, &[]).await;
+    for i in 0..1_500 {
+        c.subscribe(&i.to_string(), &format!("/sub/s{i}")).await;
+    }
+    // Still a working session: a message reaches the 1 500th subscription.
+    c.send_frame("SEND", &[("destination", "/sub/s1499")], b"last")
+        .await;
+    let m = c.expect_frame().await;
+    assert_eq!(m.command.as_str(), "MESSAGE", "{m:?}");
+    assert_eq!(m.header_str("subscription"), Some("1499"));
+}

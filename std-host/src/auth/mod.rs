@@ -267,7 +267,7 @@ impl SessionGuard {
                 }
             }
         }
-        if op == Op::Subscribe && subscriptions > c.max_subscriptions {
+        if op == Op::Subscribe && c.max_subscriptions != 0 && subscriptions > c.max_subscriptions {
             return Err(Refusal::Close(format!(
                 "Too many subscriptions (at most {} per session)",
                 c.max_subscriptions

@@ -55,7 +55,7 @@ pub struct SecurityConfig {
     pub tls_key: Option<PathBuf>,
     /// Most concurrent connections from one IP address (0: unlimited).
     pub max_connections_per_ip: usize,
-    /// Most subscriptions one session may hold.
+    /// Most subscriptions one session may hold (0: unlimited).
     pub max_subscriptions: usize,
     /// SENDs per second one session may sustain (0: unlimited).
     pub send_rate: u32,
@@ -70,8 +70,9 @@ pub struct SecurityConfig {
     pub on_send_denied: OnSendDenied,
 }
 
-/// The most subscriptions the session core holds (its fixed table size).
-pub const CORE_MAX_SUBSCRIPTIONS: usize = crate::session::MAX_SUBSCRIPTIONS;
+/// Subscriptions a session may hold unless configured: more than a chat or dashboard
+/// page uses, few enough that one client cannot grow a session without bound.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000;
 
 impl Default for SecurityConfig {
     fn default() -> Self {
@@ -88,7 +89,7 @@ impl Default for SecurityConfig {
             tls_cert: None,
             tls_key: None,
             max_connections_per_ip: 0,
-            max_subscriptions: CORE_MAX_SUBSCRIPTIONS,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             send_rate: 0,
             send_burst: 0,
             header_read_timeout: Duration::from_secs(10),
@@ -154,7 +155,7 @@ pub struct SecurityArgs {
     /// Most concurrent connections from one IP address, 0 for unlimited [default: 0]
     #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
-    /// Most subscriptions per session (at most 32) [default: 32]
+    /// Most subscriptions per session, 0 for unlimited [default: 1000]
     #[arg(long, env = "STOMP_RELAY_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
     /// SENDs per second per session; more gets ERROR and close. 0 for unlimited [default: 0]
@@ -329,14 +330,7 @@ impl SecurityConfig {
         if let Some(v) = args.max_connections_per_ip.or(f.max_connections_per_ip) {
             c.max_connections_per_ip = v;
         }
-        let g = args.max_subscriptions.is_some();
         if let Some(v) = args.max_subscriptions.or(f.max_subscriptions) {
-            if v == 0 || v > CORE_MAX_SUBSCRIPTIONS {
-                return Err(invalid(
-                    src(g, "max-subscriptions"),
-                    format!("{v} is out of range (1 to {CORE_MAX_SUBSCRIPTIONS})"),
-                ));
-            }
             c.max_subscriptions = v;
         }
         if let Some(v) = args.send_rate.or(f.send_rate) {
