@@ -15,7 +15,6 @@
 
 pub mod authorize;
 pub mod jwt;
-pub mod settings;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -26,9 +25,11 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::abuse::{IpLimiter, TokenBucket};
+pub use crate::config::security::{
+    AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig, SecurityFile,
+};
 use crate::frame::OwnedFrame;
 pub use authorize::{Op, Rule};
-pub use settings::{AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig, SecurityFile};
 
 /// The ERROR `message` for every authentication failure.
 pub const AUTH_FAILED: &str = "Authentication failed";

@@ -150,7 +150,7 @@ pub enum RelayError {
     /// No `--relay` address configured.
     NoAddress,
     /// The TLS trust roots could not be loaded.
-    Tls(String),
+    Tls(tls::TrustRootsError),
 }
 
 impl std::fmt::Display for RelayError {
@@ -163,6 +163,12 @@ impl std::fmt::Display for RelayError {
 }
 
 impl std::error::Error for RelayError {}
+
+impl From<tls::TrustRootsError> for RelayError {
+    fn from(e: tls::TrustRootsError) -> Self {
+        RelayError::Tls(e)
+    }
+}
 
 /// Starts relay mode (spawns the system or shared connection task on the current tokio
 /// runtime) and returns the backend the sessions use.

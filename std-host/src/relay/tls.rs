@@ -12,25 +12,35 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use super::RelayError;
+/// The trust roots for `stomps://` could not be loaded: the file and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustRootsError(pub String);
+
+impl std::fmt::Display for TrustRootsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TrustRootsError {}
 
 /// A client configuration trusting the web roots and the certificates in `ca`.
-pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, RelayError> {
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TrustRootsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca {
         let mut added = 0;
         for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| RelayError::Tls(format!("{}: {e}", path.display())))?
+            .map_err(|e| TrustRootsError(format!("{}: {e}", path.display())))?
         {
-            let cert = cert.map_err(|e| RelayError::Tls(format!("{}: {e}", path.display())))?;
+            let cert = cert.map_err(|e| TrustRootsError(format!("{}: {e}", path.display())))?;
             roots
                 .add(cert)
-                .map_err(|e| RelayError::Tls(format!("{}: {e}", path.display())))?;
+                .map_err(|e| TrustRootsError(format!("{}: {e}", path.display())))?;
             added += 1;
         }
         if added == 0 {
-            return Err(RelayError::Tls(format!(
+            return Err(TrustRootsError(format!(
                 "{}: no PEM certificate in the file",
                 path.display()
             )));
@@ -41,7 +51,7 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, RelayError>
     let config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| RelayError::Tls(e.to_string()))?
+            .map_err(|e| TrustRootsError(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
     Ok(Arc::new(config))

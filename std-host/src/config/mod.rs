@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+pub mod security;
+
 /// Where messages for broker destinations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -269,7 +271,7 @@ pub struct Config {
     /// Key required by `POST /api/publish`; `None` leaves it open.
     pub api_key: Option<Secret>,
     /// Authentication, authorization, TLS, origin checks and abuse limits.
-    pub security: crate::auth::SecurityConfig,
+    pub security: security::SecurityConfig,
 }
 
 impl Default for Config {
@@ -301,7 +303,7 @@ impl Default for Config {
             limits: Limits::default(),
             admin_token: None,
             api_key: None,
-            security: crate::auth::SecurityConfig::default(),
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -479,7 +481,7 @@ pub struct Cli {
     pub api_key: Option<Secret>,
     /// Security flags (authentication, authorization, TLS, origins, abuse limits).
     #[command(flatten)]
-    pub security: crate::auth::SecurityArgs,
+    pub security: security::SecurityArgs,
 }
 
 /// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
@@ -511,9 +513,9 @@ struct FileConfig {
     admin_token: Option<Secret>,
     api_key: Option<Secret>,
     /// `[security]`: the security flags by name.
-    security: Option<crate::auth::SecurityFile>,
+    security: Option<security::SecurityFile>,
     /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]`.
-    authorization: Option<crate::auth::AuthorizationFile>,
+    authorization: Option<security::AuthorizationFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -646,10 +648,7 @@ impl Config {
         if let Some((path, src)) = pick(cli.relay_ca, file.relay_ca, "relay-ca") {
             // Loaded now so a missing or certificate-less file is a startup error naming
             // the flag (exit 2), not a relay that never becomes available.
-            crate::relay::tls::client_config(Some(&path)).map_err(|e| match e {
-                crate::relay::RelayError::Tls(why) => invalid(src, why),
-                other => invalid(src, other.to_string()),
-            })?;
+            crate::relay::tls::client_config(Some(&path)).map_err(|e| invalid(src, e.0))?;
             c.relay_ca = Some(path);
         }
         if let Some(v) = cli.dialect.or(file.dialect) {
@@ -726,7 +725,7 @@ impl Config {
             }
         }
         c.security =
-            crate::auth::SecurityConfig::merge(cli.security, file.security, file.authorization)?;
+            security::SecurityConfig::merge(cli.security, file.security, file.authorization)?;
         Ok(c)
     }
 }

@@ -3,7 +3,7 @@
 //! TOML file, merged into one plain-data [`SecurityConfig`] (flag > environment > file).
 //!
 //! Nothing here opens a file or parses a key: that happens once when the server binds
-//! ([`super::Security::build`]), so [`crate::Config`] stays cheap to clone and compare.
+//! (`Security::build` in the auth module), so [`crate::Config`] stays cheap to clone and compare.
 //! Every error names the flag or key to fix.
 
 use std::path::PathBuf;
@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
-use super::authorize::{parse_rule, Rule};
-use crate::config::{parse_duration, ConfigError};
+use super::{parse_duration, ConfigError};
+use crate::auth::authorize::{parse_rule, Rule};
 
 /// What a denied SEND gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
