@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use stomp_relay_codec::Version;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::app::{
@@ -29,62 +29,8 @@ use crate::broker::Broker;
 use crate::config::{BrokerKind, Config};
 use crate::metrics::Metrics;
 use crate::simple::SimpleBrokerBackend;
+use crate::state::{Mapping, Shared};
 use crate::transport::WsTransport;
-
-/// A registered application route: pattern and handler.
-pub(crate) struct Mapping<H> {
-    pub(crate) pattern: String,
-    pub(crate) handler: H,
-}
-
-/// Everything a session task needs, shared.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) publish: Arc<PublishCtx>,
-    pub(crate) message_mappings: Vec<Mapping<MessageHandler>>,
-    pub(crate) subscribe_mappings: Vec<Mapping<SubscribeHandler>>,
-    pub(crate) authenticator: Option<Authenticator>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    pub(crate) web: Arc<crate::web::Observer>,
-    pub(crate) security: crate::auth::Security,
-    next_id: AtomicU64,
-    connections: Arc<Semaphore>,
-}
-
-impl Shared {
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn routes(&self) -> &RouterSetup {
-        &self.publish.routes
-    }
-
-    pub(crate) fn publisher(&self) -> Publisher {
-        Publisher {
-            ctx: self.publish.clone(),
-        }
-    }
-
-    fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        if self.is_shutting_down() {
-            return None;
-        }
-        match self.connections.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                self.metrics.connections_refused.inc();
-                None
-            }
-        }
-    }
-}
 
 /// Builds a [`Server`]: configuration, broker backend, handlers.
 pub struct ServerBuilder {
@@ -331,9 +277,9 @@ impl Server {
         let http_task = tokio::spawn(async move {
             // Per-IP limit, TLS and the request-head timeout (abuse.rs); it also sets
             // TCP_NODELAY so small STOMP frames never wait for Nagle + delayed ACK.
-            let http = crate::abuse::HttpListener::new(http, http_shared);
+            let http = crate::listen::HttpListener::new(http, http_shared);
             axum::serve(http, app)
-                .with_graceful_shutdown(async move { stopped(&mut http_stop).await })
+                .with_graceful_shutdown(async move { crate::state::stopped(&mut http_stop).await })
                 .await
         });
 
@@ -344,7 +290,7 @@ impl Server {
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = stopped(&mut tcp_stop) => break,
+                        _ = crate::state::stopped(&mut tcp_stop) => break,
                         accepted = tcp.accept() => match accepted {
                             Ok((stream, peer)) => {
                                 let Some(ip) = shared.security.ip_limiter.admit(peer.ip()) else {
@@ -359,7 +305,7 @@ impl Server {
                                 let shared = shared.clone();
                                 tracker2.spawn(async move {
                                     // Plain or TLS (tls.rs).
-                                    crate::tls::run_tcp_session(stream, shared).await;
+                                    crate::listen::run_tcp_session(stream, shared).await;
                                     drop((permit, ip));
                                 });
                             }
@@ -374,7 +320,7 @@ impl Server {
             });
         }
 
-        stopped(&mut stop).await;
+        crate::state::stopped(&mut stop).await;
         let deadline = tokio::time::Instant::now() + shared.config.limits.shutdown_timeout;
         tracing::info!("shutting down: closing sessions");
         tracker.close();
@@ -476,11 +422,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
         body,
     )
         .into_response()
-}
-
-/// Resolves once shutdown has been requested (or the sender is gone).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 async fn wait_for_signal() {

@@ -36,7 +36,7 @@ use crate::close;
 use crate::frame::OwnedFrame;
 use crate::metrics::CloseCause;
 use crate::outbound::{self, ClientHandle, Delivery, OutboundRx, ToClient};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::transport::{Chunk, Transport};
 
 /// The session's subscriptions on the heap, only as many as the client holds: an idle
@@ -202,7 +202,7 @@ pub(crate) async fn run<T: Transport>(
         let deadline = d.session.poll_timeout();
         tokio::select! {
             biased;
-            _ = crate::server::stopped(&mut stop) => {
+            _ = crate::state::stopped(&mut stop) => {
                 d.session.close_with_error(CloseReason::Shutdown, CloseReason::Shutdown);
             }
             item = out_rx.recv() => {

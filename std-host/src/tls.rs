@@ -20,8 +20,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::server::Shared;
-use crate::transport::{Chunk, TcpTransport, Transport};
+use crate::transport::{Chunk, Transport};
 
 /// A TLS acceptor for the certificate chain and key in these PEM files. Errors name the
 /// file (never key bytes).
@@ -50,23 +49,6 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
             .with_single_cert(certs, key)
             .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Runs one accepted `--tcp-listen` connection: plain, or TLS when configured.
-pub(crate) async fn run_tcp_session(stream: TcpStream, shared: Arc<Shared>) {
-    let Some(acceptor) = shared.security.tls.clone() else {
-        crate::session::run(TcpTransport::new(stream), shared, None, Default::default()).await;
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    let timeout = shared.security.config.header_read_timeout;
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            crate::session::run(TlsTransport::new(tls), shared, None, Default::default()).await
-        }
-        Ok(Err(e)) => tracing::debug!(error = %e, "tcp: TLS handshake failed"),
-        Err(_) => tracing::debug!("tcp: TLS handshake timed out"),
-    }
 }
 
 /// STOMP over TLS over TCP.

@@ -18,10 +18,10 @@
 //! through the same [`crate::Publisher`] the embedding API gives applications, so it
 //! takes the same path as application publishes (the system session in relay mode).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -34,263 +34,24 @@ use stomp_relay_codec::Command;
 use subtle::ConstantTimeEq;
 
 use crate::app::PublishError;
-use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
+use crate::broker::BrokerError;
 use crate::config::{BrokerKind, Dialect, RelayMode};
-use crate::frame::OwnedFrame;
-use crate::outbound::{ClientHandle, SessionId};
-use crate::server::Shared;
+use crate::outbound::SessionId;
+use crate::state::Shared;
 
-const CHAT_HTML: &str = include_str!("../web/chat.html");
-const CHAT_JS: &str = include_str!("../web/chat.js");
-const DASHBOARD_HTML: &str = include_str!("../web/dashboard.html");
-const DASHBOARD_JS: &str = include_str!("../web/dashboard.js");
-const LOGIN_HTML: &str = include_str!("../web/login.html");
-const STYLE_CSS: &str = include_str!("../web/style.css");
-const STOMPJS: &str = include_str!("../web/vendor/stomp.umd.min.js");
-const OPENAPI_JSON: &str = include_str!("../web/openapi.json");
+pub mod observer;
 
-/// Per-second samples kept for the messages-per-second chart.
-pub const HISTORY_SECONDS: usize = 120;
-/// Broker errors remembered for the dashboard.
-pub const RECENT_ERRORS: usize = 50;
-/// Sessions listed one by one in `/api/stats` (all are counted).
-pub const LISTED_SESSIONS: usize = 500;
+use observer::{lock, unix_ms, Entry};
+pub use observer::{Observer, Sample, HISTORY_SECONDS, LISTED_SESSIONS, RECENT_ERRORS};
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One session as the dashboard lists it.
-#[derive(Debug)]
-struct SessionView {
-    user: Option<String>,
-    opened_ms: u64,
-    /// (subscription id, client destination), in subscription order.
-    subscriptions: Vec<(String, String)>,
-    upstream: Option<String>,
-}
-
-/// A listed session: its view behind a lock (subscription changes, stats reads) and its
-/// SEND counter beside it.
-#[derive(Debug)]
-struct Entry {
-    view: Mutex<SessionView>,
-    broker_sends: AtomicU64,
-}
-
-/// One per-second sample of the message rates.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Sample {
-    /// End of the second, unix milliseconds.
-    pub at_ms: u64,
-    /// Messages published to the broker in that second (client SENDs and application publishes).
-    pub published: u64,
-    /// MESSAGE frames delivered to clients in that second.
-    pub delivered: u64,
-}
-
-/// What the dashboard knows about sessions, subscriptions and broker errors; see the
-/// module docs.
-pub struct Observer {
-    started: Instant,
-    published: AtomicU64,
-    sessions: Mutex<HashMap<SessionId, Arc<Entry>>>,
-    errors: Mutex<VecDeque<(u64, String)>>,
-    history: Mutex<VecDeque<Sample>>,
-}
-
-impl Observer {
-    /// An empty observer.
-    pub fn new() -> Arc<Observer> {
-        Arc::new(Observer {
-            started: Instant::now(),
-            published: AtomicU64::new(0),
-            sessions: Mutex::new(HashMap::new()),
-            errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
-            history: Mutex::new(VecDeque::with_capacity(HISTORY_SECONDS)),
-        })
-    }
-
-    /// `broker` with this observer watching it.
-    pub fn wrap(self: &Arc<Self>, broker: Arc<dyn Broker>) -> Arc<dyn Broker> {
-        Arc::new(Observed {
-            inner: broker,
-            obs: self.clone(),
-        })
-    }
-
-    /// Remembers a broker error for the dashboard.
-    pub fn note_error(&self, text: String) {
-        let mut e = lock(&self.errors);
-        if e.len() == RECENT_ERRORS {
-            e.pop_front();
-        }
-        e.push_back((unix_ms(), text));
-    }
-
-    /// Messages published to the broker since start.
-    pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
-    }
-
-    fn push_sample(&self, s: Sample) {
-        let mut h = lock(&self.history);
-        if h.len() == HISTORY_SECONDS {
-            h.pop_front();
-        }
-        h.push_back(s);
-    }
-}
-
-struct Observed {
-    inner: Arc<dyn Broker>,
-    obs: Arc<Observer>,
-}
-
-impl Broker for Observed {
-    fn open_session(
-        &self,
-        info: SessionInfo,
-        client: ClientHandle,
-    ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
-        let id = info.id;
-        let user = info.user.clone();
-        let opening = self.inner.open_session(info, client);
-        let obs = self.obs.clone();
-        Box::pin(async move {
-            match opening.await {
-                Ok(inner) => {
-                    let entry = Arc::new(Entry {
-                        broker_sends: AtomicU64::new(0),
-                        view: Mutex::new(SessionView {
-                            user,
-                            opened_ms: unix_ms(),
-                            subscriptions: Vec::new(),
-                            upstream: inner.upstream(),
-                        }),
-                    });
-                    lock(&obs.sessions).insert(id, entry.clone());
-                    Ok(Box::new(ObservedSession {
-                        inner,
-                        id,
-                        entry,
-                        obs,
-                    }) as Box<dyn BrokerSession>)
-                }
-                Err(e) => {
-                    obs.note_error(format!("session {id} refused by the broker: {e}"));
-                    Err(e)
-                }
-            }
-        })
-    }
-
-    fn publish(&self, frame: OwnedFrame) -> Result<(), BrokerError> {
-        let dest = frame.header_str("destination").unwrap_or("").to_string();
-        match self.inner.publish(frame) {
-            Ok(()) => {
-                self.obs.published.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.obs
-                    .note_error(format!("publish to {dest} failed: {e}"));
-                Err(e)
-            }
-        }
-    }
-
-    fn stats(&self) -> BrokerStats {
-        self.inner.stats()
-    }
-
-    fn forwards_receipts(&self) -> bool {
-        self.inner.forwards_receipts()
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.inner.shutdown()
-    }
-
-    fn upstreams(&self) -> Vec<crate::broker::UpstreamStatus> {
-        self.inner.upstreams()
-    }
-}
-
-struct ObservedSession {
-    inner: Box<dyn BrokerSession>,
-    id: SessionId,
-    entry: Arc<Entry>,
-    obs: Arc<Observer>,
-}
-
-impl BrokerSession for ObservedSession {
-    fn forward(&mut self, frame: OwnedFrame) -> Result<(), BrokerError> {
-        let command = frame.command;
-        // Only what the dashboard shows is copied out before the frame moves on.
-        let noted = match command {
-            Command::Subscribe => frame
-                .header_str("id")
-                .zip(frame.header_str("destination"))
-                .map(|(i, d)| (i.to_string(), d.to_string())),
-            Command::Unsubscribe => frame
-                .header_str("id")
-                .map(|i| (i.to_string(), String::new())),
-            _ => None,
-        };
-        let result = self.inner.forward(frame);
-        match &result {
-            Ok(()) => match command {
-                Command::Send => {
-                    self.obs.published.fetch_add(1, Ordering::Relaxed);
-                    // An atomic beside the lock: a SEND never waits on a stats read.
-                    self.entry.broker_sends.fetch_add(1, Ordering::Relaxed);
-                }
-                Command::Subscribe => {
-                    if let Some(sub) = noted {
-                        lock(&self.entry.view).subscriptions.push(sub);
-                    }
-                }
-                Command::Unsubscribe => {
-                    if let Some((id, _)) = noted {
-                        lock(&self.entry.view)
-                            .subscriptions
-                            .retain(|(i, _)| *i != id);
-                    }
-                }
-                _ => {}
-            },
-            Err(e) => self.obs.note_error(format!(
-                "session {}: {} not forwarded: {e}",
-                self.id,
-                command.as_str()
-            )),
-        }
-        result
-    }
-
-    fn client_activity(&mut self) {
-        self.inner.client_activity();
-    }
-
-    fn close(self: Box<Self>, receipt: Option<String>) {
-        lock(&self.obs.sessions).remove(&self.id);
-        self.inner.close(receipt);
-    }
-
-    fn upstream(&self) -> Option<String> {
-        self.inner.upstream()
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// /api/stats
+const CHAT_HTML: &str = include_str!("../../web/chat.html");
+const CHAT_JS: &str = include_str!("../../web/chat.js");
+const DASHBOARD_HTML: &str = include_str!("../../web/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
+const LOGIN_HTML: &str = include_str!("../../web/login.html");
+const STYLE_CSS: &str = include_str!("../../web/style.css");
+const STOMPJS: &str = include_str!("../../web/vendor/stomp.umd.min.js");
+const OPENAPI_JSON: &str = include_str!("../../web/openapi.json");
 
 /// The `/api/stats` document (see `web/openapi.json` for the field meanings).
 #[derive(Debug, Serialize)]
@@ -543,7 +304,7 @@ async fn sample(shared: Arc<Shared>) {
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = crate::server::stopped(&mut stop) => break,
+            _ = crate::state::stopped(&mut stop) => break,
             _ = tick.tick() => {
                 let now = (
                     shared.web.published(),
@@ -872,11 +633,11 @@ mod tests {
     #[test]
     fn vendored_stompjs_matches_lockfile() {
         let lock: serde_json::Value =
-            serde_json::from_str(include_str!("../web/package-lock.json")).expect("lockfile");
+            serde_json::from_str(include_str!("../../web/package-lock.json")).expect("lockfile");
         let locked = lock["packages"]["node_modules/@stomp/stompjs"]["version"]
             .as_str()
             .expect("stompjs in the lockfile");
-        let recorded = include_str!("../web/vendor/stompjs.version");
+        let recorded = include_str!("../../web/vendor/stompjs.version");
         assert!(
             recorded.starts_with(&format!("@stomp/stompjs {locked} ")),
             "vendor/stompjs.version says `{}` but the lockfile pins {locked}: run `npm ci && npm run vendor` in std-host/web",
