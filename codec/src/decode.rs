@@ -14,6 +14,7 @@
 
 use memchr::{memchr, memchr2};
 
+use crate::error::limit;
 use crate::escape::unescape_byte;
 use crate::header::parse_decimal;
 use crate::scan::{Lines, NO_COLON};
@@ -285,10 +286,6 @@ impl Default for Decoder {
     fn default() -> Self {
         Decoder::new(Version::V1_2)
     }
-}
-
-pub(crate) const fn limit(limit: Limit, max: usize) -> DecodeError {
-    DecodeError::LimitExceeded { limit, max }
 }
 
 /// Longest command line: `UNSUBSCRIBE` and CRLF.

@@ -162,3 +162,8 @@ impl<E> From<EncodeError> for WriteError<E> {
         WriteError::Encode(e)
     }
 }
+
+/// The error for exceeding `limit`, whose value is `max`.
+pub(crate) const fn limit(limit: Limit, max: usize) -> DecodeError {
+    DecodeError::LimitExceeded { limit, max }
+}

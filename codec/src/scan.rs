@@ -19,7 +19,7 @@
 use memchr::memchr;
 use wide::u8x16;
 
-use crate::decode::limit;
+use crate::error::limit;
 use crate::header::parse_decimal;
 use crate::{DecodeError, Header, Limit, Limits};
 
