@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "layout: no import circle inside a crate, no Rust file over 1,000 lines"
+python3 scripts/layout-check.py
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
