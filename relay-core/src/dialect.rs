@@ -39,6 +39,16 @@ pub enum Dialect {
     Generic,
 }
 
+impl Dialect {
+    /// Every dialect, in the order configuration lists them.
+    pub const ALL: [Dialect; 4] = [
+        Dialect::ActiveMq,
+        Dialect::RabbitMq,
+        Dialect::Artemis,
+        Dialect::Generic,
+    ];
+}
+
 /// Whether a destination broadcasts (every subscriber gets each message) or is a
 /// queue (each message reaches one subscriber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

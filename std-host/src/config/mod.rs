@@ -29,18 +29,28 @@ pub enum BrokerKind {
     Relay,
 }
 
-/// How broker destinations are spelled on the external broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Dialect {
-    /// ActiveMQ Classic: broadcast prefixes map to `/topic/`.
-    Activemq,
-    /// RabbitMQ: broadcast prefixes map to `/topic/` with `.` separated keys.
-    Rabbitmq,
-    /// ActiveMQ Artemis.
-    Artemis,
-    /// Destinations pass through unchanged.
-    Generic,
+/// How broker destinations are spelled on the external broker: relay-core's one
+/// [`Dialect`](stomp_relay_core::Dialect), named in flags and files by
+/// [`Dialect::as_str`](stomp_relay_core::Dialect::as_str).
+pub use stomp_relay_core::Dialect;
+
+/// `--dialect`'s parser: the names clap lists in `--help` and in its error.
+fn dialect_parser() -> impl clap::builder::TypedValueParser<Value = Dialect> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Dialect::ALL.map(Dialect::as_str))
+        .map(|name| name.parse::<Dialect>().unwrap_or_default())
+}
+
+/// The config file's `dialect` key: a dialect name; anything else is an error listing them.
+fn dialect_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dialect>, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map(Some).map_err(|_| {
+        let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
+        serde::de::Error::custom(format!(
+            "unknown dialect `{name}`, expected one of {}",
+            names.join(", ")
+        ))
+    })
 }
 
 /// Upstream connection layout in relay mode.
@@ -446,8 +456,8 @@ pub struct Cli {
     /// PEM file of CA certificates trusted for stomps:// relay addresses, besides the public web roots [default: none]
     #[arg(long, env = "STOMP_RELAY_RELAY_CA", value_name = "FILE")]
     pub relay_ca: Option<PathBuf>,
-    /// How broker prefixes are mapped to the external broker's broadcast form [default: generic]
-    #[arg(long, env = "STOMP_RELAY_DIALECT", value_enum)]
+    /// How broker prefixes are spelled on the external broker: activemq, rabbitmq, artemis or generic [default: generic]
+    #[arg(long, env = "STOMP_RELAY_DIALECT", value_parser = dialect_parser())]
     pub dialect: Option<Dialect>,
     /// One upstream connection per client session, or one shared per instance [default: per-session]
     #[arg(long, env = "STOMP_RELAY_RELAY_MODE", value_enum)]
@@ -501,6 +511,7 @@ struct FileConfig {
     system_passcode: Option<Secret>,
     virtual_host: Option<String>,
     relay_ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "dialect_key")]
     dialect: Option<Dialect>,
     relay_mode: Option<RelayMode>,
     heartbeat: Option<String>,
@@ -823,7 +834,7 @@ mod tests {
         assert!(c.relay[1].tls);
         assert_eq!(c.relay[1].host, "::1");
         assert_eq!(c.relay[1].to_string(), "stomps://[::1]:61614");
-        assert_eq!(c.dialect, Dialect::Rabbitmq);
+        assert_eq!(c.dialect, Dialect::RabbitMq);
         assert_eq!(c.relay_mode, RelayMode::Shared);
         assert_eq!(
             c.heartbeat,

@@ -41,7 +41,7 @@ use stomp_relay_core::upstream::{Backoff, UpstreamConfig};
 use stomp_relay_core::Dialect;
 
 use crate::broker::Broker;
-use crate::config::{self, Config, RelayAddr, RelayMode};
+use crate::config::{Config, RelayAddr, RelayMode};
 use crate::secret::Secret;
 
 /// Everything relay mode needs, taken from [`Config`] by [`RelayOptions::from_config`].
@@ -93,12 +93,7 @@ impl RelayOptions {
             system_login: c.system_login.clone(),
             system_passcode: c.system_passcode.clone(),
             virtual_host: c.virtual_host.clone(),
-            dialect: match c.dialect {
-                config::Dialect::Activemq => Dialect::ActiveMq,
-                config::Dialect::Rabbitmq => Dialect::RabbitMq,
-                config::Dialect::Artemis => Dialect::Artemis,
-                config::Dialect::Generic => Dialect::Generic,
-            },
+            dialect: c.dialect,
             broker_prefixes: c.broker_prefixes.clone(),
             mode: c.relay_mode,
             heartbeat: (c.heartbeat.send_ms, c.heartbeat.recv_ms),

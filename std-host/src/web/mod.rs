@@ -35,7 +35,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::PublishError;
 use crate::broker::BrokerError;
-use crate::config::{BrokerKind, Dialect, RelayMode};
+use crate::config::{BrokerKind, RelayMode};
 use crate::outbound::SessionId;
 use crate::state::Shared;
 
@@ -151,12 +151,7 @@ fn mode_names(shared: &Shared) -> (&'static str, Option<&'static str>, Option<&'
                 RelayMode::PerSession => "per-session",
                 RelayMode::Shared => "shared",
             }),
-            Some(match c.dialect {
-                Dialect::Activemq => "activemq",
-                Dialect::Rabbitmq => "rabbitmq",
-                Dialect::Artemis => "artemis",
-                Dialect::Generic => "generic",
-            }),
+            Some(c.dialect.as_str()),
         ),
     }
 }

@@ -91,8 +91,8 @@ impl Kind {
     }
     fn dialect(self) -> Dialect {
         match self {
-            Kind::ActiveMq => Dialect::Activemq,
-            Kind::RabbitMq => Dialect::Rabbitmq,
+            Kind::ActiveMq => Dialect::ActiveMq,
+            Kind::RabbitMq => Dialect::RabbitMq,
         }
     }
     fn login(self) -> &'static str {
