@@ -22,7 +22,7 @@
 use core::time::Duration;
 
 use crate::codec::{Command, EncodeError, EncodeOptions, Frame, Header, Version};
-use crate::cursor::Cursor;
+use crate::session::heart_beat::{format_heart_beat, HEART_BEAT_VALUE_MAX};
 use crate::session::{negotiate_heart_beat, parse_heart_beat};
 use crate::time::{earliest, Instant};
 
@@ -545,12 +545,8 @@ impl Upstream {
         out: &mut [u8],
     ) -> Result<Option<usize>, EncodeError> {
         let n = if self.connect_pending {
-            let mut hb = [0u8; 24];
-            let mut c = Cursor::new(&mut hb);
-            c.push_u64(self.config.heart_beat.0.into())
-                .push_byte(b',')
-                .push_u64(self.config.heart_beat.1.into());
-            let hb = c.finish_truncated();
+            let mut hb = [0u8; HEART_BEAT_VALUE_MAX];
+            let hb = format_heart_beat(self.config.heart_beat, &mut hb);
             let mut headers = [Header::EMPTY; 6];
             headers[0] = Header::new(b"accept-version", b"1.1,1.2");
             headers[1] = Header::new(b"heart-beat", hb);

@@ -3,6 +3,8 @@
 
 use core::time::Duration;
 
+use crate::cursor::Cursor;
+
 fn parse_u32(b: &[u8]) -> Option<u32> {
     let b = b.trim_ascii();
     if b.is_empty() || b.len() > 10 {
@@ -34,4 +36,17 @@ pub fn negotiate_heart_beat(
     let dir =
         |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
     (dir(ours.0, theirs.1), dir(theirs.0, ours.1))
+}
+
+/// Room for any `heart-beat` value: two `u32`s in decimal and the comma.
+pub(crate) const HEART_BEAT_VALUE_MAX: usize = 24;
+
+/// Writes the `heart-beat` value `cx,cy` for `hb` into `buf`; CONNECT and CONNECTED
+/// both send it.
+pub(crate) fn format_heart_beat(hb: (u32, u32), buf: &mut [u8; HEART_BEAT_VALUE_MAX]) -> &[u8] {
+    let mut c = Cursor::new(buf);
+    c.push_u64(hb.0.into())
+        .push_byte(b',')
+        .push_u64(hb.1.into());
+    c.finish_truncated()
 }

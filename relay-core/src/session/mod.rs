@@ -30,7 +30,7 @@
 
 mod error;
 mod event;
-mod heart_beat;
+pub(crate) mod heart_beat;
 mod receipts;
 mod table;
 #[cfg(test)]
@@ -776,12 +776,8 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
     }
 
     fn encode_connected(&self, out: &mut [u8]) -> Result<usize, TransmitError> {
-        let mut hb = [0u8; 24];
-        let mut c = Cursor::new(&mut hb);
-        c.push_u64(self.config.heart_beat.0.into())
-            .push_byte(b',')
-            .push_u64(self.config.heart_beat.1.into());
-        let hb = c.finish_truncated();
+        let mut hb = [0u8; heart_beat::HEART_BEAT_VALUE_MAX];
+        let hb = heart_beat::format_heart_beat(self.config.heart_beat, &mut hb);
         let mut sid = [0u8; 20];
         let mut c = Cursor::new(&mut sid);
         c.push_u64(self.id.0);
