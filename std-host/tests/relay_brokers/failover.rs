@@ -36,11 +36,7 @@ async fn failover_to_second_address() {
 #[tokio::test]
 async fn tls_to_activemq() {
     let _lock = broker_lock().await;
-    require_broker(Kind::ActiveMq);
-    assert!(
-        Path::new(ACTIVEMQ_CA).is_file(),
-        "{ACTIVEMQ_CA} missing: run `scripts/brokers.sh up`"
-    );
+    require_activemq_tls();
     let tls = RelayAddr {
         tls: true,
         host: "127.0.0.1".into(),
@@ -88,11 +84,7 @@ async fn tls_to_activemq() {
 #[tokio::test]
 async fn relay_ca_flag_trusts_activemq_tls() {
     let _lock = broker_lock().await;
-    require_broker(Kind::ActiveMq);
-    assert!(
-        Path::new(ACTIVEMQ_CA).is_file(),
-        "{ACTIVEMQ_CA} missing: run `scripts/brokers.sh up`"
-    );
+    require_activemq_tls();
     let url = format!("stomps://127.0.0.1:{ACTIVEMQ_TLS}");
     let mut base = vec!["--listen", "127.0.0.1:0", "--shutdown-timeout", "500ms"];
     base.extend(common::broker::activemq_relay_at(&url));

@@ -143,6 +143,15 @@ fn require_broker(kind: Kind) {
     }
 }
 
+/// ActiveMQ up, with the TLS connector's CA that `scripts/brokers.sh` generates.
+fn require_activemq_tls() {
+    require_broker(Kind::ActiveMq);
+    assert!(
+        Path::new(ACTIVEMQ_CA).is_file(),
+        "{ACTIVEMQ_CA} missing: run `scripts/brokers.sh up`"
+    );
+}
+
 fn brokers_script(action: &str, kind: Kind) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/brokers.sh");
     let out = Proc::new(script)
