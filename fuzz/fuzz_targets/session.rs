@@ -9,12 +9,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use stomp_relay_core::broker::{message_frame, FixedStore, SimpleBroker};
-use stomp_relay_core::codec::{Decoded, Decoder, EncodeOptions, Header, Status};
-use stomp_relay_core::router::{AppRoute, Destination, Router, RouterConfig};
+use stomp_relay_core::codec::{Command, Decoded, Decoder, EncodeOptions, Header, Status};
+use stomp_relay_core::router::{AppRoute, Router, RouterConfig};
 use stomp_relay_core::session::{
     CloseReason, Event, Session, SessionConfig, SessionId, MAX_CONTROL_FRAME,
 };
-use stomp_relay_core::Instant;
+use stomp_relay_core::{Instant, Route};
 
 const BUF: usize = 4096;
 
@@ -78,23 +78,20 @@ fn drive(
                 let d = dlen.map(|l| &dest[..l]);
                 match (kind, d) {
                     (1, Some(d)) => publish(&mut c.session, sid, now, router, broker, d, &f),
-                    (2, Some(d)) => match router.classify(d) {
-                        Ok(Destination::User(rest)) => {
-                            let mut resolved = [0u8; 128];
-                            match router.user_subscription(rest, sid, &mut resolved) {
-                                Ok(r) => {
-                                    let _ = broker.subscribe(sid, &sub_id[..id_len], r);
+                    (2, Some(d)) => {
+                        let mut resolved = [0u8; 128];
+                        match router.dispatch(Command::Subscribe, Some(d), sid, &mut resolved) {
+                            Route::Broker(r) | Route::App(r) => {
+                                if let Err(e) = broker.subscribe(sid, &sub_id[..id_len], r) {
+                                    c.session.close_with_error(CloseReason::Rejected, e);
                                 }
-                                Err(e) => c.session.close_with_error(CloseReason::Rejected, e),
                             }
-                        }
-                        Ok(_) => {
-                            if let Err(e) = broker.subscribe(sid, &sub_id[..id_len], d) {
-                                c.session.close_with_error(CloseReason::Rejected, e);
+                            Route::Reject(e) => {
+                                c.session.close_with_error(CloseReason::Rejected, e)
                             }
+                            _ => {}
                         }
-                        Err(e) => c.session.close_with_error(CloseReason::Rejected, e),
-                    },
+                    }
                     (3, _) => {
                         broker.unsubscribe(sid, &sub_id[..id_len]);
                     }
@@ -125,20 +122,19 @@ fn publish(
     f: &stomp_relay_core::codec::Frame<'_>,
 ) {
     let mut fwd = [0u8; 256];
-    let target: &[u8] = match router.classify(dest) {
-        Ok(Destination::Broker(d)) => d,
-        Ok(Destination::App(d)) => match router.route_app(d, &mut fwd) {
+    let mut resolved = [0u8; 256];
+    let target: &[u8] = match router.dispatch(Command::Send, Some(dest), sid, &mut resolved) {
+        Route::Broker(d) => d,
+        Route::App(d) => match router.route_app(d, &mut fwd) {
             Ok(AppRoute::Forward(t)) => t,
             _ => return,
         },
-        Ok(Destination::User(rest)) => match router.user_send(rest) {
-            Ok((_, target)) => match router.user_target(target, sid, &mut fwd) {
-                Ok(t) => t,
-                Err(e) => return session.close_with_error(CloseReason::Rejected, e),
-            },
+        Route::User { target, .. } => match router.user_target(target, sid, &mut fwd) {
+            Ok(t) => t,
             Err(e) => return session.close_with_error(CloseReason::Rejected, e),
         },
-        Err(e) => return session.close_with_error(CloseReason::Rejected, e),
+        Route::Reject(e) => return session.close_with_error(CloseReason::Rejected, e),
+        _ => return,
     };
     let mut deliveries = [(0u64, [0u8; 64], 0usize); 16];
     let mut k = 0;

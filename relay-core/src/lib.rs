@@ -7,6 +7,8 @@
 //! - [`session`]: the client-facing STOMP session (handshake, version negotiation,
 //!   heart-beats, receipts, ERROR-then-close, subscription table).
 //! - [`router`]: application / broker / user prefixes, routes with captured variables.
+//! - [`dispatch`]: where a frame the session accepted goes ([`Route`]: broker,
+//!   application, a user's sessions, or an ERROR).
 //! - [`pattern`]: `*`, `**` and `{name}` destination patterns.
 //! - [`dialect`]: client destinations to ActiveMQ / RabbitMQ / Artemis forms and back.
 //! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
@@ -18,10 +20,10 @@
 //!
 //! ```
 //! use stomp_relay_core::broker::{FixedStore, SimpleBroker};
-//! use stomp_relay_core::codec::{Decoded, Decoder, Header, Status};
-//! use stomp_relay_core::router::{AppRoute, Destination, Router, RouterConfig};
+//! use stomp_relay_core::codec::{Command, Decoded, Decoder, Header, Status};
+//! use stomp_relay_core::router::{AppRoute, Router, RouterConfig};
 //! use stomp_relay_core::session::{Event, Session, SessionConfig, SessionId, MAX_CONTROL_FRAME};
-//! use stomp_relay_core::Instant;
+//! use stomp_relay_core::{Instant, Route};
 //!
 //! let router = Router::new(RouterConfig::default());
 //! let mut broker: SimpleBroker<FixedStore<16>> = SimpleBroker::new(FixedStore::new());
@@ -41,8 +43,9 @@
 //!                 broker.subscribe(SessionId(1), id, destination).unwrap();
 //!             }
 //!             Ok(Some(Event::Send { destination })) => {
-//!                 let mut to = [0u8; 128];
-//!                 if let Ok(Destination::App(d)) = router.classify(destination) {
+//!                 let (mut resolved, mut to) = ([0u8; 128], [0u8; 128]);
+//!                 let route = router.dispatch(Command::Send, Some(destination), SessionId(1), &mut resolved);
+//!                 if let Route::App(d) = route {
 //!                     if let Ok(AppRoute::Forward(target)) = router.route_app(d, &mut to) {
 //!                         // `/pub/chat` goes to `/sub/chat`: build MESSAGE frames with
 //!                         // broker::message_frame for each delivery.
@@ -75,6 +78,7 @@ pub use stomp_relay_codec as codec;
 pub mod broker;
 mod cursor;
 pub mod dialect;
+pub mod dispatch;
 pub mod pattern;
 pub mod relay;
 pub mod router;
@@ -86,6 +90,7 @@ pub mod users;
 pub use broker::SimpleBroker;
 pub use cursor::BufferTooSmall;
 pub use dialect::Dialect;
+pub use dispatch::Route;
 pub use router::Router;
 pub use session::{Session, SessionConfig, SessionId};
 pub use time::Instant;

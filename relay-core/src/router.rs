@@ -134,6 +134,13 @@ pub enum RouteError<'c> {
     UnknownVariable,
     /// The resolved destination did not fit the caller's buffer.
     TooLong,
+    /// A SEND or SUBSCRIBE without a `destination` header.
+    MissingDestination,
+    /// A SUBSCRIBE to another session's resolved user destination
+    /// (`/queue/x-user43` from session 42).
+    OtherSessionsDestination,
+    /// A server command (CONNECTED, MESSAGE, RECEIPT, ERROR) offered for routing.
+    NotAClientFrame,
 }
 
 impl core::fmt::Display for RouteError<'_> {
@@ -154,6 +161,11 @@ impl core::fmt::Display for RouteError<'_> {
             }
             RouteError::UnknownVariable => f.write_str("Route template names an unknown variable"),
             RouteError::TooLong => f.write_str("Resolved destination too long"),
+            RouteError::MissingDestination => f.write_str("Missing header: destination"),
+            RouteError::OtherSessionsDestination => {
+                f.write_str("Destination belongs to another session")
+            }
+            RouteError::NotAClientFrame => f.write_str("Not a client frame"),
         }
     }
 }

@@ -50,6 +50,21 @@ impl OwnedFrame {
 
     /// Copies a decoded frame, unescaping its headers.
     pub fn from_frame(frame: &Frame<'_>) -> Self {
+        let mut owned = OwnedFrame::from_frame_headers(frame);
+        owned.body = Bytes::copy_from_slice(frame.body);
+        owned
+    }
+
+    /// Copies a decoded frame's headers, unescaping them, and shares its body with
+    /// `src`, the received bytes the frame was decoded from (no copy; a body that is
+    /// not part of `src` is copied).
+    pub fn from_frame_in(frame: &Frame<'_>, src: &Bytes) -> Self {
+        let mut owned = OwnedFrame::from_frame_headers(frame);
+        owned.body = share(src, frame.body);
+        owned
+    }
+
+    fn from_frame_headers(frame: &Frame<'_>) -> Self {
         let headers = frame
             .header_pairs()
             .map(|(n, v)| (n.bytes().collect(), v.bytes().collect()))
@@ -57,7 +72,7 @@ impl OwnedFrame {
         OwnedFrame {
             command: frame.command,
             headers,
-            body: Bytes::copy_from_slice(frame.body),
+            body: Bytes::new(),
         }
     }
 
@@ -103,6 +118,16 @@ impl OwnedFrame {
                 .sum::<usize>()
             + self.body.len()
             + 2
+    }
+}
+
+/// `part` as a slice of `src` when it lies inside it, else a copy.
+fn share(src: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+    if start <= src.len() && part.len() <= src.len() - start {
+        src.slice(start..start + part.len())
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 

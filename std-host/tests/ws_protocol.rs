@@ -141,6 +141,46 @@ async fn user_destinations_reach_every_session_of_the_user() {
 }
 
 #[tokio::test]
+async fn another_sessions_user_queue_cannot_be_subscribed_by_name() {
+    let srv = start(test_config()).await;
+    let mut bob = WsClient::open(&srv.ws_url(), &["v12.stomp"]).await;
+    bob.send_frame(
+        "CONNECT",
+        &[("accept-version", "1.2"), ("login", "bob")],
+        b"",
+    )
+    .await;
+    let connected = bob.expect_frame().await;
+    let bob_session = connected.header_str("session").unwrap().to_owned();
+    bob.subscribe("q", "/user/queue/inbox").await;
+
+    // Eve knows bob's session and the naming scheme, and names his resolved queue.
+    let mut eve = WsClient::connected(&srv.ws_url(), &[("login", "eve")]).await;
+    let theirs = format!("/queue/inbox-user{bob_session}");
+    eve.send_frame("SUBSCRIBE", &[("id", "spy"), ("destination", &theirs)], b"")
+        .await;
+    let e = eve.expect_frame().await;
+    assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
+    assert_eq!(
+        e.header_str("message"),
+        Some("Destination belongs to another session")
+    );
+    assert_eq!(eve.expect_close().await, Some(1002));
+
+    // Bob still gets what is sent to him, and only he does.
+    let mut carol = WsClient::connected(&srv.ws_url(), &[("login", "carol")]).await;
+    carol
+        .send_frame(
+            "SEND",
+            &[("destination", "/user/bob/queue/inbox")],
+            b"for bob",
+        )
+        .await;
+    let m = bob.expect_frame().await;
+    assert_eq!(&m.body[..], b"for bob");
+}
+
+#[tokio::test]
 async fn frame_before_connect_gets_error_then_close() {
     let srv = start(test_config()).await;
     let mut c = WsClient::open(&srv.ws_url(), &["v12.stomp"]).await;

@@ -1,0 +1,207 @@
+//! The per-connection task: moves bytes and time between one client transport and
+//! relay-core's [`Session`], and carries out what relay-core decides.
+//!
+//! What lives here and nowhere else, one module each: reassembly and decoding
+//! (`receive`), carrying out relay-core's route for each frame (`route`), opening the
+//! broker session on CONNECT (`open`), the outbound path with its batching and send
+//! time limit (`outbound`), timers on tokio time (`clock`), the close code for each way
+//! a session ends (`close`), the heap subscription table (`table`), and metrics.
+//!
+//! What does NOT live here: STOMP session rules (relay-core's `Session`), where a frame
+//! goes and user destinations (relay-core's `Router::dispatch`), subscription matching
+//! (the broker backend).
+
+mod clock;
+mod close;
+mod open;
+mod outbound;
+mod receive;
+mod route;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use stomp_relay_codec::Version;
+use stomp_relay_core::session::{CloseReason, SessionConfig, Versions};
+use stomp_relay_core::{Session, SessionId as CoreSessionId};
+
+use crate::broker::BrokerSession;
+use crate::frame::OwnedFrame;
+use crate::metrics::CloseCause;
+use crate::outbound::ClientHandle;
+use crate::state::Shared;
+use crate::transport::{Chunk, Transport};
+use clock::{now, sleep_until};
+use close::HostClose;
+use table::Subscriptions;
+
+/// The relay-core session as this host runs it.
+type CoreSession = Session<0, Subscriptions>;
+
+/// How long a closing session keeps trying to deliver its ERROR/close frame to a
+/// client that is not reading (bounded so a dead peer cannot hold the task).
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+const SERVER: &str = concat!("stomp-relay/", env!("CARGO_PKG_VERSION"));
+
+/// What the synchronous frame handling asks the async loop to do next.
+enum Next {
+    /// Keep going.
+    Continue,
+    /// A CONNECT was accepted by the session: authenticate and open the broker session.
+    Connect(OwnedFrame),
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    session: Box<CoreSession>,
+    client: ClientHandle,
+    broker: Option<Box<dyn BrokerSession>>,
+    user: Option<String>,
+    /// Reassembly buffer: the start of a frame whose end has not arrived yet.
+    rbuf: BytesMut,
+    /// Encoded units waiting to be written.
+    units: Vec<Vec<u8>>,
+    host_close: Option<HostClose>,
+    decode_cause: Option<CloseCause>,
+    got_first_frame: bool,
+    /// Authentication, authorization and SEND rate state (auth/mod.rs).
+    guard: crate::auth::SessionGuard,
+}
+
+/// Runs one client connection to the end.
+pub(crate) async fn run<T: Transport>(
+    mut t: T,
+    shared: Arc<Shared>,
+    subprotocol: Option<Version>,
+    handshake: crate::auth::Handshake,
+) {
+    let id = shared.next_session_id();
+    let metrics = shared.metrics.clone();
+    metrics.sessions_total.inc();
+    metrics.sessions_current.inc();
+    let limits = shared.config.limits.clone();
+    let hb = shared.config.heartbeat;
+    let cfg = SessionConfig {
+        heart_beat: (hb.send_ms, hb.recv_ms),
+        read_timeout_factor: 3,
+        versions: Versions::ALL,
+        subprotocol,
+        server: Some(SERVER),
+        connect_timeout: Some(limits.time_to_first_frame),
+        local_receipts: !shared.broker.forwards_receipts(),
+        defer_connected: true,
+    };
+    let (client, mut out_rx) = crate::outbound::channel(id, limits.send_buffer);
+    let mut d = Driver {
+        session: Box::new(CoreSession::new(CoreSessionId(id), cfg, now())),
+        client,
+        broker: None,
+        user: None,
+        rbuf: BytesMut::new(),
+        units: Vec::new(),
+        host_close: None,
+        decode_cause: None,
+        got_first_frame: false,
+        guard: crate::auth::SessionGuard::new(&shared.security, handshake),
+        shared,
+    };
+    let mut stop = d.shared.shutdown.clone();
+    tracing::debug!(session = id, transport = t.kind(), "session opened");
+
+    loop {
+        d.collect_transmits();
+        if !d.units.is_empty() {
+            // Boxed: the write and open futures are large and rare; keeping them out of
+            // the session future keeps an idle session small.
+            if let Err(cause) = Box::pin(d.write(&mut t)).await {
+                d.host_close.get_or_insert(HostClose {
+                    code: crate::close::SLOW_CONSUMER,
+                    cause: Some(cause),
+                });
+                break;
+            }
+        }
+        if d.session.is_closed() || d.host_close.is_some() {
+            break;
+        }
+        let deadline = d.session.poll_timeout();
+        tokio::select! {
+            biased;
+            _ = crate::state::stopped(&mut stop) => {
+                d.session.close_with_error(CloseReason::Shutdown, CloseReason::Shutdown);
+            }
+            item = out_rx.recv() => {
+                let Some(item) = item else { break };
+                d.deliver(item, &mut out_rx);
+            }
+            chunk = t.recv() => match chunk {
+                Ok(Chunk::Data(bytes)) => {
+                    metrics.bytes_in.inc_by(bytes.len() as u64);
+                    if let Next::Connect(connect) = d.receive(bytes) {
+                        Box::pin(d.open(connect)).await;
+                        // Frames that came with the CONNECT are handled now.
+                        if let Next::Connect(_) = d.receive(Bytes::new()) {
+                            unreachable!("a session accepts CONNECT once");
+                        }
+                    }
+                }
+                Ok(Chunk::Oversized { limit }) => {
+                    d.decode_cause = Some(CloseCause::FrameTooLarge);
+                    d.session.close_with_error(
+                        CloseReason::DecodeError,
+                        format_args!("WebSocket message size limit of {limit} bytes exceeded"),
+                    );
+                }
+                Ok(Chunk::Closed) | Err(_) => {
+                    d.session.handle_transport_closed();
+                    break;
+                }
+            },
+            _ = sleep_until(deadline) => {
+                d.session.handle_timeout(now());
+            }
+        }
+    }
+
+    // The end: release the broker side first so no more deliveries are queued.
+    let reason = d.session.close_reason();
+    if let Some(b) = d.broker.take() {
+        b.close(None);
+    }
+    if let Some(u) = d.user.take() {
+        d.shared.publish.users.remove(&u, id);
+    }
+    drop(out_rx);
+    let (code, cause) = match (d.host_close, reason) {
+        (Some(h), _) => (Some(h.code), h.cause),
+        (None, Some(r)) => close::close_for(r, d.decode_cause),
+        (None, None) => (None, Some(CloseCause::TransportError)),
+    };
+    if let Some(c) = cause {
+        metrics.closed_abnormally(c);
+    }
+    metrics.sessions_current.dec();
+    tracing::debug!(session = id, reason = ?reason, code = ?code, "session closed");
+    if let Some(code) = code {
+        let _ = Box::pin(tokio::time::timeout(
+            CLOSE_LINGER,
+            t.close(code, close::reason_text(code)),
+        ))
+        .await;
+    }
+}
+
+fn str_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Driver {
+    fn sid(&self) -> u64 {
+        self.session.id().0
+    }
+}

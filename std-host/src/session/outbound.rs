@@ -1,0 +1,201 @@
+//! The session's outbound side: its own frames (CONNECTED, RECEIPT, ERROR, heart-beats)
+//! and broker deliveries from the bounded [`crate::outbound`] queue, encoded into
+//! units and written in batches, each write bounded by the send time limit (a client
+//! that stalls it is closed with 4500).
+//!
+//! Invariant: nothing but the session's own frames goes out before CONNECTED, and
+//! nothing after the session started closing, except the close itself.
+
+use stomp_relay_codec::{Command, EncodeOptions, Frame, Header, Version};
+use stomp_relay_core::session::{AckMode, CloseReason, MAX_CONTROL_FRAME};
+
+use super::clock::now;
+use super::close::HostClose;
+use super::Driver;
+use crate::close;
+use crate::metrics::CloseCause;
+use crate::outbound::{Delivery, OutboundRx, ToClient};
+use crate::transport::Transport;
+
+/// At most this many queued items go out in one write batch.
+const BATCH_ITEMS: usize = 256;
+
+impl Driver {
+    /// Moves the session's own frames (CONNECTED, RECEIPT, ERROR, heart-beats) to `units`.
+    pub(super) fn collect_transmits(&mut self) {
+        let now = now();
+        loop {
+            let mut buf = [0u8; MAX_CONTROL_FRAME];
+            match self.session.poll_transmit(now, &mut buf) {
+                Ok(Some(n)) => {
+                    let unit = buf[..n].to_vec();
+                    self.count_out(&unit);
+                    self.units.push(unit);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "session frame did not fit its buffer");
+                    self.host_close = Some(HostClose {
+                        code: close::INTERNAL_ERROR,
+                        cause: Some(CloseCause::ProtocolError),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn count_out(&self, unit: &[u8]) {
+        let m = &self.shared.metrics;
+        if unit == b"\n" {
+            m.heartbeats_out.inc();
+        } else {
+            let end = unit.iter().position(|&b| b == b'\n').unwrap_or(unit.len());
+            if let Some(c) = Command::parse(&unit[..end]) {
+                m.frame_out(c);
+            }
+        }
+    }
+
+    /// Takes `first` and whatever else is queued (bounded) into `units`.
+    pub(super) fn deliver(&mut self, first: ToClient, rx: &mut OutboundRx) {
+        let mut item = Some(first);
+        let mut n = 0;
+        while let Some(it) = item.take() {
+            rx.done(&it);
+            self.encode_item(it);
+            n += 1;
+            if n >= BATCH_ITEMS || self.host_close.is_some() || self.session.is_closing() {
+                break;
+            }
+            item = rx.try_recv();
+        }
+        if !self.units.is_empty() {
+            self.session.handle_transmitted(now());
+        }
+    }
+
+    fn encode_item(&mut self, item: ToClient) {
+        if !self.session.is_connected() || self.session.is_closing() {
+            if let ToClient::Close {
+                message: None,
+                code,
+            } = item
+            {
+                self.host_close = Some(HostClose {
+                    code,
+                    cause: Some(CloseCause::SendBufferLimit),
+                });
+            }
+            return;
+        }
+        let version = self.session.version();
+        match item {
+            ToClient::Message(d) => {
+                if let Some(unit) = self.encode_delivery(&d, version) {
+                    self.shared.metrics.frame_out(Command::Message);
+                    self.units.push(unit);
+                }
+            }
+            ToClient::Frame(f) => {
+                let mut unit = Vec::with_capacity(f.weight() + 16);
+                match f.encode_into(EncodeOptions::passthrough(version), &mut unit) {
+                    Ok(_) => {
+                        self.shared.metrics.frame_out(f.command);
+                        self.units.push(unit);
+                        if f.command == Command::Error {
+                            self.session.close(CloseReason::BrokerClosed);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "frame for client not encodable"),
+                }
+            }
+            ToClient::HeartBeat => {
+                self.shared.metrics.heartbeats_out.inc();
+                self.units.push(b"\n".to_vec());
+            }
+            ToClient::Close {
+                message: Some(m),
+                code: _,
+            } => {
+                self.session.close_with_error(CloseReason::BrokerClosed, m);
+            }
+            ToClient::Close {
+                message: None,
+                code,
+            } => {
+                self.shared.metrics.deliveries_dropped.inc();
+                self.host_close = Some(HostClose {
+                    code,
+                    cause: Some(CloseCause::SendBufferLimit),
+                });
+            }
+        }
+    }
+
+    /// Encodes one MESSAGE: subscription, message-id, the message's headers (the
+    /// destination shown as the user destination for this session's user queues).
+    fn encode_delivery(&self, d: &Delivery, version: Version) -> Option<Vec<u8>> {
+        let msg = &d.message;
+        let mut user_dest = [0u8; 1024];
+        let routes = self.shared.routes();
+        let mut hs: Vec<Header<'_>> = Vec::with_capacity(msg.headers.len() + 3);
+        hs.push(Header::new(b"subscription", d.subscription.as_bytes()));
+        hs.push(Header::new(b"message-id", d.message_id.as_bytes()));
+        if version == Version::V1_2
+            && self
+                .session
+                .subscription(d.subscription.as_bytes())
+                .is_some_and(|m| m != AckMode::Auto)
+        {
+            hs.push(Header::new(b"ack", d.message_id.as_bytes()));
+        }
+        if let Some(v) = msg.header("destination") {
+            // A user queue of this session is shown as the user destination the client
+            // subscribed to (`/queue/x-user42` -> `/user/queue/x`).
+            let shown = routes
+                .router()
+                .user_delivery(v, self.session.id(), &mut user_dest)
+                .unwrap_or(v);
+            hs.push(Header::new(b"destination", shown));
+        }
+        for (n, v) in &msg.headers {
+            let name = n.as_slice();
+            if matches!(
+                name,
+                b"subscription" | b"message-id" | b"ack" | b"destination"
+            ) {
+                continue;
+            }
+            hs.push(Header::new(name, v));
+        }
+        let frame = Frame::new(Command::Message, &hs, &msg.body);
+        let opts = EncodeOptions::new(version);
+        let n = stomp_relay_codec::encoded_len(&frame, opts).ok()?;
+        let mut out = vec![0u8; n];
+        stomp_relay_codec::encode(&frame, opts, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// Writes `units`, bounded by the send time limit.
+    pub(super) async fn write<T: Transport>(&mut self, t: &mut T) -> Result<(), CloseCause> {
+        let bytes: usize = self.units.iter().map(Vec::len).sum();
+        let limit = self.shared.config.limits.send_time_limit;
+        match tokio::time::timeout(limit, t.send(&mut self.units)).await {
+            Ok(Ok(())) => {
+                self.shared.metrics.bytes_out.inc_by(bytes as u64);
+                Ok(())
+            }
+            Ok(Err(_)) => {
+                self.units.clear();
+                self.session.handle_transport_closed();
+                Err(CloseCause::TransportError)
+            }
+            Err(_) => {
+                self.units.clear();
+                tracing::info!(session = self.sid(), "send time limit exceeded, closing");
+                Err(CloseCause::SendTimeLimit)
+            }
+        }
+    }
+}
