@@ -16,13 +16,23 @@ use embassy_sync::signal::Signal;
 use stomp_relay_codec::{encode, EncodeOptions, Frame, Version};
 
 use crate::ring::{ByteQueue, QueueFull, StoreRing};
-use crate::subs::SubTable;
 use crate::Config;
+use stomp_relay_core::fanout::{Fanout, InlineStore};
 
 /// Subscriptions one local session may hold.
 pub const SUBS_PER_SESSION: usize = 8;
 /// Distinct destinations subscribed upstream at once.
 pub const ROUTES: usize = 16;
+/// Longest destination a local SUBSCRIBE may name.
+pub const MAX_DESTINATION: usize = 64;
+/// Longest local subscription id.
+pub const MAX_SUB_ID: usize = 32;
+
+/// The shared upstream session's table: every local subscription mapped onto one
+/// reference-counted upstream subscription per destination (relay-core's, over inline
+/// storage; the std server runs the same table over the heap).
+pub type SubTable<const N: usize> =
+    Fanout<InlineStore<N, SUBS_PER_SESSION, ROUTES, MAX_DESTINATION, MAX_SUB_ID>>;
 /// Most headers in one frame the edge node decodes.
 pub const MAX_HEADERS: usize = 24;
 
@@ -62,7 +72,7 @@ pub(crate) struct Slot<const QUEUE: usize> {
 pub(crate) struct Inner<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
 {
     pub slots: [Slot<QUEUE>; N],
-    pub subs: SubTable<N, SUBS_PER_SESSION, ROUTES>,
+    pub subs: SubTable<N>,
     pub store: StoreRing<STORE>,
     /// Encoding space for frames built inside the lock (fan-out copies, replies).
     pub scratch: [u8; FRAME],
@@ -111,7 +121,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                         queue: ByteQueue::new(),
                     }
                 }; N],
-                subs: SubTable::new(),
+                subs: Fanout::new(InlineStore::new(), "edge-"),
                 store: StoreRing::new(),
                 scratch: [0; FRAME],
                 upstream_up: false,

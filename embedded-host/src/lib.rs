@@ -19,7 +19,6 @@ mod edge;
 mod local;
 pub mod negotiate;
 pub mod ring;
-pub mod subs;
 mod upstream;
 
 pub use config::Config;

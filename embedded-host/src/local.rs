@@ -22,9 +22,10 @@ use stomp_relay_core::dialect::Dialect;
 use stomp_relay_core::relay::relay_frame;
 use stomp_relay_core::session::{CloseReason, ProtocolError, Versions, ERROR_MESSAGE_MAX};
 
-use crate::edge::{Edge, Inner, RejectResources, SessionResources, MAX_HEADERS};
+use crate::edge::{
+    Edge, Inner, RejectResources, SessionResources, MAX_DESTINATION, MAX_HEADERS, MAX_SUB_ID,
+};
 use crate::negotiate::{self, fmt_u32, HeartBeats};
-use crate::subs::{MAX_DESTINATION, MAX_SUB_ID};
 use crate::Config;
 
 /// The ERROR frame a connection beyond the `N` slots receives before it is closed.
@@ -301,7 +302,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                         return Flow::Close;
                     };
                     match i.subs.unsubscribe(slot, id) {
-                        Ok(()) => {
+                        Ok(_) => {
                             self.upstream_wake.signal(());
                             push_receipt(i, slot, version, receipt)
                         }
@@ -580,7 +581,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             return Flow::Close;
         };
         match i.subs.subscribe(slot, id, destination) {
-            Ok(()) => {
+            Ok(_) => {
                 self.upstream_wake.signal(());
                 push_receipt(i, slot, version, receipt)
             }

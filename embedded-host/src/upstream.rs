@@ -31,11 +31,11 @@ use stomp_relay_core::upstream::{
     Backoff, Credentials, Inbound, Upstream, UpstreamConfig, UpstreamEvent,
 };
 
-use crate::edge::{Edge, Inner, UpstreamResources, MAX_HEADERS};
+use crate::edge::{Edge, Inner, UpstreamResources, MAX_DESTINATION, MAX_HEADERS, MAX_SUB_ID};
 use crate::negotiate::{self, fmt_u32};
 use crate::ring::QueueFull;
-use crate::subs::{Action, MAX_DESTINATION, MAX_SUB_ID};
 use crate::Config;
+use stomp_relay_core::fanout::Action;
 
 fn now() -> CoreInstant {
     CoreInstant::from_millis(Instant::now().as_millis())
@@ -312,7 +312,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             let mut base = kept;
             base[k] = Header::new(b"destination", destination);
             let k = k + 1;
-            for (index, (session, id)) in subs.subscribers(route).enumerate().skip(skip) {
+            for (index, (session, id)) in subs.store().subscribers(route).enumerate().skip(skip) {
                 let mut escaped = [0u8; 2 * MAX_SUB_ID];
                 let mut headers = base;
                 let id = match frame.form {
@@ -443,7 +443,7 @@ fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
             } => {
                 let headers = [
                     Header::new(b"destination", destination),
-                    Header::new(b"id", &id),
+                    Header::new(b"id", id.as_bytes()),
                     Header::new(b"ack", b"auto"),
                 ];
                 let frame = Frame::new(Command::Subscribe, &headers, b"");
@@ -454,7 +454,7 @@ fn take_action<const N: usize, const Q: usize, const S: usize, const F: usize>(
                 (slot, encoded)
             }
             Action::Unsubscribe { slot, id } => {
-                let headers = [Header::new(b"id", &id)];
+                let headers = [Header::new(b"id", id.as_bytes())];
                 (
                     slot,
                     encode(

@@ -1,11 +1,11 @@
-//! Property tests: the store-and-forward ring and the subscription table against
-//! simple models, under random operation sequences.
+//! Property test: the store-and-forward ring against a simple model, under random
+//! operation sequences. (The subscription table is relay-core's `Fanout`; its model
+//! test is in relay-core/tests/relay_model.rs.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use stomp_relay_edge::ring::StoreRing;
-use stomp_relay_edge::subs::{Action, SubTable};
 
 #[derive(Debug, Clone)]
 enum RingOp {
@@ -82,97 +82,6 @@ proptest! {
             prop_assert_eq!(ring.len(), held.len());
             prop_assert_eq!(ring.in_flight(), sent);
             prop_assert_eq!(next_seq, acked + ring.dropped() + held.len() as u32);
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum SubOp {
-    Subscribe(usize, u8, u8),
-    Unsubscribe(usize, u8),
-    CloseSession(usize),
-    WriteActions,
-    UpstreamLost,
-}
-
-fn sub_op() -> impl Strategy<Value = SubOp> {
-    prop_oneof![
-        4 => (0..3usize, 0..4u8, 0..5u8).prop_map(|(s, i, d)| SubOp::Subscribe(s, i, d)),
-        2 => (0..3usize, 0..4u8).prop_map(|(s, i)| SubOp::Unsubscribe(s, i)),
-        1 => (0..3usize).prop_map(SubOp::CloseSession),
-        3 => Just(SubOp::WriteActions),
-        1 => Just(SubOp::UpstreamLost),
-    ]
-}
-
-proptest! {
-    /// The upstream (as the SUBSCRIBE/UNSUBSCRIBE frames written to it describe it)
-    /// always converges to exactly one subscription per destination that has local
-    /// subscribers, and MESSAGEs for it reach exactly those subscribers.
-    #[test]
-    fn upstream_converges_to_local_interest(ops in proptest::collection::vec(sub_op(), 0..150)) {
-        let mut table = SubTable::<3, 3, 4>::new();
-        // Model of local interest: (session, id) -> destination.
-        let mut local: HashMap<(usize, u8), u8> = HashMap::new();
-        // What the upstream broker holds: upstream id -> destination.
-        let mut upstream: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let flush = |table: &mut SubTable<3, 3, 4>, upstream: &mut HashMap<Vec<u8>, Vec<u8>>| {
-            while let Some(action) = table.next_action() {
-                match action {
-                    Action::Subscribe { slot, id, destination } => {
-                        let prev = upstream.insert(id.to_vec(), destination.to_vec());
-                        assert!(prev.is_none(), "subscribed twice under one id");
-                        table.action_done(slot);
-                    }
-                    Action::Unsubscribe { slot, id } => {
-                        assert!(upstream.remove(&id.to_vec()).is_some(), "unknown UNSUBSCRIBE");
-                        table.action_done(slot);
-                    }
-                }
-            }
-        };
-        for op in ops {
-            match op {
-                SubOp::Subscribe(s, i, d) => {
-                    let dest = format!("/topic/d{}", d);
-                    let r = table.subscribe(s, &[b'i', i], dest.as_bytes());
-                    if r.is_ok() {
-                        prop_assert!(local.insert((s, i), d).is_none());
-                    }
-                }
-                SubOp::Unsubscribe(s, i) => {
-                    let r = table.unsubscribe(s, &[b'i', i]);
-                    prop_assert_eq!(r.is_ok(), local.remove(&(s, i)).is_some());
-                }
-                SubOp::CloseSession(s) => {
-                    table.remove_session(s);
-                    local.retain(|(sess, _), _| *sess != s);
-                }
-                SubOp::WriteActions => flush(&mut table, &mut upstream),
-                SubOp::UpstreamLost => {
-                    table.upstream_lost();
-                    upstream.clear();
-                }
-            }
-        }
-        flush(&mut table, &mut upstream);
-        let mut wanted: Vec<Vec<u8>> = local.values().map(|d| format!("/topic/d{}", d).into_bytes()).collect();
-        wanted.sort();
-        wanted.dedup();
-        let mut have: Vec<Vec<u8>> = upstream.values().cloned().collect();
-        have.sort();
-        prop_assert_eq!(&have, &wanted, "one upstream subscription per destination with subscribers");
-        for (id, dest) in &upstream {
-            let route = table.route_of(id).expect("current id routes");
-            let mut got: Vec<(usize, Vec<u8>)> = table.subscribers(route).map(|(s, i)| (s, i.to_vec())).collect();
-            got.sort();
-            let mut expect: Vec<(usize, Vec<u8>)> = local
-                .iter()
-                .filter(|(_, d)| format!("/topic/d{}", d).as_bytes() == &dest[..])
-                .map(|((s, i), _)| (*s, vec![b'i', *i]))
-                .collect();
-            expect.sort();
-            prop_assert_eq!(got, expect);
         }
     }
 }

@@ -135,8 +135,8 @@ fn core_session() -> Result<(), i32> {
 /// table, without a network stack (error codes 200 and up).
 fn edge_state() -> Result<(), i32> {
     use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use stomp_relay_core::fanout::{Action, Fanout, InlineStore};
     use stomp_relay_edge::ring::StoreRing;
-    use stomp_relay_edge::subs::{Action, SubTable};
     use stomp_relay_edge::Edge;
 
     let edge: Edge<NoopRawMutex, 4, 1024, 4096, 1024> = Edge::new();
@@ -155,7 +155,7 @@ fn edge_state() -> Result<(), i32> {
         Some((1, rec)) if rec == b"msg-01" && ring.dropped() == 1 => {}
         _ => return Err(202),
     }
-    let mut subs = SubTable::<2, 2, 2>::new();
+    let mut subs = Fanout::new(InlineStore::<2, 2, 2>::new(), "edge-");
     if subs.subscribe(0, b"a", b"/topic/x").is_err()
         || subs.subscribe(1, b"b", b"/topic/x").is_err()
     {

@@ -12,9 +12,9 @@
 //! - [`pattern`]: `*`, `**` and `{name}` destination patterns.
 //! - [`dialect`]: client destinations to ActiveMQ / RabbitMQ / Artemis forms and back.
 //! - [`broker`]: the in-memory simple broker (fan-out, queues, message ids).
-//! - [`users`]: which sessions belong to which user (user destinations).
 //! - [`upstream`]: one broker connection (CONNECT, heart-beats, reconnect, failover).
-//! - [`relay`]: relaying client frames through it (per-session, system, shared modes).
+//! - [`relay`]: client frames rewritten for the broker and MESSAGEs back.
+//! - [`fanout`]: the shared relay's reference-counted upstream subscriptions.
 //!
 //! A host loop in miniature (one client, simple broker):
 //!
@@ -79,13 +79,13 @@ pub mod broker;
 mod cursor;
 pub mod dialect;
 pub mod dispatch;
+pub mod fanout;
 pub mod pattern;
 pub mod relay;
 pub mod router;
 pub mod session;
 pub mod time;
 pub mod upstream;
-pub mod users;
 
 pub use broker::SimpleBroker;
 pub use cursor::BufferTooSmall;

@@ -1,15 +1,17 @@
 //! Proves the core allocates nothing: a counting global allocator watches a full
 //! client exchange (CONNECT, SUBSCRIBE, SEND routed through the router and fanned out
 //! by the simple broker into MESSAGE frames, RECEIPTs, heart-beats, UNSUBSCRIBE,
-//! DISCONNECT) and an upstream relay exchange (CONNECT, held frames, CONNECTED,
-//! shared subscription, MESSAGE mapped back, failover) on this thread.
+//! DISCONNECT) and an upstream relay exchange (CONNECT, CONNECTED, a relayed frame,
+//! shared subscriptions in the fan-out table, MESSAGE mapped back, failover) on this
+//! thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use stomp_relay_core::broker::{message_frame, FixedStore, SimpleBroker};
 use stomp_relay_core::codec::{Decoded, Decoder, EncodeOptions, Header, Status};
-use stomp_relay_core::relay::{message_to_client, ClientRelay, Forward, SharedSubscriptions};
+use stomp_relay_core::fanout::{Action, Fanout, InlineStore};
+use stomp_relay_core::relay::{message_to_client, relay_frame};
 use stomp_relay_core::router::{AppRoute, Destination, Router, RouterConfig};
 use stomp_relay_core::session::{Event, Session, SessionConfig, SessionId, MAX_CONTROL_FRAME};
 use stomp_relay_core::upstream::{Credentials, Upstream, UpstreamConfig};
@@ -170,12 +172,12 @@ fn relay_exchange() -> usize {
         virtual_host: Some("/"),
         client_id: None,
     };
-    let mut r = ClientRelay::new(UpstreamConfig::default(), 4096, t(0));
+    let mut r = Upstream::new(UpstreamConfig::default(), t(0));
     let mut out = [0u8; 1024];
     let mut written = 0;
-    r.upstream().poll_connect(t(0)).unwrap();
-    r.upstream().on_transport_connected(t(0));
-    while let Some(n) = r.upstream().poll_transmit(t(0), &creds, &mut out).unwrap() {
+    r.poll_connect(t(0)).unwrap();
+    r.on_transport_connected(t(0));
+    while let Some(n) = r.poll_transmit(t(0), &creds, &mut out).unwrap() {
         written += n;
     }
     let h = [
@@ -184,16 +186,14 @@ fn relay_exchange() -> usize {
     ];
     let sub =
         stomp_relay_core::codec::Frame::new(stomp_relay_core::codec::Command::Subscribe, &h, b"");
-    assert!(matches!(
-        r.forward(
-            t(1),
-            &sub,
-            Some(b"/sub/chat/room1"),
-            Dialect::ActiveMq,
-            &mut out
-        ),
-        Ok(Forward::Hold(_))
-    ));
+    written += relay_frame(
+        &sub,
+        Some(b"/sub/chat/room1"),
+        Dialect::ActiveMq,
+        r.version(),
+        &mut out,
+    )
+    .unwrap();
     let mut hs = [Header::EMPTY; 16];
     let Status::Complete((Decoded::Frame(connected), _)) =
         Decoder::new(stomp_relay_core::codec::Version::V1_2)
@@ -202,8 +202,8 @@ fn relay_exchange() -> usize {
     else {
         panic!()
     };
-    r.upstream().handle_frame(t(2), &connected);
-    r.on_flushed(t(2));
+    r.handle_frame(t(2), &connected);
+    assert!(r.is_connected());
     let mut hs = [Header::EMPTY; 16];
     let Status::Complete((Decoded::Frame(msg), _)) =
         Decoder::new(stomp_relay_core::codec::Version::V1_2)
@@ -233,17 +233,41 @@ fn relay_exchange() -> usize {
     )
     .unwrap();
 
-    let mut shared = SharedSubscriptions::<8>::new();
-    let id = shared.acquire(b"/sub/a").unwrap().unwrap();
-    written += SharedSubscriptions::<8>::subscribe_frame(
+    let mut shared = Fanout::new(InlineStore::<4, 4, 8>::new(), "s");
+    shared.subscribe(0, b"a", b"/sub/a").unwrap();
+    shared.subscribe(1, b"a", b"/sub/a").unwrap();
+    let Some(Action::Subscribe {
+        slot,
         id,
-        b"/sub/a",
+        destination,
+    }) = shared.next_action()
+    else {
+        panic!("no upstream SUBSCRIBE")
+    };
+    let h = [
+        Header::new(b"destination", destination),
+        Header::new(b"id", id.as_bytes()),
+        Header::new(b"ack", b"auto"),
+    ];
+    let sub =
+        stomp_relay_core::codec::Frame::new(stomp_relay_core::codec::Command::Subscribe, &h, b"");
+    written += relay_frame(
+        &sub,
+        Some(destination),
         Dialect::RabbitMq,
-        stomp_relay_core::codec::Version::V1_2,
+        r.version(),
         &mut out,
     )
     .unwrap();
-    assert_eq!(shared.destination_of(b"sr-0"), Some(&b"/sub/a"[..]));
+    shared.action_done(slot);
+    let route = shared.route_of(id.as_bytes()).unwrap();
+    assert_eq!(shared.store().subscribers(route).count(), 2);
+    shared.remove_session(0);
+    shared.remove_session(1);
+    assert!(matches!(
+        shared.next_action(),
+        Some(Action::Unsubscribe { .. })
+    ));
 
     let mut sys = Upstream::new(
         UpstreamConfig {

@@ -4,17 +4,19 @@
 //! - [`Upstream`]: never asks for a second transport while one is open; transmits
 //!   nothing but CONNECT before CONNECTED; availability events alternate sensibly;
 //!   every due deadline is consumed by `handle_timeout` (no busy loop); no panic.
-//! - [`SharedSubscriptions`]: exactly one upstream SUBSCRIBE per destination while it
-//!   has local subscribers, UNSUBSCRIBE when the last leaves (checked against counts).
+//! - [`Fanout`]: the upstream, as the SUBSCRIBE/UNSUBSCRIBE frames written to it
+//!   describe it, converges to exactly one subscription per destination with local
+//!   subscribers, whatever the order of subscribes, session ends and lost connections,
+//!   and MESSAGEs for it reach exactly those subscribers.
 //! - [`SimpleBroker`]: topics reach every matching subscriber once, queues exactly one,
 //!   message ids never repeat.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 use stomp_relay_core::broker::{FixedStore, SimpleBroker};
 use stomp_relay_core::codec::{Command, Frame, Header};
-use stomp_relay_core::relay::SharedSubscriptions;
+use stomp_relay_core::fanout::{Action, Fanout, InlineStore};
 use stomp_relay_core::session::SessionId;
 use stomp_relay_core::upstream::{Backoff, Credentials, Upstream, UpstreamConfig, UpstreamEvent};
 use stomp_relay_core::Instant;
@@ -143,45 +145,6 @@ proptest! {
     }
 
     #[test]
-    fn shared_registry_matches_counts(ops in prop::collection::vec((any::<bool>(), 0u8..5), 1..80)) {
-        let mut s = SharedSubscriptions::<8, 32>::new();
-        let mut refs: BTreeMap<u8, u32> = BTreeMap::new();
-        let mut upstream: BTreeMap<u8, u64> = BTreeMap::new();
-        for (join, d) in ops {
-            let dest = format!("/sub/d{d}");
-            if join {
-                let r = s.acquire(dest.as_bytes()).unwrap();
-                let n = refs.entry(d).or_default();
-                *n += 1;
-                if *n == 1 {
-                    let id = r.expect("first subscriber subscribes upstream");
-                    prop_assert!(!upstream.values().any(|&v| v == id), "id reused while live");
-                    upstream.insert(d, id);
-                } else {
-                    prop_assert_eq!(r, None);
-                }
-            } else {
-                let r = s.release(dest.as_bytes());
-                match refs.get_mut(&d) {
-                    Some(n) if *n > 0 => {
-                        *n -= 1;
-                        if *n == 0 {
-                            prop_assert_eq!(r, upstream.remove(&d));
-                            refs.remove(&d);
-                        } else {
-                            prop_assert_eq!(r, None);
-                        }
-                    }
-                    _ => prop_assert_eq!(r, None),
-                }
-            }
-            let live: BTreeSet<(u64, Vec<u8>)> = s.iter().map(|(i, d)| (i, d.to_vec())).collect();
-            let want: BTreeSet<(u64, Vec<u8>)> = upstream.iter().map(|(d, i)| (*i, format!("/sub/d{d}").into_bytes())).collect();
-            prop_assert_eq!(live, want);
-        }
-    }
-
-    #[test]
     fn broker_delivery_rules(
         subs in prop::collection::vec((0u64..4, prop::sample::select(vec!["/topic/a", "/topic/*", "/topic/**", "/queue/q", "/queue/*", "/topic/b"])), 0..12),
         pubs in prop::collection::vec(prop::sample::select(vec!["/topic/a", "/topic/b", "/queue/q", "/topic/c/d"]), 1..20),
@@ -208,6 +171,97 @@ proptest! {
             } else {
                 prop_assert_eq!(got_subs, matching);
             }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SubOp {
+    Subscribe(usize, u8, u8),
+    Unsubscribe(usize, u8),
+    CloseSession(usize),
+    WriteActions,
+    UpstreamLost,
+}
+
+fn sub_op() -> impl Strategy<Value = SubOp> {
+    prop_oneof![
+        4 => (0..3usize, 0..4u8, 0..5u8).prop_map(|(s, i, d)| SubOp::Subscribe(s, i, d)),
+        2 => (0..3usize, 0..4u8).prop_map(|(s, i)| SubOp::Unsubscribe(s, i)),
+        1 => (0..3usize).prop_map(SubOp::CloseSession),
+        3 => Just(SubOp::WriteActions),
+        1 => Just(SubOp::UpstreamLost),
+    ]
+}
+
+proptest! {
+    /// The upstream (as the SUBSCRIBE/UNSUBSCRIBE frames written to it describe it)
+    /// always converges to exactly one subscription per destination that has local
+    /// subscribers, and MESSAGEs for it reach exactly those subscribers.
+    #[test]
+    fn upstream_converges_to_local_interest(ops in proptest::collection::vec(sub_op(), 0..150)) {
+        let mut table = Fanout::new(InlineStore::<3, 3, 4>::new(), "edge-");
+        // Model of local interest: (session, id) -> destination.
+        let mut local: HashMap<(usize, u8), u8> = HashMap::new();
+        // What the upstream broker holds: upstream id -> destination.
+        let mut upstream: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let flush = |table: &mut Fanout<InlineStore<3, 3, 4>>, upstream: &mut HashMap<Vec<u8>, Vec<u8>>| {
+            while let Some(action) = table.next_action() {
+                match action {
+                    Action::Subscribe { slot, id, destination } => {
+                        let prev = upstream.insert(id.as_bytes().to_vec(), destination.to_vec());
+                        assert!(prev.is_none(), "subscribed twice under one id");
+                        table.action_done(slot);
+                    }
+                    Action::Unsubscribe { slot, id } => {
+                        assert!(upstream.remove(id.as_bytes()).is_some(), "unknown UNSUBSCRIBE");
+                        table.action_done(slot);
+                    }
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                SubOp::Subscribe(s, i, d) => {
+                    let dest = format!("/topic/d{}", d);
+                    let r = table.subscribe(s, &[b'i', i], dest.as_bytes());
+                    if r.is_ok() {
+                        prop_assert!(local.insert((s, i), d).is_none());
+                    }
+                }
+                SubOp::Unsubscribe(s, i) => {
+                    let r = table.unsubscribe(s, &[b'i', i]);
+                    prop_assert_eq!(r.is_ok(), local.remove(&(s, i)).is_some());
+                }
+                SubOp::CloseSession(s) => {
+                    table.remove_session(s);
+                    local.retain(|(sess, _), _| *sess != s);
+                }
+                SubOp::WriteActions => flush(&mut table, &mut upstream),
+                SubOp::UpstreamLost => {
+                    table.upstream_lost();
+                    upstream.clear();
+                }
+            }
+        }
+        flush(&mut table, &mut upstream);
+        let mut wanted: Vec<Vec<u8>> = local.values().map(|d| format!("/topic/d{}", d).into_bytes()).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut have: Vec<Vec<u8>> = upstream.values().cloned().collect();
+        have.sort();
+        prop_assert_eq!(&have, &wanted, "one upstream subscription per destination with subscribers");
+        for (id, dest) in &upstream {
+            let route = table.route_of(id).expect("current id routes");
+            let mut got: Vec<(usize, Vec<u8>)> = table.store().subscribers(route).map(|(s, i)| (s, i.to_vec())).collect();
+            got.sort();
+            let mut expect: Vec<(usize, Vec<u8>)> = local
+                .iter()
+                .filter(|(_, d)| format!("/topic/d{}", d).as_bytes() == &dest[..])
+                .map(|((s, i), _)| (*s, vec![b'i', *i]))
+                .collect();
+            expect.sort();
+            prop_assert_eq!(got, expect);
         }
     }
 }

@@ -26,6 +26,7 @@
 //! replace them, and never reach a client or the log (ERRORs are redacted).
 
 pub mod conn;
+mod fanout_store;
 pub mod mapping;
 pub mod per_session;
 pub mod redact;

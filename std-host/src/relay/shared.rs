@@ -40,17 +40,24 @@
 //! - While the connection is down, SEND/BEGIN/COMMIT/ABORT wait in a bounded queue;
 //!   a client finding it full gets `Broker not available.`.
 //!
-//! Invariant (under the state lock): every `Dest` has at least one local subscriber and
-//! exactly one entry in `by_upstream`; `subscriptions` is the number of local
-//! subscriptions over all destinations.
+//! Which destinations are subscribed upstream, under which id, and who receives their
+//! MESSAGEs is relay-core's [`Fanout`] table (the edge node runs the same one), here
+//! over heap storage; this module writes what the table asks for.
+//!
+//! Invariant (under the state lock): every session in the table is in `clients`; the
+//! upstream holds what the table says once the subscriber is up and every action the
+//! table asked for has been written.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use stomp_relay_codec::Command;
 use stomp_relay_core::dialect::Routing;
+use stomp_relay_core::fanout::{Action, Fanout};
+use stomp_relay_core::Dialect;
 
 use super::conn::{Target, Upstream};
+use super::fanout_store::{HeapStore, Local};
 use super::mapping;
 use super::system::{self, Link, Supervised};
 use super::RelayOptions;
@@ -58,33 +65,15 @@ use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, 
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
 
-struct Local {
-    session: SessionId,
-    subscription: Arc<str>,
-    client: ClientHandle,
-}
-
-struct Dest {
-    upstream_id: String,
-    /// The SUBSCRIBE sent upstream (again after every reconnect).
-    subscribe: OwnedFrame,
-    routing: Routing,
-    locals: Vec<Local>,
-    next: usize,
-}
-
-#[derive(Default)]
 struct State {
     /// SUBSCRIBE/UNSUBSCRIBE out, MESSAGEs in.
     subscriber: Option<Upstream>,
     /// Client frames out (SEND, BEGIN/COMMIT/ABORT).
     publisher: Option<Upstream>,
-    /// Client destination -> its upstream subscription.
-    dests: HashMap<Vec<u8>, Dest>,
-    /// Upstream subscription id -> client destination.
-    by_upstream: HashMap<String, Vec<u8>>,
-    /// Session -> its subscription ids -> client destination.
-    sessions: HashMap<SessionId, HashMap<String, Vec<u8>>>,
+    /// Client subscriptions and the upstream subscriptions they share.
+    table: Fanout<HeapStore>,
+    /// Where each session's deliveries go.
+    clients: HashMap<SessionId, ClientHandle>,
     /// Upstream SUBSCRIBEs the broker has not confirmed yet, by their receipt id, with
     /// the client receipt to answer; client frames wait while there are any.
     unconfirmed: HashMap<String, Option<(ClientHandle, String)>>,
@@ -93,8 +82,22 @@ struct State {
     /// Client frames sent on the publisher and not confirmed yet, oldest first, with
     /// their upstream receipt ids.
     in_flight: VecDeque<(String, Outgoing)>,
-    subscriptions: usize,
     next_id: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            subscriber: None,
+            publisher: None,
+            table: Fanout::new(HeapStore::default(), "s"),
+            clients: HashMap::new(),
+            unconfirmed: HashMap::new(),
+            pending: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            next_id: 0,
+        }
+    }
 }
 
 /// Client frames the publisher may have unconfirmed at once; more wait in `pending`
@@ -198,46 +201,52 @@ impl State {
         }
     }
 
-    /// Sends an upstream SUBSCRIBE on the subscriber (when up) with a receipt that the
-    /// held client frames wait for; `client` is answered when it comes.
-    fn subscribe_upstream(
+    /// Writes what the table asks for route `slot` (all routes when `None`) on the
+    /// subscriber, when it is up; otherwise the table keeps asking until it is.
+    /// An upstream SUBSCRIBE carries a receipt the held client frames wait for; `client`
+    /// (the receipt of the SUBSCRIBE that made route `slot`) is answered when it comes.
+    fn write_actions(
         &mut self,
-        mut frame: OwnedFrame,
-        client: Option<(ClientHandle, String)>,
+        dialect: Dialect,
+        slot: Option<usize>,
+        mut client: Option<(ClientHandle, String)>,
     ) {
-        if self.subscriber.is_none() {
-            return;
-        }
-        let id = self.next(Role::Subscriber.receipt_prefix());
-        frame.push_header("receipt", id.as_bytes());
-        let up = self.subscriber.as_ref().expect("checked above");
-        if up.send(frame).is_ok() {
-            self.unconfirmed.insert(id, client);
-        }
-    }
-
-    /// Sends on the subscriber only when connected (SUBSCRIBE/UNSUBSCRIBE are replayed
-    /// from `dests`).
-    fn send_if_up(&self, frame: OwnedFrame) {
-        if let Some(up) = &self.subscriber {
-            let _ = up.send(frame);
-        }
-    }
-
-    fn remove_local(&mut self, session: SessionId, sub: &str, dest: &[u8]) {
-        let Some(d) = self.dests.get_mut(dest) else {
+        let Some(up) = self.subscriber.clone() else {
             return;
         };
-        let before = d.locals.len();
-        d.locals
-            .retain(|l| !(l.session == session && &*l.subscription == sub));
-        self.subscriptions -= before - d.locals.len();
-        if d.locals.is_empty() {
-            let d = self.dests.remove(dest).expect("present");
-            self.by_upstream.remove(&d.upstream_id);
-            self.send_if_up(
-                OwnedFrame::new(Command::Unsubscribe).with_header("id", &d.upstream_id),
-            );
+        loop {
+            let action = match slot {
+                Some(s) => self.table.action(s),
+                None => self.table.next_action(),
+            };
+            let (done, frame) = match action {
+                None => return,
+                Some(Action::Subscribe {
+                    slot,
+                    id,
+                    destination,
+                }) => {
+                    let mut frame = OwnedFrame::new(Command::Subscribe)
+                        .with_header("id", id.as_bytes())
+                        .with_header("destination", destination)
+                        .with_header("ack", "auto");
+                    mapping::outbound(dialect, &mut frame);
+                    let receipt = self.next(Role::Subscriber.receipt_prefix());
+                    frame.push_header("receipt", receipt.as_bytes());
+                    self.unconfirmed.insert(receipt, client.take());
+                    (slot, frame)
+                }
+                Some(Action::Unsubscribe { slot, id }) => (
+                    slot,
+                    OwnedFrame::new(Command::Unsubscribe).with_header("id", id.as_bytes()),
+                ),
+            };
+            // Done even if the write fails: the connection is then going down, and
+            // `down` has the table subscribe everything again after the reconnect.
+            self.table.action_done(done);
+            if up.send(frame).is_err() {
+                return;
+            }
         }
     }
 }
@@ -373,11 +382,7 @@ impl Link for SharedLink {
         match self.role {
             Role::Subscriber => {
                 st.subscriber = Some(upstream.clone());
-                let again: Vec<OwnedFrame> =
-                    st.dests.values().map(|d| d.subscribe.clone()).collect();
-                for frame in again {
-                    st.subscribe_upstream(frame, None);
-                }
+                st.write_actions(self.inner.opts.dialect, None, None);
                 // With nothing to resubscribe no receipt will come to release them.
                 st.flush_pending();
             }
@@ -396,6 +401,7 @@ impl Link for SharedLink {
                 // Receipts in flight died with the connection; client frames wait for
                 // the resubscription (`up`), not for these.
                 st.unconfirmed.clear();
+                st.table.upstream_lost();
             }
             Role::Publisher => {
                 st.publisher = None;
@@ -427,43 +433,36 @@ impl SharedLink {
             return;
         };
         let message_id: Arc<str> = frame.header_str("message-id").unwrap_or("").into();
-        let mut st = self.inner.state.lock().expect("poisoned");
-        let Some(dest) = st.by_upstream.get(up_id).cloned() else {
+        let st = self.inner.state.lock().expect("poisoned");
+        let Some(slot) = st.table.route_of(up_id.as_bytes()) else {
             return; // unsubscribed meanwhile
         };
-        let Some(d) = st.dests.get_mut(&dest) else {
-            return;
-        };
+        let dest = st.table.destination(slot);
+        let routing = self.inner.opts.dialect.routing(dest);
         let mut msg = frame;
         msg.headers
             .retain(|(n, _)| !matches!(n.as_slice(), b"subscription" | b"message-id" | b"ack"));
         mapping::set_header(&mut msg, "destination", dest);
         let message = Arc::new(msg);
         let deliver = |l: &Local| {
-            l.client
-                .send(ToClient::Message(Delivery {
-                    subscription: l.subscription.clone(),
-                    message_id: message_id.clone(),
-                    message: message.clone(),
-                }))
-                .is_ok()
+            st.clients.get(&l.session).is_some_and(|client| {
+                client
+                    .send(ToClient::Message(Delivery {
+                        subscription: l.subscription.clone(),
+                        message_id: message_id.clone(),
+                        message: message.clone(),
+                    }))
+                    .is_ok()
+            })
         };
-        match d.routing {
+        match routing {
             Routing::Broadcast => {
-                for l in &d.locals {
+                for l in st.table.store().subscribers(slot) {
                     deliver(l);
                 }
             }
-            Routing::Queue => {
-                // One consumer per message; skip sessions that are going away.
-                for k in 0..d.locals.len() {
-                    let i = (d.next + k) % d.locals.len();
-                    if deliver(&d.locals[i]) {
-                        d.next = i + 1;
-                        break;
-                    }
-                }
-            }
+            // One consumer per message; sessions that are going away are skipped.
+            Routing::Queue => st.table.store().pick(slot, deliver),
         }
     }
 }
@@ -483,9 +482,8 @@ impl Broker for SharedRelay {
                 .state
                 .lock()
                 .expect("poisoned")
-                .sessions
-                .entry(info.id)
-                .or_default();
+                .clients
+                .insert(info.id, client.clone());
             Ok(Box::new(SharedSession {
                 inner,
                 id: info.id,
@@ -517,7 +515,13 @@ impl Broker for SharedRelay {
         BrokerStats {
             available: up,
             relay_sessions: usize::from(up) + usize::from(self.inner.publisher().available()),
-            subscriptions: self.inner.state.lock().expect("poisoned").subscriptions,
+            subscriptions: self
+                .inner
+                .state
+                .lock()
+                .expect("poisoned")
+                .table
+                .subscription_count(),
         }
     }
 
@@ -608,52 +612,17 @@ impl SharedSession {
                 BrokerError::Rejected("SUBSCRIBE frame has no destination header".into())
             })?
             .to_vec();
-        let inner = &self.inner;
-        let mut st = inner.state.lock().expect("poisoned");
-        let previous = st
-            .sessions
-            .entry(self.id)
-            .or_default()
-            .insert(sub.clone(), dest.clone());
-        if let Some(old) = previous {
-            // A re-used id replaces the old subscription, as a broker would.
-            st.remove_local(self.id, &sub, &old);
-        }
-        let local = Local {
-            session: self.id,
-            subscription: sub.into(),
-            client: self.client.clone(),
-        };
-        st.subscriptions += 1;
-        if let Some(d) = st.dests.get_mut(&dest) {
-            d.locals.push(local);
-            drop(st);
-            self.local_receipt(&frame);
-            return Ok(());
-        }
-        let upstream_id = st.next("s");
-        let mut up = OwnedFrame::new(Command::Subscribe)
-            .with_header("id", &upstream_id)
-            .with_header("destination", &dest)
-            .with_header("ack", "auto");
-        let (_, routing) = mapping::outbound(inner.opts.dialect, &mut up).expect("has destination");
-        st.by_upstream.insert(upstream_id.clone(), dest.clone());
-        st.dests.insert(
-            dest,
-            Dest {
-                upstream_id,
-                subscribe: up.clone(),
-                routing,
-                locals: vec![local],
-                next: 0,
-            },
-        );
-        if st.subscriber.is_some() {
+        let mut st = self.inner.state.lock().expect("poisoned");
+        let added = st
+            .table
+            .subscribe(self.id, sub.as_bytes(), &dest)
+            .map_err(|e| BrokerError::Rejected(e.message().into()))?;
+        if added.upstream && st.subscriber.is_some() {
             // The client's receipt is answered when the broker confirms the subscription.
             let client = frame
                 .header_str("receipt")
                 .map(|r| (self.client.clone(), r.to_owned()));
-            st.subscribe_upstream(up, client);
+            st.write_actions(self.inner.opts.dialect, Some(added.slot), client);
         } else {
             drop(st);
             self.local_receipt(&frame);
@@ -669,10 +638,9 @@ impl BrokerSession for SharedSession {
             Command::Subscribe => self.subscribe(frame),
             Command::Unsubscribe => {
                 let mut st = self.inner.state.lock().expect("poisoned");
-                let id = frame.header_str("id").unwrap_or("").to_owned();
-                let dest = st.sessions.get_mut(&self.id).and_then(|s| s.remove(&id));
-                if let Some(dest) = dest {
-                    st.remove_local(self.id, &id, &dest);
+                let id = frame.header("id").unwrap_or_default();
+                if let Ok(slot) = st.table.unsubscribe(self.id, id) {
+                    st.write_actions(self.inner.opts.dialect, Some(slot), None);
                 }
                 drop(st);
                 self.local_receipt(&frame);
@@ -721,10 +689,9 @@ impl BrokerSession for SharedSession {
             };
             let _ = st.send_or_hold(abort, usize::MAX);
         }
-        if let Some(subs) = st.sessions.remove(&self.id) {
-            for (sub, dest) in subs {
-                st.remove_local(self.id, &sub, &dest);
-            }
+        while let Some(slot) = st.table.pop_subscription(self.id) {
+            st.write_actions(self.inner.opts.dialect, Some(slot), None);
         }
+        st.clients.remove(&self.id);
     }
 }
