@@ -464,7 +464,7 @@ mod tests {
 
     type Broker = SimpleBroker<FixedStore<16>>;
 
-    fn collect(b: &mut Broker, dest: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+    fn collect(b: &mut Broker, dest: &[u8]) -> Vec<(u128, Vec<u8>, u64)> {
         let mut v = Vec::new();
         b.publish(dest, |d| {
             v.push((d.session.0, d.subscription.to_vec(), d.message_id))
@@ -482,7 +482,7 @@ mod tests {
         b.subscribe(SessionId(4), b"d", b"/topic/chat/room2")
             .unwrap();
         let got = collect(&mut b, b"/topic/chat/room1");
-        let receivers: Vec<u64> = got.iter().map(|g| g.0).collect();
+        let receivers: Vec<u128> = got.iter().map(|g| g.0).collect();
         assert_eq!(receivers, [1, 2, 3]);
         assert_eq!(got[1].1, b"b");
         // Message ids are unique across deliveries and publishes.

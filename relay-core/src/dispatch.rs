@@ -11,7 +11,8 @@
 //! Invariants: a SEND or SUBSCRIBE reaches the broker only under a broker prefix; a
 //! SUBSCRIBE to `/user/...` is resolved to this session's own queue and never to
 //! another's; a SUBSCRIBE naming another session's resolved user queue directly
-//! (`/queue/x-user43` from session 42) is refused, so user destinations stay private.
+//! (`/queue/x-user<their id>`) is refused with an ERROR naming it, so user destinations
+//! stay private even to a client that learned another session's id.
 
 use crate::codec::Command;
 use crate::router::{Destination, RouteError, Router};
@@ -41,8 +42,44 @@ pub enum Route<'c, 'd> {
     },
     /// DISCONNECT: end the broker session (its receipt, if forwarded, goes with it).
     Close,
-    /// Refused: the session ends with an ERROR whose `message` is this error.
-    Reject(RouteError<'c>),
+    /// Refused: the session ends with an ERROR whose `message` is this.
+    Reject(Rejection<'c, 'd>),
+}
+
+/// Why [`Router::dispatch`] refused a frame. `Display` is the ERROR `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection<'c, 'd> {
+    /// The destination does not route (see [`RouteError`]).
+    Route(RouteError<'c>),
+    /// A SUBSCRIBE to another session's resolved user destination.
+    OtherSession {
+        /// The destination asked for.
+        destination: &'d [u8],
+    },
+}
+
+impl<'c> From<RouteError<'c>> for Rejection<'c, '_> {
+    fn from(e: RouteError<'c>) -> Self {
+        Rejection::Route(e)
+    }
+}
+
+impl core::fmt::Display for Rejection<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Rejection::Route(e) => e.fmt(f),
+            Rejection::OtherSession { destination } => {
+                f.write_str("Cannot subscribe to ")?;
+                for chunk in destination.utf8_chunks() {
+                    f.write_str(chunk.valid())?;
+                    if !chunk.invalid().is_empty() {
+                        f.write_str("\u{fffd}")?;
+                    }
+                }
+                f.write_str(": it is another session's user destination")
+            }
+        }
+    }
 }
 
 impl Route<'_, '_> {
@@ -54,16 +91,14 @@ impl Route<'_, '_> {
     }
 }
 
-/// `dest` ends in `-user<digits>`: the digits, parsed.
-fn resolved_session(dest: &[u8]) -> Option<u64> {
-    let digits = dest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-    let (head, tail) = dest.split_at(dest.len() - digits);
-    if digits == 0 || !head.ends_with(b"-user") {
+/// `dest` ends in `-user<id>` ([`Router::user_target`]'s form): the session it names.
+fn resolved_session(dest: &[u8]) -> Option<SessionId> {
+    let split = dest.len().checked_sub(SessionId::HEX_LEN)?;
+    let (head, id) = dest.split_at(split);
+    if !head.ends_with(b"-user") {
         return None;
     }
-    tail.iter().try_fold(0u64, |n, &b| {
-        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    SessionId::parse_hex(id)
 }
 
 impl<'c> Router<'c> {
@@ -91,22 +126,22 @@ impl<'c> Router<'c> {
             | Command::Abort => return Route::Forward,
             Command::Send | Command::Subscribe => match destination {
                 Some(d) => d,
-                None => return Route::Reject(RouteError::MissingDestination),
+                None => return Route::Reject(RouteError::MissingDestination.into()),
             },
-            _ => return Route::Reject(RouteError::NotAClientFrame),
+            _ => return Route::Reject(RouteError::NotAClientFrame.into()),
         };
         let class = match self.classify(dest) {
             Ok(c) => c,
-            Err(e) => return Route::Reject(e),
+            Err(e) => return Route::Reject(e.into()),
         };
         let subscribe = command == Command::Subscribe;
         match class {
             Destination::App(d) => Route::App(d),
             Destination::Broker(d) => {
                 let foreign = self.config().user_prefix.is_some()
-                    && resolved_session(d).is_some_and(|s| s != session.0);
+                    && resolved_session(d).is_some_and(|s| s != session);
                 if subscribe && foreign {
-                    Route::Reject(RouteError::OtherSessionsDestination)
+                    Route::Reject(Rejection::OtherSession { destination: d })
                 } else {
                     Route::Broker(d)
                 }
@@ -114,12 +149,12 @@ impl<'c> Router<'c> {
             Destination::User(rest) if subscribe => {
                 match self.user_subscription(rest, session, out) {
                     Ok(resolved) => Route::Broker(resolved),
-                    Err(e) => Route::Reject(e),
+                    Err(e) => Route::Reject(e.into()),
                 }
             }
             Destination::User(rest) => match self.user_send(rest) {
                 Ok((user, target)) => Route::User { user, target },
-                Err(e) => Route::Reject(e),
+                Err(e) => Route::Reject(e.into()),
             },
         }
     }
@@ -129,14 +164,18 @@ impl<'c> Router<'c> {
 mod tests {
     use super::*;
     use crate::router::RouterConfig;
+    use std::format;
+    use std::string::String;
 
-    const ME: SessionId = SessionId(42);
+    const ME: SessionId = SessionId(0x2a);
+    const MINE: &str = "0000000000000000000000000000002a";
+    const THEIRS: &str = "0000000000000000000000000000002b";
 
-    fn route(command: Command, dest: &[u8]) -> std::string::String {
+    fn route(command: Command, dest: &[u8]) -> String {
         use core::fmt::Write as _;
         let r = Router::new(RouterConfig::default());
         let mut out = [0u8; 128];
-        let mut s = std::string::String::new();
+        let mut s = String::new();
         match r.dispatch(command, Some(dest), ME, &mut out) {
             Route::Broker(d) => write!(s, "broker {}", core::str::from_utf8(d).unwrap()),
             Route::App(d) => write!(s, "app {}", core::str::from_utf8(d).unwrap()),
@@ -175,36 +214,39 @@ mod tests {
     fn user_subscriptions_resolve_to_this_session_only() {
         assert_eq!(
             route(Command::Subscribe, b"/user/queue/x"),
-            "broker /queue/x-user42"
+            format!("broker /queue/x-user{MINE}")
         );
         // The session's own resolved queue may be named directly; another's may not.
+        let mine = format!("/queue/x-user{MINE}");
         assert_eq!(
-            route(Command::Subscribe, b"/queue/x-user42"),
-            "broker /queue/x-user42"
+            route(Command::Subscribe, mine.as_bytes()),
+            format!("broker {mine}")
         );
+        let theirs = format!("/queue/x-user{THEIRS}");
         assert_eq!(
-            route(Command::Subscribe, b"/queue/x-user43"),
-            "reject Destination belongs to another session"
+            route(Command::Subscribe, theirs.as_bytes()),
+            format!(
+                "reject Cannot subscribe to {theirs}: it is another session's user destination"
+            )
         );
         // A SEND there is what `/user/<name>/...` does anyway.
         assert_eq!(
-            route(Command::Send, b"/queue/x-user43"),
-            "broker /queue/x-user43"
+            route(Command::Send, theirs.as_bytes()),
+            format!("broker {theirs}")
         );
-        // Not a resolved user queue: no digits, or not `-user`.
-        assert_eq!(
-            route(Command::Subscribe, b"/queue/x-user"),
-            "broker /queue/x-user"
-        );
-        assert_eq!(
-            route(Command::Subscribe, b"/queue/x-43"),
-            "broker /queue/x-43"
-        );
-        // Digits beyond u64 are not a session number either.
-        assert_eq!(
-            route(Command::Subscribe, b"/queue/x-user99999999999999999999999"),
-            "broker /queue/x-user99999999999999999999999"
-        );
+        // Not a resolved user queue: too short, not hex, not `-user`.
+        for other in [
+            "/queue/x-user42",
+            "/queue/x-user",
+            "/queue/x-0000000000000000000000000000002b",
+            "/queue/x-user0000000000000000000000000000002B",
+            "/queue/x-user000000000000000000000000000000zz",
+        ] {
+            assert_eq!(
+                route(Command::Subscribe, other.as_bytes()),
+                format!("broker {other}")
+            );
+        }
     }
 
     #[test]
@@ -214,9 +256,10 @@ mod tests {
             ..RouterConfig::default()
         });
         let mut out = [0u8; 64];
+        let theirs = format!("/queue/x-user{THEIRS}");
         assert_eq!(
-            r.dispatch(Command::Subscribe, Some(b"/queue/x-user43"), ME, &mut out),
-            Route::Broker(b"/queue/x-user43")
+            r.dispatch(Command::Subscribe, Some(theirs.as_bytes()), ME, &mut out),
+            Route::Broker(theirs.as_bytes())
         );
     }
 
@@ -238,11 +281,11 @@ mod tests {
         }
         assert_eq!(
             go(Command::Send),
-            Route::Reject(RouteError::MissingDestination)
+            Route::Reject(RouteError::MissingDestination.into())
         );
         assert_eq!(
             go(Command::Message),
-            Route::Reject(RouteError::NotAClientFrame)
+            Route::Reject(RouteError::NotAClientFrame.into())
         );
     }
 

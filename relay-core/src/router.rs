@@ -136,9 +136,6 @@ pub enum RouteError<'c> {
     TooLong,
     /// A SEND or SUBSCRIBE without a `destination` header.
     MissingDestination,
-    /// A SUBSCRIBE to another session's resolved user destination
-    /// (`/queue/x-user43` from session 42).
-    OtherSessionsDestination,
     /// A server command (CONNECTED, MESSAGE, RECEIPT, ERROR) offered for routing.
     NotAClientFrame,
 }
@@ -162,9 +159,6 @@ impl core::fmt::Display for RouteError<'_> {
             RouteError::UnknownVariable => f.write_str("Route template names an unknown variable"),
             RouteError::TooLong => f.write_str("Resolved destination too long"),
             RouteError::MissingDestination => f.write_str("Missing header: destination"),
-            RouteError::OtherSessionsDestination => {
-                f.write_str("Destination belongs to another session")
-            }
             RouteError::NotAClientFrame => f.write_str("Not a client frame"),
         }
     }
@@ -368,7 +362,7 @@ impl<'c> Router<'c> {
         c.push_byte(b'/')
             .push(target)
             .push(b"-user")
-            .push_u64(session.0);
+            .push(&session.to_hex());
         Ok(c.finish()?)
     }
 
@@ -382,9 +376,9 @@ impl<'c> Router<'c> {
         out: &'o mut [u8],
     ) -> Option<&'o [u8]> {
         let user = self.config.user_prefix?;
-        let mut suffix_buf = [0u8; 26];
+        let mut suffix_buf = [0u8; 5 + SessionId::HEX_LEN];
         let mut s = Cursor::new(&mut suffix_buf);
-        s.push(b"-user").push_u64(session.0);
+        s.push(b"-user").push(&session.to_hex());
         let suffix = s.finish().ok()?;
         let base = resolved.strip_suffix(suffix)?.strip_prefix(b"/")?;
         let mut c = Cursor::new(out);
@@ -560,9 +554,10 @@ mod tests {
         let Destination::User(rest) = r.classify(b"/user/queue/x").unwrap() else {
             panic!()
         };
+        let s42 = SessionId(0x42);
         assert_eq!(
-            r.user_subscription(rest, SessionId(42), &mut out).unwrap(),
-            b"/queue/x-user42"
+            r.user_subscription(rest, s42, &mut out).unwrap(),
+            b"/queue/x-user00000000000000000000000000000042"
         );
 
         let Destination::User(rest) = r.classify(b"/user/bob/queue/x").unwrap() else {
@@ -572,21 +567,20 @@ mod tests {
         assert_eq!(user, b"bob");
         let mut out = [0u8; 64];
         assert_eq!(
-            r.user_target(target, SessionId(7), &mut out).unwrap(),
-            b"/queue/x-user7"
+            r.user_target(target, SessionId(u128::MAX), &mut out)
+                .unwrap(),
+            b"/queue/x-userffffffffffffffffffffffffffffffff"
         );
 
+        let resolved = b"/queue/x-user00000000000000000000000000000042";
         let mut out = [0u8; 64];
         assert_eq!(
-            r.user_delivery(b"/queue/x-user42", SessionId(42), &mut out)
-                .unwrap(),
+            r.user_delivery(resolved, s42, &mut out).unwrap(),
             b"/user/queue/x"
         );
         let mut out = [0u8; 64];
-        assert_eq!(
-            r.user_delivery(b"/queue/x-user42", SessionId(4), &mut out),
-            None
-        );
+        assert_eq!(r.user_delivery(resolved, SessionId(0x4), &mut out), None);
+        assert_eq!(r.user_delivery(b"/queue/x-user42", s42, &mut out), None);
     }
 
     #[test]

@@ -146,7 +146,7 @@ proptest! {
 
     #[test]
     fn broker_delivery_rules(
-        subs in prop::collection::vec((0u64..4, prop::sample::select(vec!["/topic/a", "/topic/*", "/topic/**", "/queue/q", "/queue/*", "/topic/b"])), 0..12),
+        subs in prop::collection::vec((0u128..4, prop::sample::select(vec!["/topic/a", "/topic/*", "/topic/**", "/queue/q", "/queue/*", "/topic/b"])), 0..12),
         pubs in prop::collection::vec(prop::sample::select(vec!["/topic/a", "/topic/b", "/queue/q", "/topic/c/d"]), 1..20),
     ) {
         let mut b: SimpleBroker<FixedStore<16>> = SimpleBroker::new(FixedStore::new());

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use stomp_relay_codec::Command;
 use stomp_relay_core::router::{Router, RouterConfig};
-use stomp_relay_core::SessionId as CoreSessionId;
 
 use crate::broker::{Broker, BrokerError};
 use crate::frame::OwnedFrame;
@@ -297,7 +296,7 @@ impl Publisher {
                 .ctx
                 .routes
                 .router()
-                .user_target(target.as_bytes(), CoreSessionId(sid), &mut out)
+                .user_target(target.as_bytes(), sid, &mut out)
                 .map_err(|e| PublishError::Destination(e.to_string()))?;
             let resolved = String::from_utf8_lossy(resolved).into_owned();
             self.publish(&resolved, headers, body.clone())?;

@@ -19,8 +19,10 @@ use futures_util::task::AtomicWaker;
 
 use crate::frame::OwnedFrame;
 
-/// Identifies one client session within this server process.
-pub type SessionId = u64;
+/// Identifies one client session: 128 random bits ([`crate::state::Shared`] draws them
+/// per connection), so no two instances on one broker and no client can collide with
+/// or guess another session's user destinations.
+pub use stomp_relay_core::SessionId;
 
 /// A message routed to one subscription of one session.
 #[derive(Debug, Clone)]
@@ -262,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_refuses_and_requests_close_once() {
-        let (h, mut rx) = channel(1, 1000);
+        let (h, mut rx) = channel(SessionId(1), 1000);
         h.send(msg(600)).unwrap();
         assert_eq!(h.send(msg(600)), Err(SendError::SlowConsumer));
         assert_eq!(h.send(msg(1)), Err(SendError::SlowConsumer));
@@ -283,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_makes_room() {
-        let (h, mut rx) = channel(1, 1000);
+        let (h, mut rx) = channel(SessionId(1), 1000);
         for _ in 0..10 {
             h.send(msg(600)).unwrap();
             let it = rx.recv().await.unwrap();

@@ -8,7 +8,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -146,7 +145,6 @@ impl ServerBuilder {
             shutdown: shutdown_rx,
             web,
             security,
-            next_id: AtomicU64::new(1),
         });
         let routes = self
             .routes

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use stomp_relay_codec::Command;
 use stomp_relay_core::broker::{SimpleBroker, StoreError, Subscription, SubscriptionStore};
-use stomp_relay_core::SessionId as CoreSessionId;
 
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
@@ -29,15 +28,15 @@ type SubKey = (Vec<u8>, Vec<u8>);
 /// lookup, pattern subscriptions are all offered as candidates (the broker filters).
 #[derive(Default)]
 pub struct HashStore {
-    exact: HashMap<Vec<u8>, Vec<(CoreSessionId, Vec<u8>)>>,
-    patterns: Vec<(Vec<u8>, CoreSessionId, Vec<u8>)>,
-    by_session: HashMap<CoreSessionId, Vec<SubKey>>,
+    exact: HashMap<Vec<u8>, Vec<(SessionId, Vec<u8>)>>,
+    patterns: Vec<(Vec<u8>, SessionId, Vec<u8>)>,
+    by_session: HashMap<SessionId, Vec<SubKey>>,
     round_robin: HashMap<Vec<u8>, u64>,
     count: usize,
 }
 
 impl HashStore {
-    fn drop_sub(&mut self, session: CoreSessionId, id: &[u8], dest: &[u8]) {
+    fn drop_sub(&mut self, session: SessionId, id: &[u8], dest: &[u8]) {
         if stomp_relay_core::pattern::is_pattern(dest) {
             if let Some(p) = self
                 .patterns
@@ -76,7 +75,7 @@ impl SubscriptionStore for HashStore {
         Ok(())
     }
 
-    fn remove(&mut self, session: CoreSessionId, id: &[u8]) -> bool {
+    fn remove(&mut self, session: SessionId, id: &[u8]) -> bool {
         let Some(list) = self.by_session.get_mut(&session) else {
             return false;
         };
@@ -91,7 +90,7 @@ impl SubscriptionStore for HashStore {
         true
     }
 
-    fn remove_session(&mut self, session: CoreSessionId) -> usize {
+    fn remove_session(&mut self, session: SessionId) -> usize {
         let subs = self.by_session.remove(&session).unwrap_or_default();
         let n = subs.len();
         for (id, dest) in subs {
@@ -189,7 +188,7 @@ impl SimpleBrokerBackend {
         let mut guard = self.lock();
         let State { broker, clients } = &mut *guard;
         broker.publish(&dest, |d| {
-            if let Some(client) = clients.get(&d.session.0) {
+            if let Some(client) = clients.get(&d.session) {
                 // A full buffer closes that subscriber; the others are not affected.
                 let _ = client.send(ToClient::Message(Delivery {
                     subscription: String::from_utf8_lossy(d.subscription).into(),
@@ -240,7 +239,7 @@ struct SimpleSession {
 
 impl BrokerSession for SimpleSession {
     fn forward(&mut self, frame: OwnedFrame) -> Result<(), BrokerError> {
-        let sid = CoreSessionId(self.id);
+        let sid = self.id;
         let id = frame
             .header("id")
             .or_else(|| frame.header("destination"))
@@ -268,7 +267,7 @@ impl BrokerSession for SimpleSession {
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
         let mut st = self.broker.lock();
-        st.broker.remove_session(CoreSessionId(self.id));
+        st.broker.remove_session(self.id);
         st.clients.remove(&self.id);
     }
 }

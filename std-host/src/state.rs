@@ -3,7 +3,6 @@
 //! shutdown signal. [`Shared`] is built once by [`crate::Server`] and only read after;
 //! its counters (session ids, the connection limit) are atomic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -14,6 +13,7 @@ use crate::app::{
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::outbound::SessionId;
 
 /// A registered application route: pattern and handler.
 pub(crate) struct Mapping<H> {
@@ -33,13 +33,24 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) web: Arc<crate::web::observer::Observer>,
     pub(crate) security: crate::auth::Security,
-    pub(crate) next_id: AtomicU64,
     pub(crate) connections: Arc<Semaphore>,
 }
 
 impl Shared {
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// A new session's id: 128 bits from the operating system's CSPRNG. They name the
+    /// session's user queues on a broker other instances share, so they must be
+    /// unique across instances and restarts and not guessable (as Spring's UUIDs).
+    /// `None` only when the OS has no randomness to give: the connection is then
+    /// refused rather than given a guessable id.
+    pub(crate) fn new_session_id() -> Option<SessionId> {
+        let mut bytes = [0u8; 16];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => Some(SessionId(u128::from_le_bytes(bytes))),
+            Err(e) => {
+                tracing::error!(error = %e, "no OS randomness for a session id; connection refused");
+                None
+            }
+        }
     }
 
     pub(crate) fn routes(&self) -> &RouterSetup {

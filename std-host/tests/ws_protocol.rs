@@ -152,6 +152,9 @@ async fn another_sessions_user_queue_cannot_be_subscribed_by_name() {
     .await;
     let connected = bob.expect_frame().await;
     let bob_session = connected.header_str("session").unwrap().to_owned();
+    // 128 random bits, as 32 hex digits: nothing a client could count up to.
+    assert_eq!(bob_session.len(), 32, "{bob_session}");
+    assert!(bob_session.bytes().all(|b| b.is_ascii_hexdigit()));
     bob.subscribe("q", "/user/queue/inbox").await;
 
     // Eve knows bob's session and the naming scheme, and names his resolved queue.
@@ -163,7 +166,10 @@ async fn another_sessions_user_queue_cannot_be_subscribed_by_name() {
     assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
     assert_eq!(
         e.header_str("message"),
-        Some("Destination belongs to another session")
+        Some(
+            format!("Cannot subscribe to {theirs}: it is another session's user destination")
+                .as_str()
+        )
     );
     assert_eq!(eve.expect_close().await, Some(1002));
 

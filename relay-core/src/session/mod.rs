@@ -70,15 +70,52 @@ pub const MAX_CONTROL_FRAME: usize = 1024;
 
 pub(crate) const RECEIPT_QUEUE_BYTES: usize = 2 * (RECEIPT_MAX + 1) + 8;
 
-/// A server-unique session number chosen by the host; it appears in CONNECTED's
-/// `session` header and in resolved user destinations (`/queue/x-user42`).
+/// A session's id, chosen by the host; it appears in CONNECTED's `session` header and
+/// in resolved user destinations (`/queue/x-user<id>`), always as
+/// [`SessionId::HEX_LEN`] lowercase hex digits.
+///
+/// A host that shares a broker with other instances must choose ids no other instance
+/// or client can guess (the std server draws 128 random bits per session): the id is
+/// what keeps one session's user queue apart from every other session's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SessionId(pub u64);
+pub struct SessionId(pub u128);
+
+impl SessionId {
+    /// Length of the id's text form.
+    pub const HEX_LEN: usize = 32;
+
+    /// The id's text form.
+    pub fn to_hex(self) -> [u8; Self::HEX_LEN] {
+        let mut out = [0u8; Self::HEX_LEN];
+        for (i, b) in out.iter_mut().enumerate() {
+            let nibble = (self.0 >> (4 * (Self::HEX_LEN - 1 - i))) & 0xf;
+            *b = b"0123456789abcdef"[nibble as usize];
+        }
+        out
+    }
+
+    /// Parses the text form ([`SessionId::HEX_LEN`] lowercase hex digits).
+    pub fn parse_hex(text: &[u8]) -> Option<SessionId> {
+        if text.len() != Self::HEX_LEN {
+            return None;
+        }
+        text.iter()
+            .try_fold(0u128, |n, &b| {
+                let v = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u128::from(v))
+            })
+            .map(SessionId)
+    }
+}
 
 impl core::fmt::Display for SessionId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{:032x}", self.0)
     }
 }
 
@@ -778,10 +815,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
     fn encode_connected(&self, out: &mut [u8]) -> Result<usize, TransmitError> {
         let mut hb = [0u8; heart_beat::HEART_BEAT_VALUE_MAX];
         let hb = heart_beat::format_heart_beat(self.config.heart_beat, &mut hb);
-        let mut sid = [0u8; 20];
-        let mut c = Cursor::new(&mut sid);
-        c.push_u64(self.id.0);
-        let sid = c.finish_truncated();
+        let sid = self.id.to_hex();
         let version = Header::new(b"version", self.version.as_str().as_bytes());
         let mut headers = [
             version,
@@ -799,7 +833,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
             headers[n] = Header::new(b"server", s.as_bytes());
             n += 1;
         }
-        headers[n] = Header::new(b"session", sid);
+        headers[n] = Header::new(b"session", &sid);
         n += 1;
         if let Some(u) = self.user() {
             headers[n] = Header::new(b"user-name", u);

@@ -128,7 +128,10 @@ fn connect_negotiates_highest_common_version_and_heart_beats() {
     assert_eq!(out[0].get("version"), Some("1.2"));
     assert_eq!(out[0].get("heart-beat"), Some("10000,10000"));
     assert_eq!(out[0].get("server"), Some("stomp-relay/test"));
-    assert_eq!(out[0].get("session"), Some("7"));
+    assert_eq!(
+        out[0].get("session"),
+        Some("00000000000000000000000000000007")
+    );
     // We send every max(10000, 20000); expect every max(4000, 10000), 3x tolerated.
     assert_eq!(
         s.heart_beat(),

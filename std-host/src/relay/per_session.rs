@@ -142,7 +142,7 @@ impl Broker for PerSessionRelay {
                 }
             }
             let Some((upstream, subs, closing, addr)) = opened else {
-                tracing::warn!(session = info.id, why = %failures.join("; "), "relay: session cannot connect upstream");
+                tracing::warn!(session = %info.id, why = %failures.join("; "), "relay: session cannot connect upstream");
                 return Err(BrokerError::Unavailable);
             };
             Ok(Box::new(RelaySession {
@@ -359,7 +359,7 @@ impl Inbound for SessionSink {
             return;
         }
         if why != LossReason::Disconnected && !self.closing.swap(true, Ordering::AcqRel) {
-            tracing::info!(session = self.client.session_id(), %why, %detail, "relay: upstream connection lost");
+            tracing::info!(session = %self.client.session_id(), %why, %detail, "relay: upstream connection lost");
             let _ = self.client.send(ToClient::Close {
                 message: Some(BrokerError::ConnectionClosed.to_string()),
                 code: close::PROTOCOL_ERROR,

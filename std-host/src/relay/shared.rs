@@ -144,6 +144,8 @@ impl State {
 
     /// Sends on the publisher under a fresh relay receipt and keeps the frame until the
     /// broker confirms it; gives it back when the publisher cannot take it now.
+    // The frame comes back to be held in order; boxing it would allocate per frame.
+    #[allow(clippy::result_large_err)]
     fn publish_now(&mut self, mut out: Outgoing) -> Result<(), Outgoing> {
         if self.gated() || self.publisher.is_none() || self.in_flight.len() >= MAX_IN_FLIGHT {
             return Err(out);

@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use stomp_relay_codec::Version;
 use stomp_relay_core::session::{CloseReason, SessionConfig, Versions};
-use stomp_relay_core::{Session, SessionId as CoreSessionId};
+use stomp_relay_core::{Session, SessionId};
 
 use crate::broker::BrokerSession;
 use crate::frame::OwnedFrame;
@@ -80,7 +80,10 @@ pub(crate) async fn run<T: Transport>(
     subprotocol: Option<Version>,
     handshake: crate::auth::Handshake,
 ) {
-    let id = shared.next_session_id();
+    let Some(id) = Shared::new_session_id() else {
+        let _ = t.close(crate::close::INTERNAL_ERROR, "").await;
+        return;
+    };
     let metrics = shared.metrics.clone();
     metrics.sessions_total.inc();
     metrics.sessions_current.inc();
@@ -98,7 +101,7 @@ pub(crate) async fn run<T: Transport>(
     };
     let (client, mut out_rx) = crate::outbound::channel(id, limits.send_buffer);
     let mut d = Driver {
-        session: Box::new(CoreSession::new(CoreSessionId(id), cfg, now())),
+        session: Box::new(CoreSession::new(id, cfg, now())),
         client,
         broker: None,
         user: None,
@@ -111,7 +114,7 @@ pub(crate) async fn run<T: Transport>(
         shared,
     };
     let mut stop = d.shared.shutdown.clone();
-    tracing::debug!(session = id, transport = t.kind(), "session opened");
+    tracing::debug!(session = %id, transport = t.kind(), "session opened");
 
     loop {
         d.collect_transmits();
@@ -186,7 +189,7 @@ pub(crate) async fn run<T: Transport>(
         metrics.closed_abnormally(c);
     }
     metrics.sessions_current.dec();
-    tracing::debug!(session = id, reason = ?reason, code = ?code, "session closed");
+    tracing::debug!(session = %id, reason = ?reason, code = ?code, "session closed");
     if let Some(code) = code {
         let _ = Box::pin(tokio::time::timeout(
             CLOSE_LINGER,
@@ -201,7 +204,7 @@ fn str_of(b: &[u8]) -> String {
 }
 
 impl Driver {
-    fn sid(&self) -> u64 {
-        self.session.id().0
+    fn sid(&self) -> SessionId {
+        self.session.id()
     }
 }

@@ -31,7 +31,7 @@ impl Driver {
             None => match self.guard.authenticate(&shared.security, &connect).await {
                 Ok(u) => u,
                 Err(why) => {
-                    tracing::info!(session = self.sid(), reason = %why, "authentication failed");
+                    tracing::info!(session = %self.sid(), reason = %why, "authentication failed");
                     self.session
                         .close_with_error(CloseReason::Rejected, crate::auth::AUTH_FAILED);
                     return;

@@ -193,7 +193,7 @@ impl Driver {
             }
             Err(_) => {
                 self.units.clear();
-                tracing::info!(session = self.sid(), "send time limit exceeded, closing");
+                tracing::info!(session = %self.sid(), "send time limit exceeded, closing");
                 Err(CloseCause::SendTimeLimit)
             }
         }

@@ -10,7 +10,7 @@ use stomp_relay_codec::{Command, Frame};
 use stomp_relay_core::pattern::{self, Captures, Separator};
 use stomp_relay_core::router::AppRoute;
 use stomp_relay_core::session::CloseReason;
-use stomp_relay_core::{Router, SessionId as CoreSessionId};
+use stomp_relay_core::Router;
 
 use super::{str_of, Driver};
 use crate::app::AppMessage;
@@ -139,7 +139,7 @@ impl Driver {
         strip_client_only(&mut frame);
         for other in shared.publish.users.sessions(&str_of(user)) {
             let mut out = [0u8; 1024];
-            if let Ok(resolved) = router.user_target(target, CoreSessionId(other), &mut out) {
+            if let Ok(resolved) = router.user_target(target, other, &mut out) {
                 let mut copy = frame.clone();
                 set_destination(&mut copy, resolved);
                 if !self.publish(shared, copy) {

@@ -100,7 +100,7 @@ struct SessionsView {
 
 #[derive(Debug, Serialize)]
 struct SessionRow {
-    id: SessionId,
+    id: String,
     user: Option<String>,
     connected_seconds: u64,
     /// SENDs straight to broker destinations (SENDs to application destinations are
@@ -202,7 +202,7 @@ fn stats(shared: &Shared) -> Stats {
             sub_total += 1;
         }
         rows.push(SessionRow {
-            id: *id,
+            id: id.to_string(),
             user: v.user.clone(),
             connected_seconds: now.saturating_sub(v.opened_ms) / 1000,
             broker_sends: entry.broker_sends.load(Ordering::Relaxed),
@@ -217,7 +217,7 @@ fn stats(shared: &Shared) -> Stats {
             upstream: v.upstream.clone(),
         });
     }
-    rows.sort_by_key(|r| r.id);
+    rows.sort_by_key(|r| std::cmp::Reverse(r.connected_seconds));
     let truncated = rows.len() > LISTED_SESSIONS;
     rows.truncate(LISTED_SESSIONS);
     let mut by_destination: Vec<DestinationRow> = per_dest

@@ -16,6 +16,7 @@
 mod common;
 mod failover;
 mod passthrough;
+mod private;
 mod scenarios;
 
 use std::collections::HashSet;
