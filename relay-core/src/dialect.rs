@@ -123,6 +123,19 @@ const RABBITMQ_NATIVE: &[&str] = &[
 const QUEUE_PREFIXES: &[&str] = &["/queue/", "/temp-queue/", "/amq/queue/", "/reply-queue/"];
 
 impl Dialect {
+    /// The dialect of the broker whose CONNECTED carried this `server` header
+    /// (`ActiveMQ/5.17.2`, `RabbitMQ/3.10.8`, `ActiveMQ-Artemis/2.31.2 ...`), or `None`
+    /// for a broker it does not know.
+    pub fn from_server(server: &[u8]) -> Option<Dialect> {
+        let name = server.split(|&b| b == b'/').next().unwrap_or(server);
+        match name {
+            b"ActiveMQ" => Some(Dialect::ActiveMq),
+            b"RabbitMQ" => Some(Dialect::RabbitMq),
+            b"ActiveMQ-Artemis" | b"Apache ActiveMQ Artemis" => Some(Dialect::Artemis),
+            _ => None,
+        }
+    }
+
     /// The command-line name: `activemq`, `rabbitmq`, `artemis`, `generic`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -399,5 +412,25 @@ mod tests {
             Dialect::ActiveMq.to_broker(b"/sub/chat/room1", &mut tiny),
             Err(DialectError::TooLong)
         );
+    }
+
+    #[test]
+    fn brokers_are_known_by_their_server_header() {
+        // As the brokers `scripts/brokers.sh` starts send it, and Artemis 2.x.
+        assert_eq!(
+            Dialect::from_server(b"ActiveMQ/5.17.2"),
+            Some(Dialect::ActiveMq)
+        );
+        assert_eq!(
+            Dialect::from_server(b"RabbitMQ/3.10.8"),
+            Some(Dialect::RabbitMq)
+        );
+        assert_eq!(
+            Dialect::from_server(b"ActiveMQ-Artemis/2.31.2 ActiveMQ Artemis Messaging Engine"),
+            Some(Dialect::Artemis)
+        );
+        for other in [&b"Apollo/1.7"[..], b"", b"activemq/5", b"ActiveMQ5.17"] {
+            assert_eq!(Dialect::from_server(other), None, "{other:?}");
+        }
     }
 }

@@ -22,6 +22,7 @@
 use core::time::Duration;
 
 use crate::codec::{Command, EncodeError, EncodeOptions, Frame, Header, Version};
+use crate::dialect::Dialect;
 use crate::session::heart_beat::{format_heart_beat, HEART_BEAT_VALUE_MAX};
 use crate::session::{negotiate_heart_beat, parse_heart_beat};
 use crate::time::{earliest, Instant};
@@ -199,6 +200,8 @@ pub struct Upstream {
     failures: u32,
     rng: u64,
     version: Version,
+    /// The dialect the broker's CONNECTED `server` header names, if it names one.
+    broker_dialect: Option<Dialect>,
     write_interval: Option<Duration>,
     read_timeout: Option<Duration>,
     last_rx: Instant,
@@ -221,6 +224,7 @@ impl Upstream {
             failures: 0,
             rng: config.jitter_seed | 1,
             version: Version::V1_2,
+            broker_dialect: None,
             write_interval: None,
             read_timeout: None,
             last_rx: now,
@@ -257,6 +261,12 @@ impl Upstream {
     /// The broker's negotiated version (1.2 until CONNECTED).
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// The dialect of the broker, known from its last CONNECTED's `server` header
+    /// ([`Dialect::from_server`]); `None` before CONNECTED or for a broker not known.
+    pub fn broker_dialect(&self) -> Option<Dialect> {
+        self.broker_dialect
     }
 
     /// The address index in use (or next to be tried).
@@ -427,6 +437,9 @@ impl Upstream {
                     return None;
                 };
                 self.version = version;
+                self.broker_dialect = frame
+                    .header(b"server")
+                    .and_then(|v| Dialect::from_server(v.raw()));
                 let (w, r) = if version == Version::V1_0 {
                     (None, None)
                 } else {
@@ -664,9 +677,11 @@ mod tests {
             ["CONNECT\naccept-version:1.1,1.2\nheart-beat:10000,10000\nhost:vh\nlogin:relay\npasscode:secret\n\n\0"]
         );
         assert!(!u.is_connected());
+        assert_eq!(u.broker_dialect(), None);
         let h = [
             Header::new(b"version", b"1.2"),
             Header::new(b"heart-beat", b"5000,20000"),
+            Header::new(b"server", b"RabbitMQ/3.10.8"),
         ];
         let f = Frame::new(Command::Connected, &h, b"");
         assert_eq!(
@@ -674,6 +689,7 @@ mod tests {
             Some(Inbound::Connected(Version::V1_2))
         );
         assert!(u.is_connected());
+        assert_eq!(u.broker_dialect(), Some(Dialect::RabbitMq));
         assert_eq!(u.poll_event(), Some(UpstreamEvent::Connected));
         // We send every max(10000, 20000); the broker every max(5000, 10000), 3x allowed.
         assert_eq!(u.poll_timeout(), Some(t(1 + 20_000)));

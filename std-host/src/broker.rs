@@ -109,6 +109,12 @@ pub trait Broker: Send + Sync + 'static {
         false
     }
 
+    /// The dialect an external broker is spoken to in (configured or detected);
+    /// `None` for the simple broker.
+    fn dialect(&self) -> Option<stomp_relay_core::Dialect> {
+        None
+    }
+
     /// Graceful shutdown: DISCONNECT upstream (with receipt) and close connections. The
     /// caller bounds the time it waits.
     fn shutdown(&self) -> BoxFuture<'_, ()>;

@@ -605,7 +605,7 @@ async fn publish_goes_through_the_broker_in_relay_mode() {
     let relay = || {
         let mut c = test_config();
         c.broker = stomp_relay::config::BrokerKind::Relay;
-        c.dialect = stomp_relay::config::Dialect::ActiveMq;
+        c.dialect = Some(stomp_relay::config::Dialect::ActiveMq);
         c.relay_login = "admin".into();
         c.relay_passcode = "admin".into();
         c.system_login = "admin".into();

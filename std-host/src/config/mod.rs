@@ -268,8 +268,9 @@ pub struct Config {
     /// Extra trusted CA certificates (PEM) for `stomps://` relay addresses, added to the
     /// public web roots. Checked to hold at least one certificate when configured.
     pub relay_ca: Option<PathBuf>,
-    /// Destination mapping towards the external broker.
-    pub dialect: Dialect,
+    /// Destination mapping towards the external broker; `None` detects it from the
+    /// broker's CONNECTED `server` header.
+    pub dialect: Option<Dialect>,
     /// Per-session or shared upstream connections.
     pub relay_mode: RelayMode,
     /// Heart-beats this server offers to clients (and the system session to the broker).
@@ -304,7 +305,7 @@ impl Default for Config {
             system_passcode: Secret::from("guest"),
             virtual_host: None,
             relay_ca: None,
-            dialect: Dialect::Generic,
+            dialect: None,
             relay_mode: RelayMode::PerSession,
             heartbeat: HeartBeat {
                 send_ms: 10_000,
@@ -456,7 +457,7 @@ pub struct Cli {
     /// PEM file of CA certificates trusted for stomps:// relay addresses, besides the public web roots [default: none]
     #[arg(long, env = "STOMP_RELAY_RELAY_CA", value_name = "FILE")]
     pub relay_ca: Option<PathBuf>,
-    /// How broker prefixes are spelled on the external broker: activemq, rabbitmq, artemis or generic [default: generic]
+    /// How broker prefixes are spelled on the external broker: activemq, rabbitmq, artemis or generic [default: detected from the broker's CONNECTED server header, generic for brokers it does not name]
     #[arg(long, env = "STOMP_RELAY_DIALECT", value_parser = dialect_parser())]
     pub dialect: Option<Dialect>,
     /// One upstream connection per client session, or one shared per instance [default: per-session]
@@ -663,7 +664,7 @@ impl Config {
             c.relay_ca = Some(path);
         }
         if let Some(v) = cli.dialect.or(file.dialect) {
-            c.dialect = v;
+            c.dialect = Some(v);
         }
         if let Some(v) = cli.relay_mode.or(file.relay_mode) {
             c.relay_mode = v;
@@ -834,7 +835,7 @@ mod tests {
         assert!(c.relay[1].tls);
         assert_eq!(c.relay[1].host, "::1");
         assert_eq!(c.relay[1].to_string(), "stomps://[::1]:61614");
-        assert_eq!(c.dialect, Dialect::RabbitMq);
+        assert_eq!(c.dialect, Some(Dialect::RabbitMq));
         assert_eq!(c.relay_mode, RelayMode::Shared);
         assert_eq!(
             c.heartbeat,

@@ -161,6 +161,8 @@ pub struct Settings {
     pub max_frame_size: usize,
     /// Hides the relay's credentials in broker ERRORs before any sink sees them.
     pub redact: super::redact::Redactor,
+    /// Told which broker answered each CONNECTED.
+    pub dialect: std::sync::Arc<super::dialect::DialectChoice>,
 }
 
 /// What the reader does after handing a frame to the sink.
@@ -321,8 +323,12 @@ impl<S: Inbound> Driver<S> {
         while let Some(e) = self.machine.poll_event() {
             match e {
                 UpstreamEvent::Connected => {
+                    let desc = self.target.describe(addr);
+                    // Before the sink hears of it: frames it sends use the dialect.
+                    self.settings
+                        .dialect
+                        .broker_connected(self.machine.broker_dialect(), &desc);
                     if let Some(inner) = self.handle.upgrade() {
-                        let desc = self.target.describe(addr);
                         self.sink.connected(&Upstream { inner }, addr, &desc);
                     }
                 }

@@ -26,6 +26,7 @@
 //! replace them, and never reach a client or the log (ERRORs are redacted).
 
 pub mod conn;
+pub mod dialect;
 mod fanout_store;
 pub mod mapping;
 pub mod per_session;
@@ -39,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stomp_relay_core::upstream::{Backoff, UpstreamConfig};
-use stomp_relay_core::Dialect;
 
 use crate::broker::Broker;
 use crate::config::{Config, RelayAddr, RelayMode};
@@ -61,8 +61,9 @@ pub struct RelayOptions {
     /// `host` header of every upstream CONNECT; `None` sends none (the broker's default
     /// virtual host), never the client's own `host`.
     pub virtual_host: Option<String>,
-    /// How client destinations are spelled on the broker.
-    pub dialect: Dialect,
+    /// How client destinations are spelled on the broker: configured, or detected
+    /// from the broker's CONNECTED.
+    pub dialect: Arc<dialect::DialectChoice>,
     /// Client-facing broker prefixes (to map broker destinations back).
     pub broker_prefixes: Vec<String>,
     /// Per-session or shared.
@@ -94,7 +95,7 @@ impl RelayOptions {
             system_login: c.system_login.clone(),
             system_passcode: c.system_passcode.clone(),
             virtual_host: c.virtual_host.clone(),
-            dialect: c.dialect,
+            dialect: Arc::new(dialect::DialectChoice::new(c.dialect)),
             broker_prefixes: c.broker_prefixes.clone(),
             mode: c.relay_mode,
             heartbeat: (c.heartbeat.send_ms, c.heartbeat.recv_ms),
@@ -130,6 +131,7 @@ impl RelayOptions {
                 jitter_seed: fastrand::u64(..),
             },
             max_frame_size: self.max_frame_size,
+            dialect: self.dialect.clone(),
             redact: redact::Redactor::new([
                 self.login.as_str(),
                 self.passcode.expose(),

@@ -156,7 +156,7 @@ impl Broker for PerSessionRelay {
     }
 
     fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
-        if mapping::outbound(self.inner.opts.dialect, &mut frame).is_none() {
+        if mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none() {
             return Err(BrokerError::Rejected(
                 "SEND frame has no destination header".into(),
             ));
@@ -174,6 +174,10 @@ impl Broker for PerSessionRelay {
                 + usize::from(self.inner.system.available()),
             subscriptions: self.inner.subscriptions.load(Ordering::Relaxed),
         }
+    }
+
+    fn dialect(&self) -> Option<stomp_relay_core::Dialect> {
+        Some(self.inner.opts.dialect.get())
     }
 
     fn forwards_receipts(&self) -> bool {
@@ -214,7 +218,7 @@ struct RelaySession {
 
 impl BrokerSession for RelaySession {
     fn forward(&mut self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
-        let dialect = self.inner.opts.dialect;
+        let dialect = self.inner.opts.dialect.get();
         match frame.command {
             Command::Send => {
                 mapping::outbound(dialect, &mut frame).ok_or_else(|| {
@@ -296,7 +300,7 @@ impl Inbound for SessionSink {
                     Some(d) => Some(d),
                     None => frame.header("destination").map(|d| {
                         mapping::to_client(
-                            self.inner.opts.dialect,
+                            self.inner.opts.dialect.get(),
                             d,
                             &self.inner.opts.broker_prefixes,
                         )

@@ -384,7 +384,7 @@ impl Link for SharedLink {
         match self.role {
             Role::Subscriber => {
                 st.subscriber = Some(upstream.clone());
-                st.write_actions(self.inner.opts.dialect, None, None);
+                st.write_actions(self.inner.opts.dialect.get(), None, None);
                 // With nothing to resubscribe no receipt will come to release them.
                 st.flush_pending();
             }
@@ -440,7 +440,7 @@ impl SharedLink {
             return; // unsubscribed meanwhile
         };
         let dest = st.table.destination(slot);
-        let routing = self.inner.opts.dialect.routing(dest);
+        let routing = self.inner.opts.dialect.get().routing(dest);
         let mut msg = frame;
         msg.headers
             .retain(|(n, _)| !matches!(n.as_slice(), b"subscription" | b"message-id" | b"ack"));
@@ -496,7 +496,7 @@ impl Broker for SharedRelay {
     }
 
     fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
-        if mapping::outbound(self.inner.opts.dialect, &mut frame).is_none() {
+        if mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none() {
             return Err(BrokerError::Rejected(
                 "SEND frame has no destination header".into(),
             ));
@@ -541,6 +541,10 @@ impl Broker for SharedRelay {
                 last_error: None,
             })
             .collect()
+    }
+
+    fn dialect(&self) -> Option<stomp_relay_core::Dialect> {
+        Some(self.inner.opts.dialect.get())
     }
 
     fn forwards_receipts(&self) -> bool {
@@ -624,7 +628,7 @@ impl SharedSession {
             let client = frame
                 .header_str("receipt")
                 .map(|r| (self.client.clone(), r.to_owned()));
-            st.write_actions(self.inner.opts.dialect, Some(added.slot), client);
+            st.write_actions(self.inner.opts.dialect.get(), Some(added.slot), client);
         } else {
             drop(st);
             self.local_receipt(&frame);
@@ -642,7 +646,7 @@ impl BrokerSession for SharedSession {
                 let mut st = self.inner.state.lock().expect("poisoned");
                 let id = frame.header("id").unwrap_or_default();
                 if let Ok(slot) = st.table.unsubscribe(self.id, id) {
-                    st.write_actions(self.inner.opts.dialect, Some(slot), None);
+                    st.write_actions(self.inner.opts.dialect.get(), Some(slot), None);
                 }
                 drop(st);
                 self.local_receipt(&frame);
@@ -655,7 +659,7 @@ impl BrokerSession for SharedSession {
             }
             Command::Send | Command::Begin | Command::Commit | Command::Abort => {
                 if frame.command == Command::Send
-                    && mapping::outbound(self.inner.opts.dialect, &mut frame).is_none()
+                    && mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none()
                 {
                     return Err(BrokerError::Rejected(
                         "SEND frame has no destination header".into(),
@@ -692,7 +696,7 @@ impl BrokerSession for SharedSession {
             let _ = st.send_or_hold(abort, usize::MAX);
         }
         while let Some(slot) = st.table.pop_subscription(self.id) {
-            st.write_actions(self.inner.opts.dialect, Some(slot), None);
+            st.write_actions(self.inner.opts.dialect.get(), Some(slot), None);
         }
         st.clients.remove(&self.id);
     }

@@ -151,7 +151,7 @@ fn mode_names(shared: &Shared) -> (&'static str, Option<&'static str>, Option<&'
                 RelayMode::PerSession => "per-session",
                 RelayMode::Shared => "shared",
             }),
-            Some(c.dialect.as_str()),
+            shared.broker.dialect().map(|d| d.as_str()),
         ),
     }
 }

@@ -180,6 +180,10 @@ impl Broker for Observed {
         self.inner.forwards_receipts()
     }
 
+    fn dialect(&self) -> Option<stomp_relay_core::Dialect> {
+        self.inner.dialect()
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.inner.shutdown()
     }

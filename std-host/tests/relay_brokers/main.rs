@@ -126,7 +126,7 @@ fn relay_config(kind: Kind, mode: RelayMode, addrs: Vec<RelayAddr>) -> Config {
     c.broker = BrokerKind::Relay;
     c.relay = addrs;
     c.relay_mode = mode;
-    c.dialect = kind.dialect();
+    c.dialect = Some(kind.dialect());
     c.relay_login = kind.login().into();
     c.relay_passcode = kind.login().into();
     c.system_login = kind.login().into();
@@ -206,9 +206,23 @@ async fn relay_one(kind: Kind, mode: RelayMode) -> TestServer {
 }
 
 async fn relay_pair(kind: Kind, mode: RelayMode) -> (TestServer, TestServer) {
+    relay_pair_with(kind, mode, Some(kind.dialect())).await
+}
+
+/// [`relay_pair`] with `dialect` as `--dialect` (`None`: not given, detected).
+async fn relay_pair_with(
+    kind: Kind,
+    mode: RelayMode,
+    dialect: Option<Dialect>,
+) -> (TestServer, TestServer) {
     require_broker(kind);
-    let a = start(relay_config(kind, mode, vec![addr(kind.port())])).await;
-    let b = start(relay_config(kind, mode, vec![addr(kind.port())])).await;
+    let config = || {
+        let mut c = relay_config(kind, mode, vec![addr(kind.port())]);
+        c.dialect = dialect;
+        c
+    };
+    let a = start(config()).await;
+    let b = start(config()).await;
     wait_ready(&a, 200, RECOVER).await;
     wait_ready(&b, 200, RECOVER).await;
     (a, b)

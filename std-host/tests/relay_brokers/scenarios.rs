@@ -7,8 +7,20 @@ use super::*;
 /// sends N messages directly to `/sub/same` and N via `/pub/same`; both receive all 4N,
 /// once each, in order per sender and path.
 async fn seed_scenario(kind: Kind, mode: RelayMode) {
+    seed_scenario_with(kind, mode, Some(kind.dialect())).await
+}
+
+/// The seed scenario with `dialect` as `--dialect`; `None` leaves it to detection.
+async fn seed_scenario_with(kind: Kind, mode: RelayMode, dialect: Option<Dialect>) {
     let _lock = broker_lock().await;
-    let (s1, s2) = relay_pair(kind, mode).await;
+    let (s1, s2) = relay_pair_with(kind, mode, dialect).await;
+    for srv in [&s1, &s2] {
+        // The dialect in use, as the dashboard shows it: the broker's own.
+        let (status, body) = http_get(srv.http, "/api/stats").await;
+        assert_eq!(status, 200, "{body}");
+        let want = format!(r#""dialect":"{}""#, kind.dialect());
+        assert!(body.contains(&want), "{want} not in {body}");
+    }
     let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
     let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/same").await;
@@ -53,6 +65,18 @@ async fn seed_scenario(kind: Kind, mode: RelayMode) {
     }
     stop(s1).await;
     stop(s2).await;
+}
+
+/// Without `--dialect` the relay speaks the broker's own (issue 19.4): on ActiveMQ
+/// `generic` would leave `/sub/same` a queue, each message reaching one subscriber.
+#[tokio::test]
+async fn seed_activemq_dialect_detected() {
+    seed_scenario_with(Kind::ActiveMq, RelayMode::PerSession, None).await;
+}
+
+#[tokio::test]
+async fn seed_rabbitmq_dialect_detected() {
+    seed_scenario_with(Kind::RabbitMq, RelayMode::Shared, None).await;
 }
 
 #[tokio::test]
