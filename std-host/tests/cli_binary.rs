@@ -36,6 +36,24 @@ fn bad_flag_exits_2_naming_it() {
 }
 
 #[test]
+fn malformed_origin_pattern_exits_2_naming_the_flag() {
+    // Before, these started and then refused every origin with 403.
+    for bad in [
+        "https://example.com/app",
+        "example.com",
+        "https://*.example.com:*",
+    ] {
+        let out = run(&["--allowed-origin", bad, "--listen", "127.0.0.1:1"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--allowed-origin") && err.contains(bad),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn bad_config_key_exits_2_naming_it() {
     let dir = std::env::temp_dir().join(format!("stomp-relay-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -51,6 +51,40 @@ async fn origin_allow_list() {
 }
 
 #[tokio::test]
+async fn origin_patterns_match_and_same_origin_is_always_allowed() {
+    let mut c = config();
+    c.security.allowed_origins = vec![
+        "https://*.example.com".into(),
+        "http://localhost:[3000,5173]".into(),
+    ];
+    let r = start(c).await;
+    for allowed in [
+        "https://app.example.com",
+        "https://eu.app.example.com",
+        "http://localhost:5173",
+        // The server's own chat page and dashboard, though not listed.
+        &format!("http://{}", r.http),
+    ] {
+        let mut ok = Client::ws(r.http, &origin(allowed))
+            .await
+            .unwrap_or_else(|e| panic!("{allowed} refused: {e}"));
+        ok.connected(&[]).await;
+    }
+    for refused in [
+        "https://example.com",
+        "https://app.example.com.evil.net",
+        "http://app.example.com",
+        "http://localhost:8080",
+    ] {
+        let err = Client::ws(r.http, &origin(refused))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{refused} allowed"));
+        assert!(err.to_string().contains("403"), "{refused}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn origin_check_is_on_by_default_for_non_loopback_listens() {
     use axum::http::{HeaderMap, Uri};
     let uri: Uri = "/ws".parse().unwrap();

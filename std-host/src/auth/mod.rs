@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::abuse::{IpLimiter, TokenBucket};
+use crate::config::origin::OriginPattern;
 pub use crate::config::security::{
     AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig, SecurityFile,
 };
@@ -51,6 +52,8 @@ pub struct Security {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Whether the WebSocket Origin is checked (see [`check_handshake`]).
     check_origin: bool,
+    /// `--allowed-origin`, parsed.
+    origins: Vec<OriginPattern>,
 }
 
 impl std::fmt::Debug for Security {
@@ -89,6 +92,11 @@ impl Security {
             ip_limiter: IpLimiter::new(config.max_connections_per_ip),
             tls,
             check_origin: !config.allowed_origins.is_empty() || !listen.ip().is_loopback(),
+            origins: config
+                .allowed_origins
+                .iter()
+                .map(|o| OriginPattern::parse(o).map_err(|e| format!("--allowed-origin: {e}")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -315,16 +323,8 @@ pub fn check_handshake(
     if sec.check_origin {
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
             let o = origin.trim_end_matches('/').to_ascii_lowercase();
-            let listed = sec
-                .config
-                .allowed_origins
-                .iter()
-                .any(|a| a == "*" || *a == o);
-            let ok = if sec.config.allowed_origins.is_empty() {
-                same_origin(&o, headers)
-            } else {
-                listed
-            };
+            // The server's own pages (chat, dashboard) are always allowed, as in Spring.
+            let ok = same_origin(&o, headers) || sec.origins.iter().any(|p| p.matches(&o));
             if !ok {
                 tracing::info!(origin = %origin, "WebSocket upgrade refused: origin not allowed");
                 return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));

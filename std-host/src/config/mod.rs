@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+pub mod origin;
 pub mod security;
 
 /// Where messages for broker destinations go.

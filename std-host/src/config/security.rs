@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use super::origin::OriginPattern;
 use super::{parse_duration, ConfigError};
 use crate::auth::authorize::{parse_rule, Rule};
 
@@ -306,12 +307,8 @@ impl SecurityConfig {
         let g = args.allowed_origin.is_some();
         if let Some(list) = args.allowed_origin.or(f.allowed_origin) {
             for o in &list {
-                if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                    return Err(invalid(
-                        src(g, "allowed-origin"),
-                        format!("`{o}` must look like https://host[:port] (or `*`)"),
-                    ));
-                }
+                OriginPattern::parse(o)
+                    .map_err(|e| invalid(src(g, "allowed-origin"), e.to_string()))?;
             }
             c.allowed_origins = list
                 .into_iter()
