@@ -101,6 +101,13 @@ impl Security {
     }
 }
 
+impl Security {
+    /// Whether `origin` (an `Origin` header value) is on the `--allowed-origin` list.
+    pub fn origin_listed(&self, origin: &str) -> bool {
+        self.origins.iter().any(|p| p.matches(origin))
+    }
+}
+
 /// Credentials seen in the WebSocket handshake.
 #[derive(Debug, Clone, Default)]
 pub struct Handshake {

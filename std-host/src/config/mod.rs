@@ -485,10 +485,10 @@ pub struct Cli {
     /// Longest graceful shutdown waits for clients and upstream DISCONNECTs [default: 5s]
     #[arg(long, env = "STOMP_RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
-    /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none, open]
+    /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
     pub admin_token: Option<Secret>,
-    /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none, open]
+    /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_API_KEY", value_name = "KEY")]
     pub api_key: Option<Secret>,
     /// Security flags (authentication, authorization, TLS, origins, abuse limits).

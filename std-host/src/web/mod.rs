@@ -13,6 +13,13 @@
 //! or the backend knowing about it. Its cost on the hot path is one atomic add per SEND;
 //! SUBSCRIBE/UNSUBSCRIBE lock only their own session's entry.
 //!
+//! Secrets: `/api/publish` needs `--api-key`, `/dashboard` and `/api/stats` need
+//! `--admin-token`. Without them the endpoints are open on a loopback listen (a
+//! developer's machine) and disabled, with a warning at start-up and a 403 naming the
+//! flag, on any other listen: a server reachable from the network never publishes or
+//! shows its sessions to anyone who asks. Cross-origin browser calls to the HTTP API get
+//! CORS headers for the `--allowed-origin` list (preflight included), nothing else.
+//!
 //! Invariants: a session is in the observer's table exactly while its broker session is
 //! open (added when `open_session` succeeded, removed in `close`); `/api/publish` goes
 //! through the same [`crate::Publisher`] the embedding API gives applications, so it
@@ -25,13 +32,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use stomp_relay_codec::Command;
 use subtle::ConstantTimeEq;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::PublishError;
 use crate::broker::BrokerError;
@@ -324,6 +332,43 @@ async fn sample(shared: Arc<Shared>) {
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S> {
     tokio::spawn(sample(shared.clone()));
     let body_limit = shared.config.limits.max_frame_size.saturating_mul(4) + 16 * 1024;
+    for (what, secret, flag) in [
+        ("POST /api/publish", &shared.config.api_key, "--api-key"),
+        (
+            "/dashboard and /api/stats",
+            &shared.config.admin_token,
+            "--admin-token",
+        ),
+    ] {
+        if disabled(&shared, secret) {
+            tracing::warn!(
+                listen = %shared.config.listen,
+                "{what} disabled: the listen address is not loopback and no {flag} is set; set {flag} to enable"
+            );
+        }
+    }
+    let origins = shared.clone();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| origins.security.origin_listed(o))
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-admin-token"),
+        ])
+        .max_age(Duration::from_secs(600));
+    let api = Router::new()
+        .route("/api/stats", get(api_stats))
+        .route(
+            "/api/publish",
+            post(api_publish).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .layer(cors);
     Router::new()
         // The chat page is the fallback for `/` rather than a route, so an embedding
         // application's own `/` (ServerBuilder::http_routes) takes precedence instead
@@ -347,12 +392,22 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
             "/openapi.json",
             get(|| async { asset(OPENAPI_JSON, "application/json") }),
         )
-        .route("/api/stats", get(api_stats))
-        .route(
-            "/api/publish",
-            post(api_publish).layer(DefaultBodyLimit::max(body_limit)),
-        )
+        .merge(api)
         .with_state(shared)
+}
+
+/// An endpoint guarded by `secret` is disabled: no secret, and the server listens
+/// beyond loopback.
+fn disabled(shared: &Shared, secret: &Option<crate::secret::Secret>) -> bool {
+    secret.is_none() && !shared.config.listen.ip().is_loopback()
+}
+
+/// The 403 of a [`disabled`] endpoint, naming the flag that enables it.
+fn disabled_response(what: &str, flag: &str) -> Response {
+    json_error(
+        StatusCode::FORBIDDEN,
+        format!("{what} is disabled: this server listens beyond loopback and has no {flag}; start it with {flag} to enable it"),
+    )
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -432,6 +487,9 @@ async fn dashboard(
         .token
         .as_deref()
         .or_else(|| presented(&headers, "x-admin-token"));
+    if disabled(&shared, &shared.config.admin_token) {
+        return disabled_response("the dashboard", "--admin-token");
+    }
     if allowed(&shared.config.admin_token, given) {
         page(DASHBOARD_HTML)
     } else {
@@ -446,6 +504,9 @@ async fn api_stats(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
+    if disabled(&shared, &shared.config.admin_token) {
+        return disabled_response("/api/stats", "--admin-token");
+    }
     let given = presented(&headers, "x-admin-token").or(q.token.as_deref());
     if !allowed(&shared.config.admin_token, given) {
         return unauthorized(
@@ -488,6 +549,9 @@ async fn api_publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if disabled(&shared, &shared.config.api_key) {
+        return disabled_response("the publish API", "--api-key");
+    }
     if !allowed(&shared.config.api_key, presented(&headers, "x-api-key")) {
         return unauthorized(
             "stomp-relay publish",
