@@ -25,6 +25,7 @@ pub mod server;
 mod session;
 pub mod simple;
 mod state;
+mod stats_log;
 pub mod tls;
 pub mod transport;
 pub mod web;

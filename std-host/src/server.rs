@@ -255,6 +255,12 @@ impl Server {
             broker = ?shared.config.broker,
             "stomp-relay listening (WebSocket at /ws)"
         );
+        if !shared.config.stats_interval.is_zero() {
+            tokio::spawn(crate::stats_log::run(
+                shared.clone(),
+                shared.config.stats_interval,
+            ));
+        }
 
         let app = axum::Router::new()
             .route("/ws", get(ws_upgrade))

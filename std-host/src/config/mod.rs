@@ -282,6 +282,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Key required by `POST /api/publish`; `None` leaves it open.
     pub api_key: Option<Secret>,
+    /// How often the stats line is logged at info; zero never.
+    pub stats_interval: Duration,
     /// Authentication, authorization, TLS, origin checks and abuse limits.
     pub security: security::SecurityConfig,
 }
@@ -315,6 +317,7 @@ impl Default for Config {
             limits: Limits::default(),
             admin_token: None,
             api_key: None,
+            stats_interval: Duration::from_secs(30 * 60),
             security: security::SecurityConfig::default(),
         }
     }
@@ -485,6 +488,9 @@ pub struct Cli {
     /// Longest graceful shutdown waits for clients and upstream DISCONNECTs [default: 5s]
     #[arg(long, env = "STOMP_RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// How often a stats line (sessions, frames, broker) is logged at info; 0 for never [default: 30m]
+    #[arg(long, env = "STOMP_RELAY_STATS_INTERVAL", value_name = "DURATION")]
+    pub stats_interval: Option<String>,
     /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
     pub admin_token: Option<Secret>,
@@ -523,6 +529,7 @@ struct FileConfig {
     time_to_first_frame: Option<NumOrStr>,
     max_connections: Option<usize>,
     shutdown_timeout: Option<NumOrStr>,
+    stats_interval: Option<NumOrStr>,
     admin_token: Option<Secret>,
     api_key: Option<Secret>,
     /// `[security]`: the security flags by name.
@@ -714,6 +721,9 @@ impl Config {
             "shutdown-timeout",
         )? {
             c.limits.shutdown_timeout = v;
+        }
+        if let Some(v) = dur(cli.stats_interval, file.stats_interval, "stats-interval")? {
+            c.stats_interval = v;
         }
         for (v, name, slot) in [
             (

@@ -14,6 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use stomp_relay_core::upstream::LossReason;
 use tokio::sync::Notify;
@@ -90,12 +91,64 @@ struct Sink {
     name: &'static str,
     sup: Arc<Supervised>,
     link: Arc<dyn Link>,
-    /// Failed attempts since the last success (to rate-limit the log).
+    /// Failed attempts since the last success.
     failures: u32,
+    down: DownWarnings,
+}
+
+/// When a broker that stays down is warned about again: at once, then after 5 s, 15 s,
+/// 30 s, 1, 2 and 5 minutes of outage, then every 10 minutes, so an outage is never
+/// silent and never floods the log.
+#[derive(Debug, Default)]
+struct DownWarnings {
+    since: Option<Instant>,
+    warned: usize,
+}
+
+const WARN_AFTER: [Duration; 7] = [
+    Duration::ZERO,
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+    Duration::from_secs(300),
+];
+const WARN_EVERY: Duration = Duration::from_secs(600);
+
+impl DownWarnings {
+    /// An attempt failed at `now`: the outage's length when a warning is due.
+    fn failed(&mut self, now: Instant) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        let down = now.saturating_duration_since(since);
+        let due = match WARN_AFTER.get(self.warned) {
+            Some(&after) => after,
+            None => {
+                let extra = u32::try_from(self.warned - WARN_AFTER.len() + 1).unwrap_or(u32::MAX);
+                WARN_AFTER[WARN_AFTER.len() - 1].saturating_add(WARN_EVERY.saturating_mul(extra))
+            }
+        };
+        if down < due {
+            return None;
+        }
+        self.warned += 1;
+        Some(down)
+    }
+
+    /// Connected again at `now`: how long the outage lasted, if there was one.
+    fn recovered(&mut self, now: Instant) -> Option<Duration> {
+        self.warned = 0;
+        self.since
+            .take()
+            .map(|since| now.saturating_duration_since(since))
+    }
 }
 
 impl Inbound for Sink {
     fn connected(&mut self, upstream: &Upstream, index: usize, addr: &str) {
+        if let Some(down) = self.down.recovered(Instant::now()) {
+            tracing::info!(%addr, down_for = ?Duration::from_secs(down.as_secs()), attempts = self.failures, "relay: {} broker reachable again", self.name);
+        }
         self.failures = 0;
         self.sup.current.store(index, Ordering::Relaxed);
         self.link.up(upstream);
@@ -110,14 +163,21 @@ impl Inbound for Sink {
     }
 
     fn lost(&mut self, why: LossReason, detail: &str) {
+        let now = Instant::now();
         if self.sup.available.swap(false, Ordering::AcqRel) {
             self.link.down();
+            self.down.failed(now);
             tracing::warn!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
-        } else {
-            if self.failures.is_multiple_of(10) {
-                tracing::warn!(%why, %detail, attempts = self.failures + 1, "relay: {} cannot connect to a broker", self.name);
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if let Some(down) = self.down.failed(now) {
+            let down = Duration::from_secs(down.as_secs());
+            if down.is_zero() {
+                tracing::warn!(%why, %detail, attempts = self.failures, "relay: {} cannot connect to a broker", self.name);
+            } else {
+                tracing::warn!(%why, %detail, attempts = self.failures, down_for = ?down, "relay: {} broker still unavailable; retrying", self.name);
             }
-            self.failures = self.failures.saturating_add(1);
         }
     }
 
@@ -144,10 +204,37 @@ pub fn supervise(
         sup: sup.clone(),
         link,
         failures: 0,
+        down: DownWarnings::default(),
     };
     // The handle is stored before the task can report anything that needs it.
     let mut slot = sup.upstream.lock().expect("poisoned");
     *slot = Some(conn::spawn(target, settings, sink));
     drop(slot);
     sup
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outage_warnings_back_off_and_never_stop() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = DownWarnings::default();
+        // A retry every second for an hour: warnings at 0, 5, 15, 30, 60, 120, 300 s,
+        // then every 10 minutes.
+        let warned: Vec<u64> = (0..3600)
+            .filter_map(|s| w.failed(at(s)).map(|d| d.as_secs()))
+            .collect();
+        assert_eq!(
+            warned,
+            [0, 5, 15, 30, 60, 120, 300, 900, 1500, 2100, 2700, 3300]
+        );
+        assert_eq!(w.recovered(at(3600)), Some(Duration::from_secs(3600)));
+        assert_eq!(w.recovered(at(3601)), None);
+        // The next outage starts the schedule over.
+        assert_eq!(w.failed(at(4000)), Some(Duration::ZERO));
+        assert_eq!(w.failed(at(4001)), None);
+    }
 }

@@ -1,0 +1,107 @@
+//! The periodic stats line at info, as Spring's `WebSocketMessageBrokerStats` logs one
+//! every 30 minutes: sessions (current, total, closed abnormally by cause), frames in
+//! and out by command, and the broker (mode, availability, upstream connections,
+//! subscriptions). `--stats-interval` sets the period; zero turns it off.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stomp_relay_codec::Command;
+
+use crate::state::Shared;
+
+const COMMANDS_IN: [Command; 11] = [
+    Command::Connect,
+    Command::Stomp,
+    Command::Send,
+    Command::Subscribe,
+    Command::Unsubscribe,
+    Command::Ack,
+    Command::Nack,
+    Command::Begin,
+    Command::Commit,
+    Command::Abort,
+    Command::Disconnect,
+];
+const COMMANDS_OUT: [Command; 4] = [
+    Command::Connected,
+    Command::Message,
+    Command::Receipt,
+    Command::Error,
+];
+
+/// The line, e.g. `sessions[2 current, 5 total, 1 closed abnormally (heartbeat_timeout
+/// 1)], frames in[CONNECT 5, SEND 12], frames out[CONNECTED 5, MESSAGE 40],
+/// broker[relay, available, 1 upstream connection, 3 subscriptions]`.
+pub(crate) fn line(shared: &Shared) -> String {
+    let m = &shared.metrics;
+    let mut s = String::new();
+    let closes: Vec<_> = m
+        .closed_abnormally_counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let abnormal: u64 = closes.iter().map(|(_, n)| n).sum();
+    let _ = write!(
+        s,
+        "sessions[{} current, {} total, {abnormal} closed abnormally",
+        m.sessions_current.get(),
+        m.sessions_total.get()
+    );
+    if !closes.is_empty() {
+        let causes: Vec<String> = closes
+            .iter()
+            .map(|(c, n)| format!("{} {n}", c.as_str()))
+            .collect();
+        let _ = write!(s, " ({})", causes.join(", "));
+    }
+    s.push(']');
+    for (label, commands, count) in [
+        (
+            "frames in",
+            &COMMANDS_IN[..],
+            &(|c| m.frames_in_total(c)) as &dyn Fn(Command) -> u64,
+        ),
+        ("frames out", &COMMANDS_OUT[..], &|c| m.frames_out_total(c)),
+    ] {
+        let parts: Vec<String> = commands
+            .iter()
+            .map(|&c| (c, count(c)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| format!("{} {n}", c.as_str()))
+            .collect();
+        let _ = write!(s, ", {label}[{}]", parts.join(", "));
+    }
+    let b = shared.broker.stats();
+    let mode = match shared.config.broker {
+        crate::config::BrokerKind::Simple => "simple",
+        crate::config::BrokerKind::Relay => "relay",
+    };
+    let _ = write!(
+        s,
+        ", broker[{mode}, {}, {} upstream connection{}, {} subscriptions]",
+        if b.available {
+            "available"
+        } else {
+            "unavailable"
+        },
+        b.relay_sessions,
+        if b.relay_sessions == 1 { "" } else { "s" },
+        b.subscriptions
+    );
+    s
+}
+
+/// Logs [`line`] every `every` until shutdown.
+pub(crate) async fn run(shared: Arc<Shared>, every: Duration) {
+    let mut stop = shared.shutdown.clone();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = crate::state::stopped(&mut stop) => return,
+            _ = tick.tick() => tracing::info!("stats: {}", line(&shared)),
+        }
+    }
+}
