@@ -20,6 +20,9 @@ cargo test --workspace
 step "the README's run command, exactly as written, serves STOMP (reaches CONNECTED)"
 scripts/readme-run.sh
 
+step "deploy/: stripped release binary, Debian package installed with dpkg and reached over STOMP, systemd unit verified"
+scripts/deploy-check.sh
+
 step "no_std proof: nostd-check links the no_std crates into a panic=abort host binary and runs it"
 cargo fmt --manifest-path nostd-check/Cargo.toml -- --check
 cargo clippy --manifest-path nostd-check/Cargo.toml -- -D warnings
