@@ -20,34 +20,41 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::load_error::LoadError;
 use crate::transport::{Chunk, Transport};
 
 /// A TLS acceptor for the certificate chain and key in these PEM files. Errors name the
 /// file (never key bytes).
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, LoadError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+        .map_err(|e| LoadError::content("--tls-cert", cert, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+        .map_err(|e| LoadError::content("--tls-cert", cert, e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "--tls-cert {}: no PEM certificate in the file",
-            cert.display()
+        return Err(LoadError::content(
+            "--tls-cert",
+            cert,
+            "no PEM certificate in the file",
         ));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "--tls-key {}: no usable PEM private key ({e})",
-            key.display()
+        LoadError::content(
+            "--tls-key",
+            key,
+            format_args!("no usable PEM private key ({e})"),
         )
     })?;
+    let combination = |e: rustls::Error| LoadError::Combination {
+        flags: "--tls-cert/--tls-key",
+        problem: e.to_string(),
+    };
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(combination)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            .map_err(combination)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -11,6 +11,10 @@ use std::path::Path;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use crate::config::load_error::LoadError;
+
+const KEY_FLAG: &str = "--jwt-public-key";
+
 /// Why a token was refused (for logs; clients only ever see `Authentication failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
@@ -68,19 +72,23 @@ impl JwtVerifier {
         public_key: Option<&Path>,
         issuer: Option<String>,
         audience: Option<String>,
-    ) -> Result<Option<JwtVerifier>, String> {
+    ) -> Result<Option<JwtVerifier>, LoadError> {
         let mut keys = Vec::new();
         if let Some(s) = secret {
             keys.push((Algorithm::HS256, DecodingKey::from_secret(s.as_bytes())));
         }
         if let Some(path) = public_key {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|error| LoadError::Read {
+                flag: KEY_FLAG,
+                path: path.into(),
+                error,
+            })?;
             let text = String::from_utf8_lossy(&pem);
             if text.contains("PRIVATE KEY") {
-                return Err(format!(
-                    "--jwt-public-key {}: this is a private key; give the public key",
-                    path.display()
+                return Err(LoadError::content(
+                    KEY_FLAG,
+                    path,
+                    "this is a private key; give the public key",
                 ));
             }
             // A SubjectPublicKeyInfo PEM does not say RSA or EC in its label; try both.
@@ -89,9 +97,10 @@ impl JwtVerifier {
             } else if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
                 keys.push((Algorithm::ES256, k));
             } else {
-                return Err(format!(
-                    "--jwt-public-key {}: not an RSA or EC P-256 public key in PEM",
-                    path.display()
+                return Err(LoadError::content(
+                    KEY_FLAG,
+                    path,
+                    "not an RSA or EC P-256 public key in PEM",
                 ));
             }
         }

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::abuse::{IpLimiter, TokenBucket};
+use crate::config::load_error::LoadError;
 use crate::config::origin::OriginPattern;
 pub use crate::config::security::{
     AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig, SecurityFile,
@@ -69,7 +70,7 @@ impl std::fmt::Debug for Security {
 
 impl Security {
     /// Loads keys, users and certificates. Errors are one line naming the flag and file.
-    pub fn build(config: &SecurityConfig, listen: SocketAddr) -> Result<Security, String> {
+    pub fn build(config: &SecurityConfig, listen: SocketAddr) -> Result<Security, LoadError> {
         let jwt = jwt::JwtVerifier::new(
             config.jwt_secret.as_deref(),
             config.jwt_public_key.as_deref(),
@@ -95,7 +96,7 @@ impl Security {
             origins: config
                 .allowed_origins
                 .iter()
-                .map(|o| OriginPattern::parse(o).map_err(|e| format!("--allowed-origin: {e}")))
+                .map(|o| OriginPattern::parse(o).map_err(LoadError::Origin))
                 .collect::<Result<_, _>>()?,
         })
     }

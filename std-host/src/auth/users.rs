@@ -19,6 +19,8 @@ use argon2::Argon2;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::config::load_error::LoadError;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UsersFile {
@@ -53,28 +55,30 @@ impl std::fmt::Debug for Users {
     }
 }
 
+const FLAG: &str = "--users-file";
+
 /// A hash of a random-looking password, only ever verified for unknown users.
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3RvbXAtcmVsYXktZGVjb3k$Gt3BOvDMMPcJvx7UXOTsRc2kBB6kG6M9kIXpx3hhJwk";
 
 impl Users {
     /// Loads and checks the file; errors name the file and the user at fault.
-    pub fn load(path: &Path) -> Result<Users, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--users-file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Users, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+            flag: FLAG,
+            path: path.into(),
+            error,
+        })?;
         let file: UsersFile = toml::from_str(&text).map_err(|e| {
-            format!(
-                "--users-file {}: {}",
-                path.display(),
-                e.message().lines().next().unwrap_or("invalid")
-            )
+            LoadError::content(FLAG, path, e.message().lines().next().unwrap_or("invalid"))
         })?;
         let mut users = HashMap::new();
         for (name, entry) in file.users {
             if PasswordHash::new(&entry.password).is_err() || !entry.password.starts_with("$argon2")
             {
-                return Err(format!(
-                    "--users-file {}: user `{name}`: `password` must be an argon2 hash ($argon2id$...), not a plain password",
-                    path.display()
+                return Err(LoadError::content(
+                    FLAG,
+                    path,
+                    format_args!("user `{name}`: `password` must be an argon2 hash ($argon2id$...), not a plain password"),
                 ));
             }
             let mut claims: Map<String, Value> = serde_json::to_value(&entry.claims)
@@ -153,7 +157,7 @@ mod tests {
     #[test]
     fn plain_passwords_are_refused() {
         let p = write("plain", "[users.bob]\npassword = \"hunter2\"\n");
-        let e = Users::load(&p).unwrap_err();
+        let e = Users::load(&p).unwrap_err().to_string();
         assert!(e.contains("bob") && e.contains("argon2"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }

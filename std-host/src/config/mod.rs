@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+pub mod load_error;
 pub mod origin;
 pub mod security;
 
