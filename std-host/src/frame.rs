@@ -4,10 +4,15 @@
 //! next bytes arrive; anything handed to another task (a broker backend, a subscriber's
 //! outbound queue) is an [`OwnedFrame`]. Header names and values are stored plain
 //! (unescaped) so every consumer reads them without caring about the sender's version;
-//! encoding escapes them for the receiving peer's version.
+//! encoding escapes them for the receiving peer's version. Names, values and the body
+//! are [`Bytes`]: a frame decoded from received bytes shares them instead of copying
+//! (only escaped values are copied, unescaped), and the copies of a fan-out share them
+//! too.
 
 use bytes::Bytes;
-use stomp_relay_codec::{encode, encoded_len, Command, EncodeError, EncodeOptions, Frame, Header};
+use stomp_relay_codec::{
+    encode, encoded_len, Command, EncodeError, EncodeOptions, Frame, Header, HeaderValue,
+};
 
 /// An owned frame with plain header bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +20,7 @@ pub struct OwnedFrame {
     /// The command.
     pub command: Command,
     /// Headers in order, plain bytes; the first of a repeated name wins on lookup.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: Vec<(Bytes, Bytes)>,
     /// The body (shared, so fan-out clones are cheap).
     pub body: Bytes,
 }
@@ -44,8 +49,10 @@ impl OwnedFrame {
 
     /// Appends a header.
     pub fn push_header(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.headers
-            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+        self.headers.push((
+            Bytes::copy_from_slice(name.as_ref()),
+            Bytes::copy_from_slice(value.as_ref()),
+        ));
     }
 
     /// Copies a decoded frame, unescaping its headers.
@@ -59,19 +66,28 @@ impl OwnedFrame {
     /// `src`, the received bytes the frame was decoded from (no copy; a body that is
     /// not part of `src` is copied).
     pub fn from_frame_in(frame: &Frame<'_>, src: &Bytes) -> Self {
-        let mut owned = OwnedFrame::from_frame_headers(frame);
-        owned.body = share(src, frame.body);
-        owned
+        let plain = |v: HeaderValue<'_>| match v.as_plain() {
+            Some(p) => share(src, p),
+            None => v.bytes().collect::<Vec<u8>>().into(),
+        };
+        OwnedFrame {
+            command: frame.command,
+            headers: frame
+                .header_pairs()
+                .map(|(n, v)| (plain(n), plain(v)))
+                .collect(),
+            body: share(src, frame.body),
+        }
     }
 
     fn from_frame_headers(frame: &Frame<'_>) -> Self {
-        let headers = frame
-            .header_pairs()
-            .map(|(n, v)| (n.bytes().collect(), v.bytes().collect()))
-            .collect();
+        let copy = |v: HeaderValue<'_>| v.bytes().collect::<Vec<u8>>().into();
         OwnedFrame {
             command: frame.command,
-            headers,
+            headers: frame
+                .header_pairs()
+                .map(|(n, v)| (copy(n), copy(v)))
+                .collect(),
             body: Bytes::new(),
         }
     }
@@ -81,7 +97,7 @@ impl OwnedFrame {
         self.headers
             .iter()
             .find(|(n, _)| n == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 
     /// The first value of header `name` as UTF-8.
@@ -154,5 +170,28 @@ mod tests {
         assert_eq!(back.header("destination"), Some(&b"/sub/a:b\nc"[..]));
         assert_eq!(back.header_str("x"), Some("한국어"));
         assert_eq!(&back.body[..], b"a\0b");
+    }
+
+    #[test]
+    fn decoded_frames_share_the_received_bytes_unless_escaped() {
+        let src = Bytes::from_static(b"SEND\ndestination:/sub/a\nx:a\\cb\n\nbody\0");
+        let mut hs = [Header::EMPTY; 8];
+        let Status::Complete((Decoded::Frame(d), _)) =
+            Decoder::new(Version::V1_2).decode(&src, &mut hs).unwrap()
+        else {
+            panic!("no frame")
+        };
+        let f = OwnedFrame::from_frame_in(&d, &src);
+        let inside = |b: &Bytes| {
+            let (s, p) = (src.as_ptr() as usize, b.as_ptr() as usize);
+            p >= s && p + b.len() <= s + src.len()
+        };
+        assert!(inside(&f.body) && &f.body[..] == b"body");
+        let (name, dest) = &f.headers[0];
+        assert!(inside(name) && inside(dest) && &dest[..] == b"/sub/a");
+        // `a\cb` is `a:b` unescaped: a copy, not a slice of the wire bytes.
+        let (_, x) = &f.headers[1];
+        assert!(!inside(x) && &x[..] == b"a:b");
+        assert_eq!(f, OwnedFrame::from_frame(&d));
     }
 }

@@ -178,7 +178,7 @@ impl SimpleBrokerBackend {
             .into_iter()
             .filter(|(n, _)| {
                 !matches!(
-                    n.as_slice(),
+                    &n[..],
                     b"receipt" | b"transaction" | b"message-id" | b"subscription" | b"ack"
                 )
             })

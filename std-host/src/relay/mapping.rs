@@ -8,6 +8,8 @@
 use stomp_relay_core::dialect::Routing;
 use stomp_relay_core::Dialect;
 
+use bytes::Bytes;
+
 use crate::frame::OwnedFrame;
 
 /// `client_dest` in the broker's form.
@@ -38,36 +40,36 @@ pub fn outbound(dialect: Dialect, frame: &mut OwnedFrame) -> Option<(Vec<u8>, Ro
     let slot = frame
         .headers
         .iter_mut()
-        .find(|(n, _)| n.as_slice() == b"destination")?;
+        .find(|(n, _)| &n[..] == b"destination")?;
     let client = std::mem::take(&mut slot.1);
-    slot.1 = to_broker(dialect, &client);
+    slot.1 = to_broker(dialect, &client).into();
     let routing = dialect.routing(&client);
     if let Some(h) = dialect.routing_header(routing) {
         if frame.header("destination-type").is_none() {
             frame.push_header(h.name, h.value);
         }
     }
-    Some((client, routing))
+    Some((client.to_vec(), routing))
 }
 
 /// Sets (or adds) header `name` to `value`, keeping its position.
 pub fn set_header(frame: &mut OwnedFrame, name: &str, value: impl Into<Vec<u8>>) {
-    let value = value.into();
+    let value = Bytes::from(value.into());
     match frame
         .headers
         .iter_mut()
-        .find(|(n, _)| n.as_slice() == name.as_bytes())
+        .find(|(n, _)| &n[..] == name.as_bytes())
     {
         Some(slot) => slot.1 = value,
-        None => frame.headers.push((name.as_bytes().to_vec(), value)),
+        None => frame
+            .headers
+            .push((Bytes::copy_from_slice(name.as_bytes()), value)),
     }
 }
 
 /// Removes every header called `name`.
 pub fn remove_header(frame: &mut OwnedFrame, name: &str) {
-    frame
-        .headers
-        .retain(|(n, _)| n.as_slice() != name.as_bytes());
+    frame.headers.retain(|(n, _)| &n[..] != name.as_bytes());
 }
 
 #[cfg(test)]

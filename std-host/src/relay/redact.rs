@@ -67,18 +67,18 @@ impl Redactor {
         }
         for (name, value) in &mut frame.headers {
             if let Some(v) = self.redact(name) {
-                *name = v;
+                *name = v.into();
             }
             if let Some(v) = self.redact(value) {
-                *value = v;
+                *value = v.into();
             }
         }
         if let Some(body) = self.redact(&frame.body) {
             frame.body = Bytes::from(body);
             let len = frame.body.len().to_string().into_bytes();
             for (name, value) in &mut frame.headers {
-                if name == b"content-length" {
-                    *value = len.clone();
+                if &name[..] == b"content-length" {
+                    *value = len.clone().into();
                 }
             }
         }

@@ -443,7 +443,7 @@ impl SharedLink {
         let routing = self.inner.opts.dialect.get().routing(dest);
         let mut msg = frame;
         msg.headers
-            .retain(|(n, _)| !matches!(n.as_slice(), b"subscription" | b"message-id" | b"ack"));
+            .retain(|(n, _)| !matches!(&n[..], b"subscription" | b"message-id" | b"ack"));
         mapping::set_header(&mut msg, "destination", dest);
         let message = Arc::new(msg);
         let deliver = |l: &Local| {

@@ -160,7 +160,7 @@ impl Driver {
             hs.push(Header::new(b"destination", shown));
         }
         for (n, v) in &msg.headers {
-            let name = n.as_slice();
+            let name = &n[..];
             if matches!(
                 name,
                 b"subscription" | b"message-id" | b"ack" | b"destination"

@@ -152,8 +152,12 @@ impl Driver {
 
 /// Replaces (or adds) the `destination` header.
 pub(super) fn set_destination(frame: &mut OwnedFrame, dest: &[u8]) {
-    match frame.headers.iter_mut().find(|(n, _)| n == b"destination") {
-        Some((_, v)) => *v = dest.to_vec(),
+    match frame
+        .headers
+        .iter_mut()
+        .find(|(n, _)| &n[..] == b"destination")
+    {
+        Some((_, v)) => *v = Bytes::copy_from_slice(dest),
         None => frame.push_header("destination", dest),
     }
 }
@@ -163,5 +167,5 @@ pub(super) fn set_destination(frame: &mut OwnedFrame, dest: &[u8]) {
 fn strip_client_only(frame: &mut OwnedFrame) {
     frame
         .headers
-        .retain(|(n, _)| n != b"receipt" && n != b"transaction");
+        .retain(|(n, _)| &n[..] != b"receipt" && &n[..] != b"transaction");
 }
