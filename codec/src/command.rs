@@ -114,6 +114,14 @@ impl Command {
         }
     }
 
+    /// A frame only servers send: CONNECTED, MESSAGE, RECEIPT, ERROR.
+    pub const fn is_server(self) -> bool {
+        matches!(
+            self,
+            Command::Connected | Command::Message | Command::Receipt | Command::Error
+        )
+    }
+
     /// `CONNECT` or its alias `STOMP`.
     pub const fn is_connect(self) -> bool {
         matches!(self, Command::Connect | Command::Stomp)
@@ -139,6 +147,17 @@ impl core::fmt::Display for Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_send_four_commands_clients_the_rest() {
+        let server = Command::ALL.iter().copied().filter(|c| c.is_server());
+        assert!(server.eq([
+            Command::Connected,
+            Command::Message,
+            Command::Receipt,
+            Command::Error
+        ]));
+    }
 
     #[test]
     fn every_command_parses_and_near_misses_do_not() {

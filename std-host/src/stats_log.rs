@@ -11,26 +11,6 @@ use stomp_relay_codec::Command;
 
 use crate::state::Shared;
 
-const COMMANDS_IN: [Command; 11] = [
-    Command::Connect,
-    Command::Stomp,
-    Command::Send,
-    Command::Subscribe,
-    Command::Unsubscribe,
-    Command::Ack,
-    Command::Nack,
-    Command::Begin,
-    Command::Commit,
-    Command::Abort,
-    Command::Disconnect,
-];
-const COMMANDS_OUT: [Command; 4] = [
-    Command::Connected,
-    Command::Message,
-    Command::Receipt,
-    Command::Error,
-];
-
 /// The line, e.g. `sessions[2 current, 5 total, 1 closed abnormally (heartbeat_timeout
 /// 1)], frames in[CONNECT 5, SEND 12], frames out[CONNECTED 5, MESSAGE 40],
 /// broker[relay, available, 1 upstream connection, 3 subscriptions]`.
@@ -57,16 +37,17 @@ pub(crate) fn line(shared: &Shared) -> String {
         let _ = write!(s, " ({})", causes.join(", "));
     }
     s.push(']');
-    for (label, commands, count) in [
+    for (label, server, count) in [
         (
             "frames in",
-            &COMMANDS_IN[..],
+            false,
             &(|c| m.frames_in_total(c)) as &dyn Fn(Command) -> u64,
         ),
-        ("frames out", &COMMANDS_OUT[..], &|c| m.frames_out_total(c)),
+        ("frames out", true, &|c| m.frames_out_total(c)),
     ] {
-        let parts: Vec<String> = commands
+        let parts: Vec<String> = Command::ALL
             .iter()
+            .filter(|c| c.is_server() == server)
             .map(|&c| (c, count(c)))
             .filter(|(_, n)| *n > 0)
             .map(|(c, n)| format!("{} {n}", c.as_str()))

@@ -56,6 +56,24 @@ async fn exchange(
     }
 }
 
+/// bob (beside alice) writes to alice and dave (beside carol) to carol; each gets
+/// only their own.
+async fn both_ways(
+    queue: &str,
+    (bob, alice): (&mut WsClient, &mut WsClient),
+    (dave, carol): (&mut WsClient, &mut WsClient),
+) {
+    exchange(
+        bob,
+        ("alice", &mut *alice),
+        ("carol", &mut *carol),
+        queue,
+        6,
+    )
+    .await;
+    exchange(dave, ("carol", carol), ("alice", alice), queue, 6).await;
+}
+
 async fn private_scenario(kind: Kind, mode: RelayMode) {
     let _lock = broker_lock().await;
     let queue = format!("reply{}", nonce());
@@ -69,22 +87,7 @@ async fn private_scenario(kind: Kind, mode: RelayMode) {
     carol.subscribe("r", &user_queue).await;
     let (mut bob, _) = login(&s1, "bob").await;
     let (mut dave, _) = login(&s2, "dave").await;
-    exchange(
-        &mut bob,
-        ("alice", &mut alice),
-        ("carol", &mut carol),
-        &queue,
-        6,
-    )
-    .await;
-    exchange(
-        &mut dave,
-        ("carol", &mut carol),
-        ("alice", &mut alice),
-        &queue,
-        6,
-    )
-    .await;
+    both_ways(&queue, (&mut bob, &mut alice), (&mut dave, &mut carol)).await;
 
     // Knowing alice's id and the naming scheme is not enough to read her queue.
     let theirs = format!("/queue/{queue}-user{alice_id}");
@@ -112,22 +115,7 @@ async fn private_scenario(kind: Kind, mode: RelayMode) {
     );
     carol.subscribe("r", &user_queue).await;
     let (mut dave, _) = login(&s2, "dave").await;
-    exchange(
-        &mut bob,
-        ("alice", &mut alice),
-        ("carol", &mut carol),
-        &queue,
-        6,
-    )
-    .await;
-    exchange(
-        &mut dave,
-        ("carol", &mut carol),
-        ("alice", &mut alice),
-        &queue,
-        6,
-    )
-    .await;
+    both_ways(&queue, (&mut bob, &mut alice), (&mut dave, &mut carol)).await;
     stop(s1).await;
     stop(s2).await;
 }
