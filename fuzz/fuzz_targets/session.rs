@@ -173,7 +173,7 @@ fuzz_target!(|data: &[u8]| {
     let router = Router::new(RouterConfig::default());
     let mut broker = SimpleBroker::new(FixedStore::<16, 64>::new());
     let mut clients = [0u128, 1].map(|i| Client {
-        session: Session::new(SessionId(i), SessionConfig::default(), Instant::ZERO),
+        session: Session::new(SessionId::new(i), SessionConfig::default(), Instant::ZERO),
         rbuf: [0; BUF],
         len: 0,
     });
@@ -190,7 +190,7 @@ fuzz_target!(|data: &[u8]| {
                     // A handled deadline never stays due: a host loop would spin.
                     assert!(c.session.poll_timeout().is_none_or(|d| d > t));
                 }
-                drive(c, SessionId(i as u128), t, &router, &mut broker);
+                drive(c, SessionId::new(i as u128), t, &router, &mut broker);
             }
             continue;
         }
@@ -205,6 +205,6 @@ fuzz_target!(|data: &[u8]| {
         c.len += take;
         let t = Instant::from_millis(now);
         c.session.handle_received(t);
-        drive(c, SessionId(which as u128), t, &router, &mut broker);
+        drive(c, SessionId::new(which as u128), t, &router, &mut broker);
     }
 });

@@ -83,7 +83,7 @@ fn core_session() -> Result<(), i32> {
     use stomp_relay_core::{Dialect, Instant};
 
     let t = Instant::from_millis;
-    let mut s: Session<4> = Session::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s: Session<4> = Session::new(SessionId::new(1), SessionConfig::default(), t(0));
     let mut out = [0u8; 512];
     let h = [
         Header::new(b"accept-version", b"1.2"),
@@ -107,7 +107,10 @@ fn core_session() -> Result<(), i32> {
         Ok(Some(Event::Subscribe {
             id, destination, ..
         })) => {
-            if broker.subscribe(SessionId(1), id, destination).is_err() {
+            if broker
+                .subscribe(SessionId::new(1), id, destination)
+                .is_err()
+            {
                 return Err(102);
             }
         }

@@ -467,7 +467,7 @@ mod tests {
     fn collect(b: &mut Broker, dest: &[u8]) -> Vec<(u128, Vec<u8>, u64)> {
         let mut v = Vec::new();
         b.publish(dest, |d| {
-            v.push((d.session.0, d.subscription.to_vec(), d.message_id))
+            v.push((d.session.get(), d.subscription.to_vec(), d.message_id))
         });
         v
     }
@@ -475,11 +475,12 @@ mod tests {
     #[test]
     fn topics_fan_out_to_exact_and_pattern_subscribers() {
         let mut b = Broker::new(FixedStore::new());
-        b.subscribe(SessionId(1), b"a", b"/topic/chat/room1")
+        b.subscribe(SessionId::new(1), b"a", b"/topic/chat/room1")
             .unwrap();
-        b.subscribe(SessionId(2), b"b", b"/topic/chat/*").unwrap();
-        b.subscribe(SessionId(3), b"c", b"/topic/**").unwrap();
-        b.subscribe(SessionId(4), b"d", b"/topic/chat/room2")
+        b.subscribe(SessionId::new(2), b"b", b"/topic/chat/*")
+            .unwrap();
+        b.subscribe(SessionId::new(3), b"c", b"/topic/**").unwrap();
+        b.subscribe(SessionId::new(4), b"d", b"/topic/chat/room2")
             .unwrap();
         let got = collect(&mut b, b"/topic/chat/room1");
         let receivers: Vec<u128> = got.iter().map(|g| g.0).collect();
@@ -502,10 +503,14 @@ mod tests {
     #[test]
     fn queues_round_robin_to_one_subscriber() {
         let mut b = Broker::new(FixedStore::new());
-        b.subscribe(SessionId(1), b"w", b"/queue/work").unwrap();
-        b.subscribe(SessionId(2), b"w", b"/queue/work").unwrap();
-        b.subscribe(SessionId(3), b"w", b"/queue/work").unwrap();
-        b.subscribe(SessionId(9), b"o", b"/queue/other").unwrap();
+        b.subscribe(SessionId::new(1), b"w", b"/queue/work")
+            .unwrap();
+        b.subscribe(SessionId::new(2), b"w", b"/queue/work")
+            .unwrap();
+        b.subscribe(SessionId::new(3), b"w", b"/queue/work")
+            .unwrap();
+        b.subscribe(SessionId::new(9), b"o", b"/queue/other")
+            .unwrap();
         let mut counts = [0usize; 4];
         for _ in 0..30 {
             let got = collect(&mut b, b"/queue/work");
@@ -521,21 +526,24 @@ mod tests {
     #[test]
     fn shared_fan_out_uses_subscription_text_not_matching() {
         let mut b = Broker::new(FixedStore::new());
-        b.subscribe(SessionId(1), b"a", b"/sub/chat/*").unwrap();
-        b.subscribe(SessionId(2), b"b", b"/sub/chat/room1").unwrap();
-        b.subscribe(SessionId(3), b"c", b"/sub/chat/*").unwrap();
+        b.subscribe(SessionId::new(1), b"a", b"/sub/chat/*")
+            .unwrap();
+        b.subscribe(SessionId::new(2), b"b", b"/sub/chat/room1")
+            .unwrap();
+        b.subscribe(SessionId::new(3), b"c", b"/sub/chat/*")
+            .unwrap();
         let mut got = Vec::new();
-        b.publish_to_subscribers_of(b"/sub/chat/*", |d| got.push(d.session.0));
+        b.publish_to_subscribers_of(b"/sub/chat/*", |d| got.push(d.session.get()));
         assert_eq!(
             got,
             [1, 3],
             "the exact subscriber gets the copy of its own upstream subscription"
         );
-        b.subscribe(SessionId(4), b"q", b"/queue/w").unwrap();
-        b.subscribe(SessionId(5), b"q", b"/queue/w").unwrap();
+        b.subscribe(SessionId::new(4), b"q", b"/queue/w").unwrap();
+        b.subscribe(SessionId::new(5), b"q", b"/queue/w").unwrap();
         let mut got = Vec::new();
         for _ in 0..4 {
-            b.publish_to_subscribers_of(b"/queue/w", |d| got.push(d.session.0));
+            b.publish_to_subscribers_of(b"/queue/w", |d| got.push(d.session.get()));
         }
         assert_eq!(got, [4, 5, 4, 5]);
     }
@@ -543,13 +551,13 @@ mod tests {
     #[test]
     fn unsubscribe_and_session_removal() {
         let mut b = Broker::new(FixedStore::new());
-        b.subscribe(SessionId(1), b"a", b"/topic/x").unwrap();
-        b.subscribe(SessionId(1), b"b", b"/topic/x").unwrap();
-        b.subscribe(SessionId(2), b"a", b"/topic/x").unwrap();
-        assert!(b.unsubscribe(SessionId(2), b"a"));
-        assert!(!b.unsubscribe(SessionId(2), b"a"));
+        b.subscribe(SessionId::new(1), b"a", b"/topic/x").unwrap();
+        b.subscribe(SessionId::new(1), b"b", b"/topic/x").unwrap();
+        b.subscribe(SessionId::new(2), b"a", b"/topic/x").unwrap();
+        assert!(b.unsubscribe(SessionId::new(2), b"a"));
+        assert!(!b.unsubscribe(SessionId::new(2), b"a"));
         assert_eq!(collect(&mut b, b"/topic/x").len(), 2);
-        assert_eq!(b.remove_session(SessionId(1)), 2);
+        assert_eq!(b.remove_session(SessionId::new(1)), 2);
         assert!(collect(&mut b, b"/topic/x").is_empty());
         assert!(b.store().is_empty());
     }
@@ -557,14 +565,14 @@ mod tests {
     #[test]
     fn store_limits_are_errors() {
         let mut b = SimpleBroker::new(FixedStore::<2, 16>::new());
-        b.subscribe(SessionId(1), b"a", b"/topic/x").unwrap();
+        b.subscribe(SessionId::new(1), b"a", b"/topic/x").unwrap();
         assert_eq!(
-            b.subscribe(SessionId(1), b"b", b"/topic/much-too-long-destination"),
+            b.subscribe(SessionId::new(1), b"b", b"/topic/much-too-long-destination"),
             Err(StoreError::DestinationTooLong(16))
         );
-        b.subscribe(SessionId(1), b"b", b"/topic/y").unwrap();
+        b.subscribe(SessionId::new(1), b"b", b"/topic/y").unwrap();
         assert_eq!(
-            b.subscribe(SessionId(1), b"c", b"/topic/z"),
+            b.subscribe(SessionId::new(1), b"c", b"/topic/z"),
             Err(StoreError::Full(2))
         );
         assert_eq!(

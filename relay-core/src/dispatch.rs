@@ -167,7 +167,7 @@ mod tests {
     use std::format;
     use std::string::String;
 
-    const ME: SessionId = SessionId(0x2a);
+    const ME: SessionId = SessionId::new(0x2a);
     const MINE: &str = "0000000000000000000000000000002a";
     const THEIRS: &str = "0000000000000000000000000000002b";
 

@@ -27,7 +27,7 @@
 //!
 //! let router = Router::new(RouterConfig::default());
 //! let mut broker: SimpleBroker<FixedStore<16>> = SimpleBroker::new(FixedStore::new());
-//! let mut session: Session<8> = Session::new(SessionId(1), SessionConfig::default(), Instant::ZERO);
+//! let mut session: Session<8> = Session::new(SessionId::new(1), SessionConfig::default(), Instant::ZERO);
 //! let received = b"CONNECT\naccept-version:1.2\n\n\0\
 //!     SUBSCRIBE\nid:0\ndestination:/sub/chat\n\n\0\
 //!     SEND\ndestination:/pub/chat\nreceipt:r1\n\nhi\0";
@@ -40,11 +40,11 @@
 //!     if let Decoded::Frame(frame) = item {
 //!         match session.handle_frame(now, &frame) {
 //!             Ok(Some(Event::Subscribe { id, destination, .. })) => {
-//!                 broker.subscribe(SessionId(1), id, destination).unwrap();
+//!                 broker.subscribe(SessionId::new(1), id, destination).unwrap();
 //!             }
 //!             Ok(Some(Event::Send { destination })) => {
 //!                 let (mut resolved, mut to) = ([0u8; 128], [0u8; 128]);
-//!                 let route = router.dispatch(Command::Send, Some(destination), SessionId(1), &mut resolved);
+//!                 let route = router.dispatch(Command::Send, Some(destination), SessionId::new(1), &mut resolved);
 //!                 if let Route::App(d) = route {
 //!                     if let Ok(AppRoute::Forward(target)) = router.route_app(d, &mut to) {
 //!                         // `/pub/chat` goes to `/sub/chat`: build MESSAGE frames with

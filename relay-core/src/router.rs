@@ -554,7 +554,7 @@ mod tests {
         let Destination::User(rest) = r.classify(b"/user/queue/x").unwrap() else {
             panic!()
         };
-        let s42 = SessionId(0x42);
+        let s42 = SessionId::new(0x42);
         assert_eq!(
             r.user_subscription(rest, s42, &mut out).unwrap(),
             b"/queue/x-user00000000000000000000000000000042"
@@ -567,7 +567,7 @@ mod tests {
         assert_eq!(user, b"bob");
         let mut out = [0u8; 64];
         assert_eq!(
-            r.user_target(target, SessionId(u128::MAX), &mut out)
+            r.user_target(target, SessionId::new(u128::MAX), &mut out)
                 .unwrap(),
             b"/queue/x-userffffffffffffffffffffffffffffffff"
         );
@@ -579,7 +579,10 @@ mod tests {
             b"/user/queue/x"
         );
         let mut out = [0u8; 64];
-        assert_eq!(r.user_delivery(resolved, SessionId(0x4), &mut out), None);
+        assert_eq!(
+            r.user_delivery(resolved, SessionId::new(0x4), &mut out),
+            None
+        );
         assert_eq!(r.user_delivery(b"/queue/x-user42", s42, &mut out), None);
     }
 
@@ -594,7 +597,7 @@ mod tests {
             Err(RouteError::UserTargetOutsideBroker)
         );
         assert_eq!(
-            r.user_subscription(b"elsewhere/x", SessionId(1), &mut out),
+            r.user_subscription(b"elsewhere/x", SessionId::new(1), &mut out),
             Err(RouteError::UserTargetOutsideBroker)
         );
     }

@@ -63,7 +63,7 @@ fn t(ms: u64) -> Instant {
 fn client_exchange(wire: &[u8]) -> (usize, usize) {
     let router = Router::new(RouterConfig::default());
     let mut broker: SimpleBroker<FixedStore<8>> = SimpleBroker::new(FixedStore::new());
-    let mut s: Session<8> = Session::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s: Session<8> = Session::new(SessionId::new(1), SessionConfig::default(), t(0));
     let mut out = [0u8; MAX_CONTROL_FRAME];
     let mut msg_out = [0u8; 4096];
     let (mut frames_out, mut messages) = (0, 0);
@@ -87,14 +87,14 @@ fn client_exchange(wire: &[u8]) -> (usize, usize) {
                     let mut resolved = [0u8; 128];
                     let d = match router.classify(destination).unwrap() {
                         Destination::User(rest) => router
-                            .user_subscription(rest, SessionId(1), &mut resolved)
+                            .user_subscription(rest, SessionId::new(1), &mut resolved)
                             .unwrap(),
                         _ => destination,
                     };
-                    broker.subscribe(SessionId(1), id, d).unwrap();
+                    broker.subscribe(SessionId::new(1), id, d).unwrap();
                 }
                 Some(Event::Unsubscribe { id }) => {
-                    assert!(broker.unsubscribe(SessionId(1), id));
+                    assert!(broker.unsubscribe(SessionId::new(1), id));
                 }
                 Some(Event::Send { destination }) => {
                     let mut dest_copy = [0u8; 128];
@@ -109,7 +109,7 @@ fn client_exchange(wire: &[u8]) -> (usize, usize) {
                         Destination::Broker(d) => d,
                         Destination::User(_) => panic!("not in this script"),
                     };
-                    let mut deliveries = [(SessionId(0), [0u8; 16], 0usize, 0u64); 4];
+                    let mut deliveries = [(SessionId::new(0), [0u8; 16], 0usize, 0u64); 4];
                     let mut k = 0;
                     broker.publish(target, |d| {
                         deliveries[k].0 = d.session;

@@ -151,7 +151,7 @@ proptest! {
     ) {
         let mut b: SimpleBroker<FixedStore<16>> = SimpleBroker::new(FixedStore::new());
         for (i, (s, d)) in subs.iter().enumerate() {
-            b.subscribe(SessionId(*s), format!("s{i}").as_bytes(), d.as_bytes()).unwrap();
+            b.subscribe(SessionId::new(*s), format!("s{i}").as_bytes(), d.as_bytes()).unwrap();
         }
         let mut ids = BTreeSet::new();
         for p in pubs {

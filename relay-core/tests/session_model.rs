@@ -178,7 +178,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]
     fn session_follows_the_model(ops in prop::collection::vec(op(), 1..40)) {
-        let mut s: Session<CAP> = Session::new(SessionId(1), SessionConfig::default(), Instant::ZERO);
+        let mut s: Session<CAP> = Session::new(SessionId::new(1), SessionConfig::default(), Instant::ZERO);
         let mut m = Model::default();
         let mut now = 0u64;
         let mut sent_connected = 0;
@@ -300,7 +300,7 @@ proptest! {
     /// output obeys the CONNECTED-first rule.
     #[test]
     fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..600)) {
-        let mut s: Session<CAP> = Session::new(SessionId(1), SessionConfig::default(), Instant::ZERO);
+        let mut s: Session<CAP> = Session::new(SessionId::new(1), SessionConfig::default(), Instant::ZERO);
         let mut rest = &data[..];
         let mut connected = false;
         let mut out = [0u8; MAX_CONTROL_FRAME];

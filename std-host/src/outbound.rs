@@ -264,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_refuses_and_requests_close_once() {
-        let (h, mut rx) = channel(SessionId(1), 1000);
+        let (h, mut rx) = channel(SessionId::new(1), 1000);
         h.send(msg(600)).unwrap();
         assert_eq!(h.send(msg(600)), Err(SendError::SlowConsumer));
         assert_eq!(h.send(msg(1)), Err(SendError::SlowConsumer));
@@ -285,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_makes_room() {
-        let (h, mut rx) = channel(SessionId(1), 1000);
+        let (h, mut rx) = channel(SessionId::new(1), 1000);
         for _ in 0..10 {
             h.send(msg(600)).unwrap();
             let it = rx.recv().await.unwrap();

@@ -45,7 +45,7 @@ impl Shared {
     pub(crate) fn new_session_id() -> Option<SessionId> {
         let mut bytes = [0u8; 16];
         match getrandom::fill(&mut bytes) {
-            Ok(()) => Some(SessionId(u128::from_le_bytes(bytes))),
+            Ok(()) => Some(SessionId::new(u128::from_le_bytes(bytes))),
             Err(e) => {
                 tracing::error!(error = %e, "no OS randomness for a session id; connection refused");
                 None

@@ -77,11 +77,31 @@ pub(crate) const RECEIPT_QUEUE_BYTES: usize = 2 * (RECEIPT_MAX + 1) + 8;
 /// A host that shares a broker with other instances must choose ids no other instance
 /// or client can guess (the std server draws 128 random bits per session): the id is
 /// what keeps one session's user queue apart from every other session's.
+///
+/// Kept as two `u64` halves rather than a `u128`, whose 16-byte alignment would pad
+/// every structure that holds an id (a few hundred bytes per idle std session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SessionId(pub u128);
+pub struct SessionId {
+    // Most significant half first, so the derived order is the number's.
+    hi: u64,
+    lo: u64,
+}
 
 impl SessionId {
+    /// The id `n`.
+    pub const fn new(n: u128) -> SessionId {
+        SessionId {
+            hi: (n >> 64) as u64,
+            lo: n as u64,
+        }
+    }
+
+    /// The id as a number.
+    pub const fn get(self) -> u128 {
+        (self.hi as u128) << 64 | self.lo as u128
+    }
+
     /// Length of the id's text form.
     pub const HEX_LEN: usize = 32;
 
@@ -89,7 +109,7 @@ impl SessionId {
     pub fn to_hex(self) -> [u8; Self::HEX_LEN] {
         let mut out = [0u8; Self::HEX_LEN];
         for (i, b) in out.iter_mut().enumerate() {
-            let nibble = (self.0 >> (4 * (Self::HEX_LEN - 1 - i))) & 0xf;
+            let nibble = (self.get() >> (4 * (Self::HEX_LEN - 1 - i))) & 0xf;
             *b = b"0123456789abcdef"[nibble as usize];
         }
         out
@@ -109,13 +129,13 @@ impl SessionId {
                 };
                 Some(n << 4 | u128::from(v))
             })
-            .map(SessionId)
+            .map(SessionId::new)
     }
 }
 
 impl core::fmt::Display for SessionId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:032x}", self.get())
     }
 }
 

@@ -72,7 +72,7 @@ fn connect_frame<'a>(headers: &'a [Header<'a>]) -> Frame<'a> {
 }
 
 fn connected(config: SessionConfig) -> S {
-    let mut s = S::new(SessionId(7), config, t(0));
+    let mut s = S::new(SessionId::new(7), config, t(0));
     let h = [
         Header::new(b"accept-version", b"1.1,1.2"),
         Header::new(b"heart-beat", b"0,0"),
@@ -99,7 +99,7 @@ fn send(
 #[test]
 fn connect_negotiates_highest_common_version_and_heart_beats() {
     let mut s = S::new(
-        SessionId(7),
+        SessionId::new(7),
         SessionConfig {
             server: Some("stomp-relay/test"),
             ..SessionConfig::default()
@@ -179,7 +179,7 @@ fn version_table() {
     ];
     for &(accept, sub, server, want) in cases {
         let mut s = S::new(
-            SessionId(1),
+            SessionId::new(1),
             SessionConfig {
                 subprotocol: sub,
                 versions: server,
@@ -210,7 +210,7 @@ fn version_table() {
 
 #[test]
 fn anything_before_connect_is_an_error_and_closes() {
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(0));
     let h = [
         Header::new(b"destination", b"/sub/x"),
         Header::new(b"receipt", b"r1"),
@@ -467,7 +467,7 @@ fn escaped_values_are_unescaped_for_the_host() {
 
 #[test]
 fn heart_beats_when_idle_and_timeout_when_silent() {
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(0));
     let h = [
         Header::new(b"accept-version", b"1.2"),
         Header::new(b"heart-beat", b"5000,5000"),
@@ -507,7 +507,7 @@ fn heart_beats_when_idle_and_timeout_when_silent() {
 fn no_heart_beats_when_either_side_declines_or_version_1_0() {
     let s = connected(SessionConfig::default());
     assert_eq!(s.poll_timeout(), None);
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(0));
     let h = [Header::new(b"heart-beat", b"1000,1000")];
     s.handle_frame(t(0), &connect_frame(&h)).unwrap();
     let out = drain(&mut s, t(0));
@@ -515,7 +515,7 @@ fn no_heart_beats_when_either_side_declines_or_version_1_0() {
     assert_eq!(out[0].get("heart-beat"), None);
     assert_eq!(s.poll_timeout(), None);
     let mut s = S::new(
-        SessionId(1),
+        SessionId::new(1),
         SessionConfig {
             heart_beat: (0, 0),
             ..SessionConfig::default()
@@ -532,7 +532,7 @@ fn no_heart_beats_when_either_side_declines_or_version_1_0() {
 
 #[test]
 fn invalid_heart_beat_header_is_an_error() {
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(0));
     let h = [
         Header::new(b"accept-version", b"1.2"),
         Header::new(b"heart-beat", b"ten,0"),
@@ -549,7 +549,7 @@ fn invalid_heart_beat_header_is_an_error() {
 
 #[test]
 fn connect_timeout_closes_with_error() {
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(1_000));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(1_000));
     assert_eq!(s.poll_timeout(), Some(t(61_000)));
     s.handle_timeout(t(61_000));
     let out = drain(&mut s, t(61_000));
@@ -618,7 +618,7 @@ fn withdrawn_receipt_is_not_sent_and_earlier_ones_are() {
 /// accepted yet.
 fn deferred() -> S {
     let mut s = S::new(
-        SessionId(3),
+        SessionId::new(3),
         SessionConfig {
             defer_connected: true,
             ..SessionConfig::default()
@@ -712,7 +712,7 @@ fn host_handled_receipts() {
 
 #[test]
 fn small_output_buffer_keeps_the_frame_queued() {
-    let mut s = S::new(SessionId(1), SessionConfig::default(), t(0));
+    let mut s = S::new(SessionId::new(1), SessionConfig::default(), t(0));
     s.handle_frame(t(0), &connect_frame(&[])).unwrap();
     let mut tiny = [0u8; 4];
     assert!(matches!(
@@ -735,7 +735,7 @@ fn a_session_stays_small() {
 #[test]
 fn a_supplied_table_sets_the_subscription_limit() {
     let mut s: Session<32, InlineTable<2>> = Session::with_table(
-        SessionId(1),
+        SessionId::new(1),
         SessionConfig::default(),
         t(0),
         InlineTable::default(),
@@ -772,4 +772,23 @@ fn versions_display_and_parse() {
     assert_eq!(parse_heart_beat(b"10,20"), Some((10, 20)));
     assert_eq!(parse_heart_beat(b"10"), None);
     assert_eq!(parse_heart_beat(b"99999999999,0"), None);
+}
+
+#[test]
+fn session_ids_print_as_32_hex_digits_and_parse_back() {
+    for n in [0, 1, 0x2a, u64::MAX as u128 + 1, u128::MAX] {
+        let id = SessionId::new(n);
+        assert_eq!(id.get(), n);
+        let hex = id.to_hex();
+        assert_eq!(std::format!("{id}").as_bytes(), &hex[..]);
+        assert_eq!(SessionId::parse_hex(&hex), Some(id));
+    }
+    assert!(SessionId::new(1 << 64) > SessionId::new(u64::MAX as u128));
+    assert_eq!(SessionId::parse_hex(b"2a"), None);
+    assert_eq!(
+        SessionId::parse_hex(b"0000000000000000000000000000002A"),
+        None
+    );
+    // Two halves, not a u128: holding an id never forces 16-byte alignment.
+    assert_eq!(core::mem::align_of::<SessionId>(), 8);
 }

@@ -168,23 +168,28 @@ mod tests {
     #[test]
     fn routes_are_found_by_index_and_slots_reused_once_free() {
         let mut t = Fanout::new(HeapStore::default(), "s");
-        let a = t.subscribe(SessionId(1), b"x", b"/topic/a").unwrap();
-        let b = t.subscribe(SessionId(2), b"y", b"/topic/b").unwrap();
+        let a = t.subscribe(SessionId::new(1), b"x", b"/topic/a").unwrap();
+        let b = t.subscribe(SessionId::new(2), b"y", b"/topic/b").unwrap();
         assert_eq!(
-            t.subscribe(SessionId(2), b"z", b"/topic/a").unwrap().slot,
+            t.subscribe(SessionId::new(2), b"z", b"/topic/a")
+                .unwrap()
+                .slot,
             a.slot
         );
         assert_eq!(
             ids(&t, a.slot),
-            [(SessionId(1), "x".into()), (SessionId(2), "z".into())]
+            [
+                (SessionId::new(1), "x".into()),
+                (SessionId::new(2), "z".into())
+            ]
         );
         assert_eq!(
-            t.subscribe(SessionId(1), b"x", b"/topic/c"),
+            t.subscribe(SessionId::new(1), b"x", b"/topic/c"),
             Err(FanoutError::DuplicateId)
         );
         // Nothing was written upstream, so leaving frees the slots at once ...
-        while t.pop_subscription(SessionId(2)).is_some() {}
-        assert_eq!(t.unsubscribe(SessionId(1), b"x"), Ok(a.slot));
+        while t.pop_subscription(SessionId::new(2)).is_some() {}
+        assert_eq!(t.unsubscribe(SessionId::new(1), b"x"), Ok(a.slot));
         assert_eq!(t.route_count(), 0);
         assert_eq!(t.subscription_count(), 0);
         // ... and a lost connection does not free them a second time.
@@ -194,7 +199,7 @@ mod tests {
         let slots: Vec<usize> = ["/topic/c", "/topic/d", "/topic/e", "/topic/f"]
             .iter()
             .map(|d| {
-                t.subscribe(SessionId(3), d.as_bytes(), d.as_bytes())
+                t.subscribe(SessionId::new(3), d.as_bytes(), d.as_bytes())
                     .unwrap()
                     .slot
             })
@@ -204,7 +209,7 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct, [0, 1, 2, 3]);
         assert!([a.slot, b.slot].iter().all(|s| slots.contains(s)));
-        let c = t.subscribe(SessionId(4), b"q", b"/topic/c").unwrap();
+        let c = t.subscribe(SessionId::new(4), b"q", b"/topic/c").unwrap();
         assert_eq!(c.slot, slots[0]);
         let Some(Action::Subscribe { destination, .. }) = t.action(c.slot) else {
             panic!("route needs its SUBSCRIBE");
@@ -215,9 +220,12 @@ mod tests {
     #[test]
     fn queue_deliveries_go_round_robin_and_skip_refusals() {
         let mut t = Fanout::new(HeapStore::default(), "s");
-        let slot = t.subscribe(SessionId(1), b"a", b"/queue/w").unwrap().slot;
-        t.subscribe(SessionId(2), b"a", b"/queue/w").unwrap();
-        t.subscribe(SessionId(3), b"a", b"/queue/w").unwrap();
+        let slot = t
+            .subscribe(SessionId::new(1), b"a", b"/queue/w")
+            .unwrap()
+            .slot;
+        t.subscribe(SessionId::new(2), b"a", b"/queue/w").unwrap();
+        t.subscribe(SessionId::new(3), b"a", b"/queue/w").unwrap();
         let mut got = Vec::new();
         for _ in 0..4 {
             t.store().pick(slot, |l| {
@@ -225,13 +233,13 @@ mod tests {
                 true
             });
         }
-        assert_eq!(got, [1, 2, 3, 1].map(SessionId));
+        assert_eq!(got, [1, 2, 3, 1].map(SessionId::new));
         got.clear();
         // Session 2 is going away: its turn passes to 3.
         t.store().pick(slot, |l| {
             got.push(l.session);
-            l.session != SessionId(2)
+            l.session != SessionId::new(2)
         });
-        assert_eq!(got, [2, 3].map(SessionId));
+        assert_eq!(got, [2, 3].map(SessionId::new));
     }
 }

@@ -11,7 +11,7 @@ fn t(ms: u64) -> Instant {
 }
 
 fn connected() -> CoreSession {
-    let mut s = CoreSession::new(CoreSessionId(1), SessionConfig::default(), t(0));
+    let mut s = CoreSession::new(CoreSessionId::new(1), SessionConfig::default(), t(0));
     let hs = [Header::new(b"accept-version", b"1.2")];
     assert!(matches!(
         s.handle_frame(t(0), &Frame::new(Command::Connect, &hs, b"")),
