@@ -187,6 +187,23 @@ async fn another_sessions_user_queue_cannot_be_subscribed_by_name() {
 }
 
 #[tokio::test]
+async fn no_common_version_gets_error_listing_ours() {
+    let srv = start(test_config()).await;
+    // No subprotocol, so the CONNECT's accept-version alone decides.
+    let mut c = WsClient::open(&srv.ws_url(), &[]).await;
+    c.send_frame("CONNECT", &[("accept-version", "2.1,3.0")], b"")
+        .await;
+    let e = c.expect_frame().await;
+    assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
+    assert_eq!(e.header_str("version"), Some("1.0,1.1,1.2"));
+    assert_eq!(
+        e.header_str("message"),
+        Some("Supported protocol versions are 1.0,1.1,1.2")
+    );
+    assert_eq!(c.expect_close().await, Some(1002));
+}
+
+#[tokio::test]
 async fn frame_before_connect_gets_error_then_close() {
     let srv = start(test_config()).await;
     let mut c = WsClient::open(&srv.ws_url(), &["v12.stomp"]).await;

@@ -392,6 +392,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
         let mut err = PendingError {
             message: Bytes::EMPTY,
             receipt: None,
+            versions: None,
         };
         let mut c = Cursor::new(&mut err.message.buf);
         let _ = write!(c, "{}", message);
@@ -506,6 +507,9 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         self.close_with_error(CloseReason::ProtocolError, e);
+        if let (ProtocolError::UnsupportedVersion(v), Some(err)) = (e, self.error.as_mut()) {
+            err.versions = Some(v);
+        }
         e
     }
 
@@ -801,14 +805,24 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
             self.receipts.pop_front();
             n
         } else if let Some(err) = &self.error {
-            let mut headers = [Header::new(b"message", err.message.get()), Header::EMPTY];
-            let count = match &err.receipt {
-                Some(r) => {
-                    headers[1] = Header::new(b"receipt-id", r.get());
-                    2
-                }
-                None => 1,
-            };
+            let mut headers = [
+                Header::new(b"message", err.message.get()),
+                Header::EMPTY,
+                Header::EMPTY,
+            ];
+            let mut count = 1;
+            if let Some(r) = &err.receipt {
+                headers[count] = Header::new(b"receipt-id", r.get());
+                count += 1;
+            }
+            let mut listed = [0u8; 16];
+            if let Some(v) = err.versions {
+                let mut c = Cursor::new(&mut listed);
+                let _ = write!(c, "{v}");
+                let n = c.finish_truncated().len();
+                headers[count] = Header::new(b"version", &listed[..n]);
+                count += 1;
+            }
             let n = self.encode(&Frame::new(Command::Error, &headers[..count], b""), out)?;
             self.error = None;
             self.state = State::Closed;

@@ -56,4 +56,7 @@ impl ReceiptQueue {
 pub(super) struct PendingError {
     pub(super) message: Bytes<ERROR_MESSAGE_MAX>,
     pub(super) receipt: Option<Bytes<RECEIPT_MAX>>,
+    /// For a failed version negotiation: the versions the server speaks, sent as the
+    /// ERROR's `version` header (the spec's example).
+    pub(super) versions: Option<super::Versions>,
 }

@@ -202,6 +202,9 @@ fn version_table() {
                 assert!(out[0].is(Command::Error));
                 let expected = std::format!("Supported protocol versions are {}", server);
                 assert_eq!(out[0].get("message"), Some(expected.as_str()));
+                // The spec's example: the versions the server speaks, as a header.
+                let listed = std::format!("{server}");
+                assert_eq!(out[0].get("version"), Some(listed.as_str()));
                 assert!(s.is_closed());
             }
         }
