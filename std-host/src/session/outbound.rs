@@ -161,9 +161,11 @@ impl Driver {
         }
         for (n, v) in &msg.headers {
             let name = &n[..];
+            // `receipt` never belongs on a MESSAGE: RabbitMQ copies a SEND's into the
+            // MESSAGEs it causes (the client's, or the shared relay's own `rp..`).
             if matches!(
                 name,
-                b"subscription" | b"message-id" | b"ack" | b"destination"
+                b"subscription" | b"message-id" | b"ack" | b"destination" | b"receipt"
             ) {
                 continue;
             }

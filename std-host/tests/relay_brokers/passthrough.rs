@@ -8,6 +8,7 @@ use super::*;
 /// with NUL bytes survives (ActiveMQ chooses BytesMessage on `content-length`).
 #[tokio::test]
 async fn headers_and_binary_bodies_pass_through() {
+    // (RabbitMQ copies a SEND's `receipt` into its MESSAGEs: issue 13.3.)
     let _lock = broker_lock().await;
     for kind in [Kind::ActiveMq, Kind::RabbitMq] {
         for mode in [RelayMode::PerSession, RelayMode::Shared] {
@@ -24,11 +25,34 @@ async fn headers_and_binary_bodies_pass_through() {
                     ("content-length", &len),
                     ("x-trace", "abc:123"),
                     ("seq", "bin-0"),
+                    ("receipt", "sender-r1"),
                 ],
                 body,
             )
             .await;
             let got = collect(&mut a, 1, Duration::from_secs(10)).await;
+            // Exactly the sender's headers (its `receipt` was for it alone), the
+            // server's own, and what docs/relay.md lists as the broker's.
+            let mut names: Vec<String> = got[0]
+                .headers
+                .iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect();
+            names.sort();
+            let mut want = vec![
+                "content-length",
+                "destination",
+                "message-id",
+                "seq",
+                "subscription",
+                "x-trace",
+            ];
+            want.extend(match kind {
+                Kind::ActiveMq => &["expires", "priority", "timestamp"][..],
+                Kind::RabbitMq => &["redelivered"][..],
+            });
+            want.sort();
+            assert_eq!(names, want, "{kind:?} {mode:?}");
             assert_eq!(&got[0].body[..], body, "{kind:?} {mode:?}");
             assert_eq!(
                 got[0].header_str("x-trace"),
