@@ -27,6 +27,7 @@ pub mod simple;
 mod state;
 mod stats_log;
 pub mod tls;
+mod transaction;
 pub mod transport;
 pub mod web;
 

@@ -20,6 +20,7 @@ use stomp_relay_core::broker::{SimpleBroker, StoreError, Subscription, Subscript
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
+use crate::transaction::Transactions;
 
 /// Each session's subscriptions as (id, destination).
 type SubKey = (Vec<u8>, Vec<u8>);
@@ -211,6 +212,7 @@ impl Broker for SimpleBrokerBackend {
         let s: Box<dyn BrokerSession> = Box::new(SimpleSession {
             broker: self.clone(),
             id: info.id,
+            transactions: Transactions::new(MAX_TRANSACTION_BYTES),
         });
         Box::pin(std::future::ready(Ok(s)))
     }
@@ -232,14 +234,37 @@ impl Broker for SimpleBrokerBackend {
     }
 }
 
+/// Bytes of SENDs one session may hold in open transactions until COMMIT.
+pub const MAX_TRANSACTION_BYTES: usize = 1024 * 1024;
+
 struct SimpleSession {
     broker: SimpleBrokerBackend,
     id: SessionId,
+    /// SENDs held until COMMIT (ACK/NACK are no-ops here, so only checked).
+    transactions: Transactions<OwnedFrame>,
 }
 
 impl BrokerSession for SimpleSession {
     fn forward(&mut self, frame: OwnedFrame) -> Result<(), BrokerError> {
         let sid = self.id;
+        if let Some(tx) = frame.header_str("transaction").map(str::to_owned) {
+            return match frame.command {
+                Command::Begin => self.transactions.begin(&tx),
+                Command::Commit => {
+                    for send in self.transactions.commit(&tx, OwnedFrame::weight)? {
+                        self.broker.publish_frame(send)?;
+                    }
+                    Ok(())
+                }
+                Command::Abort => self.transactions.abort(&tx, OwnedFrame::weight),
+                Command::Send => {
+                    let size = frame.weight();
+                    self.transactions
+                        .hold(Command::Send, &tx, Some((frame, size)))
+                }
+                other => self.transactions.hold(other, &tx, None),
+            };
+        }
         let id = frame
             .header("id")
             .or_else(|| frame.header("destination"))

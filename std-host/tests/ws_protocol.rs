@@ -204,6 +204,77 @@ async fn no_common_version_gets_error_listing_ours() {
 }
 
 #[tokio::test]
+async fn transactions_hold_sends_until_commit_in_simple_mode() {
+    let srv = start(test_config()).await;
+    let mut sub = WsClient::connected(&srv.ws_url(), &[]).await;
+    sub.subscribe("s", "/sub/tx").await;
+    let quiet = Duration::from_millis(300);
+    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    let send = |tx: &'static str, body: &'static str| {
+        (
+            vec![("destination", "/sub/tx"), ("transaction", tx)],
+            body.as_bytes(),
+        )
+    };
+
+    c.send_frame("BEGIN", &[("transaction", "t1")], b"").await;
+    for body in ["one", "two"] {
+        let (h, b) = send("t1", body);
+        c.send_frame("SEND", &h, b).await;
+    }
+    assert!(
+        sub.next_event(quiet).await.is_none(),
+        "delivered before COMMIT"
+    );
+    c.send_frame("COMMIT", &[("transaction", "t1"), ("receipt", "c1")], b"")
+        .await;
+    assert_eq!(c.expect_frame().await.header_str("receipt-id"), Some("c1"));
+    for body in ["one", "two"] {
+        let m = sub.expect_frame().await;
+        assert_eq!(&m.body[..], body.as_bytes());
+        assert!(m.header("transaction").is_none(), "{m:?}");
+    }
+
+    c.send_frame("BEGIN", &[("transaction", "t2")], b"").await;
+    let (h, b) = send("t2", "aborted");
+    c.send_frame("SEND", &h, b).await;
+    c.send_frame("ABORT", &[("transaction", "t2"), ("receipt", "a2")], b"")
+        .await;
+    assert_eq!(c.expect_frame().await.header_str("receipt-id"), Some("a2"));
+    assert!(sub.next_event(quiet).await.is_none(), "ABORT delivered");
+
+    // A session that ends with a transaction open delivers none of it.
+    c.send_frame("BEGIN", &[("transaction", "t3")], b"").await;
+    let (h, b) = send("t3", "never");
+    c.send_frame("SEND", &h, b).await;
+    c.send_frame("DISCONNECT", &[("receipt", "bye")], b"").await;
+    assert_eq!(c.expect_frame().await.header_str("receipt-id"), Some("bye"));
+    assert!(
+        sub.next_event(quiet).await.is_none(),
+        "an ended session's open transaction delivered"
+    );
+
+    // COMMIT of a transaction never begun, and BEGIN twice: ERROR and close.
+    for frames in [
+        &[("COMMIT", "t9")][..],
+        &[("BEGIN", "t1"), ("BEGIN", "t1")][..],
+    ] {
+        let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+        for (command, tx) in frames {
+            c.send_frame(command, &[("transaction", tx)], b"").await;
+        }
+        let e = c.expect_frame().await;
+        assert_eq!(e.command.as_str(), "ERROR", "{frames:?}: {e:?}");
+        let message = e.header_str("message").unwrap_or_default();
+        assert!(
+            message.contains("has not begun") || message.contains("already open"),
+            "{message}"
+        );
+        assert_eq!(c.expect_close().await, Some(1002));
+    }
+}
+
+#[tokio::test]
 async fn frame_before_connect_gets_error_then_close() {
     let srv = start(test_config()).await;
     let mut c = WsClient::open(&srv.ws_url(), &["v12.stomp"]).await;

@@ -48,7 +48,7 @@
 //! upstream holds what the table says once the subscriber is up and every action the
 //! table asked for has been written.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use stomp_relay_codec::Command;
@@ -64,6 +64,7 @@ use super::RelayOptions;
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
 use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
+use crate::transaction::Transactions;
 
 struct State {
     /// SUBSCRIBE/UNSUBSCRIBE out, MESSAGEs in.
@@ -490,7 +491,7 @@ impl Broker for SharedRelay {
                 inner,
                 id: info.id,
                 client,
-                transactions: HashSet::new(),
+                transactions: Transactions::new(0),
             }) as Box<dyn BrokerSession>)
         })
     }
@@ -565,7 +566,7 @@ struct SharedSession {
     id: SessionId,
     client: ClientHandle,
     /// The client's names of its open transactions.
-    transactions: HashSet<String>,
+    transactions: Transactions<()>,
 }
 
 impl SharedSession {
@@ -574,28 +575,15 @@ impl SharedSession {
         format!("{}-{tx}", self.id)
     }
 
-    /// Opens, closes or checks the client's transaction `tx` for a frame carrying it.
+    /// Opens, closes or checks the client's transaction `tx` for a frame carrying it
+    /// (the broker holds the frames; only the names are tracked here).
     fn track_transaction(&mut self, command: Command, tx: &str) -> Result<(), BrokerError> {
-        let known = match command {
-            Command::Begin => {
-                if self.transactions.insert(tx.to_owned()) {
-                    return Ok(());
-                }
-                return Err(BrokerError::Rejected(
-                    "BEGIN names a transaction that is already open".into(),
-                ));
-            }
-            Command::Commit | Command::Abort => self.transactions.remove(tx),
-            _ => self.transactions.contains(tx),
-        };
-        if known {
-            Ok(())
-        } else {
-            // The id is not echoed: a client may have put anything in it.
-            Err(BrokerError::Rejected(format!(
-                "{} names a transaction this session has not begun",
-                command.as_str()
-            )))
+        let t = &mut self.transactions;
+        match command {
+            Command::Begin => t.begin(tx),
+            Command::Commit => t.commit(tx, |_| 0).map(drop),
+            Command::Abort => t.abort(tx, |_| 0),
+            other => t.hold(other, tx, None),
         }
     }
 
@@ -686,7 +674,7 @@ impl BrokerSession for SharedSession {
 
     fn close(self: Box<Self>, _receipt: Option<String>) {
         let mut st = self.inner.state.lock().expect("poisoned");
-        for tx in &self.transactions {
+        for tx in self.transactions.names() {
             let abort = Outgoing {
                 frame: OwnedFrame::new(Command::Abort)
                     .with_header("transaction", self.upstream_tx(tx)),
