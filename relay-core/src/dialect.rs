@@ -11,11 +11,12 @@
 //! | `/queue/x`, `/temp-queue/x`, RabbitMQ's `/exchange/..` `/amq/queue/..` | unchanged | already native |
 //!
 //! The key of a mapped prefix is the prefix without its slashes, dotted (`/sub/` ->
-//! `sub`, `/app/sub/` -> `app.sub`), then every `/` and `.` of the rest becomes `.`.
-//! [`Dialect::to_client`] reverses it: `/topic/sub.chat.room1` -> `/sub/chat/room1`
-//! (segments rejoined with `/`). Because `/sub/chat.room1` and `/sub/chat/room1` map to
-//! the same broker topic, a host that subscribed to an exact destination restores the
-//! client's own spelling from its subscription; the pure reverse is for patterns.
+//! `sub`, `/app/sub/` -> `app.sub`), then every `/` of the rest becomes `.`; a literal
+//! `.` or `%` inside a segment is written `%2E` / `%25`, so the mapping is injective:
+//! `/sub/chat.room1` -> `/topic/sub.chat%2Eroom1`, never the `/topic/sub.chat.room1` of
+//! `/sub/chat/room1` (simple mode keeps those two apart, so the relay must too).
+//! [`Dialect::to_client`] reverses it exactly: `/topic/sub.chat%2Eroom1` ->
+//! `/sub/chat.room1`.
 //!
 //! [`Dialect::Artemis`] keeps destinations as they are and instead marks the routing
 //! type with a `destination-type` header ([`Dialect::routing_header`]);
@@ -215,12 +216,33 @@ impl Dialect {
                     None => {
                         c.push(b"/topic/");
                         let rest = client_dest.strip_prefix(b"/").unwrap_or(client_dest);
-                        self.push_key(&mut c, rest, true);
+                        self.push_mapped_key(&mut c, rest);
                     }
                 }
             }
         }
         Ok(c.finish()?)
+    }
+
+    /// Writes the key of a mapped (non-native) destination: segments joined with `.`,
+    /// `**` as the broker's multi-level wildcard, `.` and `%` inside a segment escaped.
+    fn push_mapped_key(self, c: &mut Cursor<'_>, key: &[u8]) {
+        for (i, seg) in key.split(|&b| b == b'/').enumerate() {
+            if i > 0 {
+                c.push_byte(b'.');
+            }
+            if seg == b"**" {
+                c.push(self.multi_wildcard());
+                continue;
+            }
+            for &b in seg {
+                match b {
+                    b'.' => c.push(b"%2E"),
+                    b'%' => c.push(b"%25"),
+                    _ => c.push_byte(b),
+                };
+            }
+        }
     }
 
     /// Writes a routing key: `**` segments become the broker's multi-level wildcard
@@ -284,9 +306,28 @@ fn key_starts_with(key: &[u8], name: &[u8]) -> bool {
         && matches!(key.get(name.len()), None | Some(b'.'))
 }
 
+/// The reverse of [`Dialect::push_mapped_key`]: `.` -> `/`, `%2E` -> `.`, `%25` -> `%`.
 fn push_slashed(c: &mut Cursor<'_>, s: &[u8]) {
-    for &b in s {
-        c.push_byte(if b == b'.' { b'/' } else { b });
+    let mut i = 0;
+    while i < s.len() {
+        match (s[i], s.get(i + 1..i + 3)) {
+            (b'%', Some(b"2E")) => {
+                c.push_byte(b'.');
+                i += 3;
+            }
+            (b'%', Some(b"25")) => {
+                c.push_byte(b'%');
+                i += 3;
+            }
+            (b'.', _) => {
+                c.push_byte(b'/');
+                i += 1;
+            }
+            (b, _) => {
+                c.push_byte(b);
+                i += 1;
+            }
+        }
     }
 }
 
@@ -312,7 +353,10 @@ mod tests {
         use Dialect::*;
         let table: &[(Dialect, &str, &str)] = &[
             (ActiveMq, "/sub/chat/room1", "/topic/sub.chat.room1"),
-            (ActiveMq, "/sub/chat.room1", "/topic/sub.chat.room1"),
+            (ActiveMq, "/sub/chat.room1", "/topic/sub.chat%2Eroom1"),
+            (RabbitMq, "/sub/x/a.b", "/topic/sub.x.a%2Eb"),
+            (RabbitMq, "/sub/x/a/b", "/topic/sub.x.a.b"),
+            (ActiveMq, "/sub/100%/x", "/topic/sub.100%25.x"),
             (ActiveMq, "/sub/chat/*", "/topic/sub.chat.*"),
             (ActiveMq, "/sub/**", "/topic/sub.>"),
             (ActiveMq, "/app/sub/x", "/topic/app.sub.x"),

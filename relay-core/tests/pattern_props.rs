@@ -79,4 +79,26 @@ proptest! {
         };
         prop_assert_eq!(back, expected.as_bytes());
     }
+
+    /// Issue 13.4: on a mapped prefix, distinct client destinations never meet on the
+    /// broker (`/sub/x/a.b` and `/sub/x/a/b` stay apart, as in simple mode), and the
+    /// way back gives the client's own destination, dots and percent signs included.
+    #[test]
+    fn mapped_destinations_are_injective_and_round_trip(
+        prefix in prop::sample::select(vec!["/sub/", "/app/sub/"]),
+        a in prop::collection::vec("[a-z0-9_.%-]{1,6}", 1..4),
+        b in prop::collection::vec("[a-z0-9_.%-]{1,6}", 1..4),
+        dialect in prop::sample::select(vec![Dialect::ActiveMq, Dialect::RabbitMq]),
+    ) {
+        let prefixes = ["/sub/", "/topic/", "/queue/", "/app/sub/"];
+        let (da, db) = (format!("{prefix}{}", a.join("/")), format!("{prefix}{}", b.join("/")));
+        let (mut ba, mut bb) = ([0u8; 256], [0u8; 256]);
+        let ma = dialect.to_broker(da.as_bytes(), &mut ba).unwrap();
+        let mb = dialect.to_broker(db.as_bytes(), &mut bb).unwrap();
+        prop_assert_eq!(ma == mb, da == db, "{} and {} -> {:?}", da, db, String::from_utf8_lossy(ma));
+        let mut back = [0u8; 256];
+        let back = dialect.to_client(ma, &prefixes, &mut back).unwrap();
+        prop_assert_eq!(back, da.as_bytes());
+    }
+
 }

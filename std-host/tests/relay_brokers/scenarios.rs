@@ -195,3 +195,41 @@ async fn queue_rabbitmq_per_session() {
 async fn queue_rabbitmq_shared() {
     queue_scenario(Kind::RabbitMq, RelayMode::Shared).await;
 }
+
+/// Issue 13.4: `/sub/<n>/a.b` and `/sub/<n>/a/b` are two destinations on the broker as
+/// in simple mode, not one topic that both subscribers read.
+async fn dotted_scenario(kind: Kind, mode: RelayMode) {
+    let _lock = broker_lock().await;
+    let (s1, s2) = relay_pair(kind, mode).await;
+    let base = format!("/sub/dots{}", nonce());
+    let (dotted, slashed) = (format!("{base}/a.b"), format!("{base}/a/b"));
+    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
+    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    a.subscribe("d", &dotted).await;
+    b.subscribe("s", &slashed).await;
+    let mut p = WsClient::connected(&s2.ws_url(), &[]).await;
+    send(&mut p, &dotted, "to-dotted").await;
+    send(&mut p, &slashed, "to-slashed").await;
+    for (who, c, dest, seq) in [
+        ("dotted", &mut a, &dotted, "to-dotted"),
+        ("slashed", &mut b, &slashed, "to-slashed"),
+    ] {
+        let got = collect(c, 1, Duration::from_secs(10)).await;
+        assert_eq!(seqs(&got), [seq], "{who} ({kind:?} {mode:?})");
+        assert_eq!(got[0].header_str("destination"), Some(dest.as_str()));
+    }
+    stop(s1).await;
+    stop(s2).await;
+}
+
+#[tokio::test]
+async fn dotted_and_slashed_stay_apart_activemq() {
+    dotted_scenario(Kind::ActiveMq, RelayMode::PerSession).await;
+    dotted_scenario(Kind::ActiveMq, RelayMode::Shared).await;
+}
+
+#[tokio::test]
+async fn dotted_and_slashed_stay_apart_rabbitmq() {
+    dotted_scenario(Kind::RabbitMq, RelayMode::PerSession).await;
+    dotted_scenario(Kind::RabbitMq, RelayMode::Shared).await;
+}
