@@ -272,6 +272,16 @@ async fn transactions_hold_sends_until_commit_in_simple_mode() {
         );
         assert_eq!(c.expect_close().await, Some(1002));
     }
+    // The client's mistake, not the broker's.
+    let m = srv.metrics().await;
+    assert!(
+        m.contains("stomp_sessions_closed_abnormally_total{cause=\"protocol_error\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("stomp_sessions_closed_abnormally_total{cause=\"broker_error\"} 0"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

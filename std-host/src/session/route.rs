@@ -14,6 +14,7 @@ use stomp_relay_core::Router;
 
 use super::{str_of, Driver};
 use crate::app::AppMessage;
+use crate::broker::BrokerError;
 use crate::frame::OwnedFrame;
 use crate::outbound::{Delivery, ToClient};
 use crate::state::Shared;
@@ -25,7 +26,7 @@ impl Driver {
         };
         // A forwarding backend carries the frame's receipt along with it.
         if let Err(e) = b.forward(frame) {
-            self.session.close_with_error(CloseReason::BrokerClosed, e);
+            self.session.close_with_error(close_reason(&e), e);
         }
     }
 
@@ -44,7 +45,7 @@ impl Driver {
         match shared.broker.publish(frame) {
             Ok(()) => true,
             Err(e) => {
-                self.session.close_with_error(CloseReason::BrokerClosed, e);
+                self.session.close_with_error(close_reason(&e), e);
                 false
             }
         }
@@ -147,6 +148,15 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// A frame the backend refused is the client's error (counted as a protocol error);
+/// a backend that is down or gone is the broker's.
+fn close_reason(e: &BrokerError) -> CloseReason {
+    match e {
+        BrokerError::Rejected(_) => CloseReason::Rejected,
+        BrokerError::Unavailable | BrokerError::ConnectionClosed => CloseReason::BrokerClosed,
     }
 }
 
