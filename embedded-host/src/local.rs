@@ -366,12 +366,16 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         }
         let Some(version) = negotiate::version(frame.header(b"accept-version").map(|v| v.raw()))
         else {
-            push_error(
+            // As the core session does: the versions spoken, as the spec's example.
+            let mut listed = heapless::String::<16>::new();
+            let _ = core::fmt::write(&mut listed, format_args!("{}", Versions::ALL));
+            push_error_with(
                 i,
                 slot,
                 None,
                 ProtocolError::UnsupportedVersion(Versions::ALL),
                 None,
+                Some(Header::new(b"version", listed.as_bytes())),
             );
             return Flow::Close;
         };
@@ -693,6 +697,18 @@ fn push_error<const N: usize, const Q: usize, const S: usize, const F: usize>(
     message: impl core::fmt::Display,
     receipt: Option<&[u8]>,
 ) -> Flow {
+    push_error_with(i, slot, version, message, receipt, None)
+}
+
+/// [`push_error`] with one more header.
+fn push_error_with<const N: usize, const Q: usize, const S: usize, const F: usize>(
+    i: &mut Inner<N, Q, S, F>,
+    slot: usize,
+    version: Option<Version>,
+    message: impl core::fmt::Display,
+    receipt: Option<&[u8]>,
+    extra: Option<Header<'_>>,
+) -> Flow {
     // relay-core's ERROR texts, cut at its limit like the core session does.
     let mut text = heapless::String::<ERROR_MESSAGE_MAX>::new();
     let _ = core::fmt::write(&mut Truncate(&mut text), format_args!("{}", message));
@@ -702,11 +718,15 @@ fn push_error<const N: usize, const Q: usize, const S: usize, const F: usize>(
         Header::new(b"message", message.as_bytes()),
         Header::new(b"content-type", b"text/plain"),
         Header::EMPTY,
+        Header::EMPTY,
     ];
     let mut n = 2;
-    if let Some(r) = receipt {
-        headers[2] = Header::new(b"receipt-id", r);
-        n = 3;
+    for h in [receipt.map(|r| Header::new(b"receipt-id", r)), extra]
+        .into_iter()
+        .flatten()
+    {
+        headers[n] = h;
+        n += 1;
     }
     let frame = Frame {
         command: Command::Error,

@@ -409,6 +409,7 @@ fn protocol_errors_get_error_frames_and_close() {
             f.header("message"),
             Some("Supported protocol versions are 1.0,1.1,1.2")
         );
+        assert_eq!(f.header("version"), Some("1.0,1.1,1.2"));
 
         // SUBSCRIBE without destination carries the receipt-id back.
         let mut c = Client::connect(peer, edge_addr()).await;
