@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use stomp_relay_codec::Command;
 use stomp_relay_core::dialect::Routing;
-use stomp_relay_core::fanout::{Action, Fanout};
+use stomp_relay_core::fanout::{Action, Fanout, FanoutStore};
 use stomp_relay_core::Dialect;
 
 use super::conn::{Target, Upstream};
@@ -217,13 +217,14 @@ impl State {
         let Some(up) = self.subscriber.clone() else {
             return;
         };
-        loop {
-            let action = match slot {
-                Some(s) => self.table.action(s),
-                None => self.table.next_action(),
-            };
-            let (done, frame) = match action {
-                None => return,
+        // One pass over the routes (after a reconnect), not a rescan per action.
+        let slots = match slot {
+            Some(s) => s..s + 1,
+            None => 0..self.table.store().slots(),
+        };
+        for slot in slots {
+            let (done, frame) = match self.table.action(slot) {
+                None => continue,
                 Some(Action::Subscribe {
                     slot,
                     id,
