@@ -18,6 +18,8 @@ use std::fmt;
 use serde_json::Value;
 use stomp_relay_core::pattern::{self, Captures, Separator};
 
+use crate::config::value::ValueError;
+
 /// The commands a rule can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -52,7 +54,11 @@ pub struct Rule {
 }
 
 /// Parses `allow|deny send|subscribe|send,subscribe|any PATTERN [if claim NAME contains VALUE]`.
-pub fn parse_rule(text: &str) -> Result<Rule, String> {
+pub fn parse_rule(text: &str) -> Result<Rule, ValueError> {
+    rule(text).map_err(|why| ValueError::new(text, why))
+}
+
+fn rule(text: &str) -> Result<Rule, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let allow = match words.first().copied() {
         Some("allow") => true,
@@ -227,15 +233,21 @@ mod tests {
         ] {
             assert_eq!(parse_rule(t).unwrap().to_string(), t);
         }
-        assert!(parse_rule("permit send /x").unwrap_err().contains("allow"));
+        assert!(parse_rule("permit send /x")
+            .unwrap_err()
+            .to_string()
+            .contains("allow"));
         assert!(parse_rule("allow publish /x")
             .unwrap_err()
+            .to_string()
             .contains("publish"));
         assert!(parse_rule("allow send x")
             .unwrap_err()
+            .to_string()
             .contains("start with `/`"));
         assert!(parse_rule("allow send /a/{x} if claim r contains {y}")
             .unwrap_err()
+            .to_string()
             .contains("{y}"));
         assert!(parse_rule("allow send /a if claim").is_err());
     }

@@ -20,6 +20,9 @@ use crate::secret::Secret;
 pub mod load_error;
 pub mod origin;
 pub mod security;
+pub mod value;
+
+pub use value::{parse_duration, parse_size, ValueError};
 
 /// Where messages for broker destinations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -79,7 +82,7 @@ pub struct RelayAddr {
 impl RelayAddr {
     /// Parses `stomp://host:port`, `stomps://host:port`, `stomp+ssl://host:port` or a bare
     /// `host:port` (plain STOMP).
-    pub fn parse(s: &str) -> Result<RelayAddr, String> {
+    pub fn parse(s: &str) -> Result<RelayAddr, ValueError> {
         let (tls, rest) = if let Some(r) = s.strip_prefix("stomp://") {
             (false, r)
         } else if let Some(r) = s
@@ -88,8 +91,9 @@ impl RelayAddr {
         {
             (true, r)
         } else if s.contains("://") {
-            return Err(format!(
-                "`{s}`: scheme must be stomp://, stomps:// or stomp+ssl://"
+            return Err(ValueError::new(
+                s,
+                "scheme must be stomp://, stomps:// or stomp+ssl://",
             ));
         } else {
             (false, s)
@@ -98,7 +102,7 @@ impl RelayAddr {
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, tail) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("`{s}`: unclosed `[` in host"))?;
+                .ok_or_else(|| ValueError::new(s, "unclosed `[` in host"))?;
             (h, tail.strip_prefix(':'))
         } else {
             match rest.rsplit_once(':') {
@@ -107,12 +111,12 @@ impl RelayAddr {
             }
         };
         if host.is_empty() {
-            return Err(format!("`{s}`: missing host"));
+            return Err(ValueError::new(s, "missing host"));
         }
         let port = match port {
             Some(p) => p
                 .parse::<u16>()
-                .map_err(|_| format!("`{s}`: bad port `{p}`"))?,
+                .map_err(|_| ValueError::new(s, format!("bad port `{p}`")))?,
             None => 61613,
         };
         Ok(RelayAddr {
@@ -146,14 +150,14 @@ pub struct HeartBeat {
 
 impl HeartBeat {
     /// Parses `SEND,RECV` milliseconds, e.g. `10000,10000`.
-    pub fn parse(s: &str) -> Result<HeartBeat, String> {
-        let (a, b) = s
-            .split_once(',')
-            .ok_or_else(|| format!("`{s}`: expected SEND,RECV milliseconds like 10000,10000"))?;
+    pub fn parse(s: &str) -> Result<HeartBeat, ValueError> {
+        let (a, b) = s.split_once(',').ok_or_else(|| {
+            ValueError::new(s, "expected SEND,RECV milliseconds like 10000,10000")
+        })?;
         let p = |v: &str| {
             v.trim()
                 .parse::<u32>()
-                .map_err(|_| format!("`{s}`: `{v}` is not a number of milliseconds"))
+                .map_err(|_| ValueError::new(s, format!("`{v}` is not a number of milliseconds")))
         };
         Ok(HeartBeat {
             send_ms: p(a)?,
@@ -166,48 +170,6 @@ impl fmt::Display for HeartBeat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{},{}", self.send_ms, self.recv_ms)
     }
-}
-
-/// Parses a duration: `500ms`, `10s`, `2m`, or a bare number of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (t, 1)
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a duration like 500ms, 10s or 2m"))?;
-    Ok(Duration::from_millis(n.saturating_mul(mult)))
-}
-
-/// Parses a byte size: `65536`, `64KiB`, `512KiB`, `1MiB` (also `K`/`KB`/`M`/`MB` as binary units).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let (num, mult) = [
-        ("kib", 1024),
-        ("kb", 1024),
-        ("k", 1024),
-        ("mib", 1 << 20),
-        ("mb", 1 << 20),
-        ("m", 1 << 20),
-        ("b", 1),
-    ]
-    .iter()
-    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.to_string(), *m)))
-    .unwrap_or((lower.clone(), 1));
-    let n: usize = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a size like 65536, 64KiB or 1MiB"))?;
-    Ok(n.saturating_mul(mult))
 }
 
 /// Limits on what one client may cost the server (Spring's WebSocket transport limits).
@@ -648,7 +610,7 @@ impl Config {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| RelayAddr::parse(s.trim()))
                 .collect();
-            c.relay = addrs.map_err(|m| invalid(src.clone(), m))?;
+            c.relay = addrs.map_err(|m| invalid(src.clone(), m.to_string()))?;
             if c.relay.is_empty() {
                 return Err(invalid(src, "at least one broker URL is needed".into()));
             }
@@ -679,16 +641,16 @@ impl Config {
             c.relay_mode = v;
         }
         if let Some((v, src)) = pick(cli.heartbeat, file.heartbeat, "heartbeat") {
-            c.heartbeat = HeartBeat::parse(&v).map_err(|m| invalid(src, m))?;
+            c.heartbeat = HeartBeat::parse(&v).map_err(|m| invalid(src, m.to_string()))?;
         }
         let size = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
             pick(flag, file.map(NumOrStr::into_string), name)
-                .map(|(v, src)| parse_size(&v).map_err(|m| invalid(src, m)))
+                .map(|(v, src)| parse_size(&v).map_err(|m| invalid(src, m.to_string())))
                 .transpose()
         };
         let dur = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
             pick(flag, file.map(NumOrStr::into_string), name)
-                .map(|(v, src)| parse_duration(&v).map_err(|m| invalid(src, m)))
+                .map(|(v, src)| parse_duration(&v).map_err(|m| invalid(src, m.to_string())))
                 .transpose()
         };
         if let Some(v) = size(cli.max_frame_size, file.max_frame_size, "max-frame-size")? {
@@ -977,17 +939,5 @@ mod tests {
             "{s}"
         );
         assert_eq!(Config::from_args(["x"]).unwrap().relay_ca, None);
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("64KiB").unwrap(), 65536);
-        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert!(parse_size("lots").is_err());
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_millis(7));
     }
 }

@@ -336,15 +336,15 @@ impl SecurityConfig {
         c.send_burst = args.send_burst.or(f.send_burst).unwrap_or(c.send_rate);
         let g = args.header_read_timeout.is_some();
         if let Some(v) = args.header_read_timeout.or(f.header_read_timeout) {
-            c.header_read_timeout =
-                parse_duration(&v).map_err(|m| invalid(src(g, "header-read-timeout"), m))?;
+            c.header_read_timeout = parse_duration(&v)
+                .map_err(|m| invalid(src(g, "header-read-timeout"), m.to_string()))?;
         }
         c.on_send_denied = args.on_send_denied.or(a.on_send_denied).unwrap_or_default();
         match args.rules {
             Some(texts) => {
                 for t in texts.iter().filter(|t| !t.trim().is_empty()) {
                     c.rules
-                        .push(parse_rule(t).map_err(|m| invalid("--rule", format!("`{t}`: {m}")))?);
+                        .push(parse_rule(t).map_err(|m| invalid("--rule", m.to_string()))?);
                 }
             }
             None => {
@@ -352,7 +352,7 @@ impl SecurityConfig {
                     let name = format!("config key `authorization.rules[{i}]`");
                     let text = r.to_text().map_err(|m| invalid(name.clone(), m))?;
                     c.rules
-                        .push(parse_rule(&text).map_err(|m| invalid(name, m))?);
+                        .push(parse_rule(&text).map_err(|m| invalid(name, m.to_string()))?);
                 }
             }
         }
