@@ -163,32 +163,41 @@ pub fn open_files_limit(pid: u32) -> Option<u64> {
 /// Established TCP connections to `port` (their remote end) held by the processes
 /// `pids`, over IPv4 and IPv6: the broker connections a relay uses, without counting
 /// anyone else's connections to the same broker.
+///
+/// Counted by socket inode: the kernel writes `/proc/net/tcp` a page per read and
+/// resumes by position, so a table that changes while it is read (a busy broker host)
+/// can show one socket twice.
 pub fn established_to_port(port: u16, pids: &[u32]) -> usize {
     let inodes: HashSet<u64> = pids.iter().flat_map(|&p| socket_inodes(p)).collect();
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
-        .map(|t| count_established_to(&t, port, &inodes))
-        .sum()
+        .collect();
+    count_established_to(&tables, port, &inodes)
 }
 
-fn count_established_to(table: &str, port: u16, inodes: &HashSet<u64>) -> usize {
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode;
-            // addresses are HEXIP:HEXPORT.
-            cols.len() > 9
-                && cols[3] == "01"
-                && cols[2]
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                    == Some(port)
-                && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
-        })
-        .count()
+fn count_established_to(tables: &[String], port: u16, inodes: &HashSet<u64>) -> usize {
+    let seen: HashSet<u64> = tables
+        .iter()
+        .flat_map(|t| established_to(t, port, inodes))
+        .collect();
+    seen.len()
+}
+
+fn established_to<'a>(
+    table: &'a str,
+    port: u16,
+    inodes: &'a HashSet<u64>,
+) -> impl Iterator<Item = u64> + 'a {
+    table.lines().skip(1).filter_map(move |line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode;
+        // addresses are HEXIP:HEXPORT.
+        let to_port = cols.get(2)?.rsplit_once(':')?.1;
+        let inode = cols.get(9)?.parse::<u64>().ok()?;
+        (cols[3] == "01" && u16::from_str_radix(to_port, 16) == Ok(port) && inodes.contains(&inode))
+            .then_some(inode)
+    })
 }
 
 #[cfg(test)]
@@ -222,9 +231,11 @@ mod tests {
             1: 0100007F:EF6D 0100007F:D431 01 0 0 0 0 0 1002\n\
             2: 0100007F:D432 0100007F:EF6D 06 0 0 0 0 0 1003\n\
             3: 0100007F:D433 0100007F:EF6D 01 0 0 0 0 0 1004\n\
-            4: 00000000:EF6D 00000000:0000 0A 0 0 0 0 0 1005\n";
+            4: 00000000:EF6D 00000000:0000 0A 0 0 0 0 0 1005\n\
+            5: 0100007F:D431 0100007F:EF6D 01 0 0 0 0 0 1001\n";
         let mine: HashSet<u64> = [1001, 1002, 1003, 1005].into();
-        assert_eq!(count_established_to(table, 61293, &mine), 1);
+        // Row 5 repeats row 0, as a table read while it changes can.
+        assert_eq!(count_established_to(&[table.into()], 61293, &mine), 1);
     }
 
     #[test]
