@@ -23,7 +23,7 @@ use core::time::Duration;
 
 use crate::codec::{Command, EncodeError, EncodeOptions, Frame, Header, Version};
 use crate::dialect::Dialect;
-use crate::session::heart_beat::{format_heart_beat, HEART_BEAT_VALUE_MAX};
+use crate::session::heart_beat::{format_heart_beat, heart_beat_after, HEART_BEAT_VALUE_MAX};
 use crate::session::{negotiate_heart_beat, parse_heart_beat};
 use crate::time::{earliest, Instant};
 
@@ -515,7 +515,8 @@ impl Upstream {
                 let write = if self.heartbeat_pending {
                     None
                 } else {
-                    self.write_interval.map(|w| self.last_tx + w)
+                    self.write_interval
+                        .map(|w| self.last_tx + heart_beat_after(w))
                 };
                 earliest(write, self.read_timeout.map(|r| self.last_rx + r))
             }
@@ -539,7 +540,10 @@ impl Upstream {
             State::Connected => {
                 if self.read_timeout.is_some_and(|r| now >= self.last_rx + r) {
                     self.fail(LossReason::HeartbeatTimeout);
-                } else if self.write_interval.is_some_and(|w| now >= self.last_tx + w) {
+                } else if self
+                    .write_interval
+                    .is_some_and(|w| now >= self.last_tx + heart_beat_after(w))
+                {
                     self.heartbeat_pending = true;
                 }
             }
@@ -691,12 +695,16 @@ mod tests {
         assert!(u.is_connected());
         assert_eq!(u.broker_dialect(), Some(Dialect::RabbitMq));
         assert_eq!(u.poll_event(), Some(UpstreamEvent::Connected));
-        // We send every max(10000, 20000); the broker every max(5000, 10000), 3x allowed.
-        assert_eq!(u.poll_timeout(), Some(t(1 + 20_000)));
-        u.handle_timeout(t(20_001));
-        assert_eq!(drain(&mut u, t(20_001)), ["\n"]);
+        // We send every max(10000, 20000), a heart-beat after 16 s quiet; the broker
+        // every max(5000, 10000), 3x allowed.
+        assert_eq!(u.write_interval(), Some(Duration::from_millis(20_000)));
+        assert_eq!(u.poll_timeout(), Some(t(1 + 16_000)));
+        u.handle_timeout(t(16_000));
+        assert!(drain(&mut u, t(16_000)).is_empty());
+        u.handle_timeout(t(16_001));
+        assert_eq!(drain(&mut u, t(16_001)), ["\n"]);
         u.handle_heartbeat(t(25_000));
-        assert_eq!(u.poll_timeout(), Some(t(40_001)));
+        assert_eq!(u.poll_timeout(), Some(t(32_001)));
         u.handle_transmitted(t(40_001));
         assert_eq!(u.poll_timeout(), Some(t(55_000)));
         u.handle_timeout(t(55_000));

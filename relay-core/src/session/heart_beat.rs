@@ -38,6 +38,15 @@ pub fn negotiate_heart_beat(
     (dir(ours.0, theirs.1), dir(theirs.0, ours.1))
 }
 
+/// How long we stay quiet before sending a heart-beat for a negotiated send interval:
+/// four fifths of it. A peer may check at exactly the interval whether anything
+/// arrived since its last check (ActiveMQ's inactivity monitor does, with its default
+/// grace multiplier of 1), so a heart-beat sent at the interval plus timer lateness
+/// can miss a check window and lose the connection.
+pub(crate) fn heart_beat_after(interval: Duration) -> Duration {
+    interval - interval / 5
+}
+
 /// Room for any `heart-beat` value: two `u32`s in decimal and the comma.
 pub(crate) const HEART_BEAT_VALUE_MAX: usize = 24;
 

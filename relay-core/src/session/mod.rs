@@ -730,7 +730,8 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 let write = if self.heartbeat_pending {
                     None
                 } else {
-                    self.write_interval.map(|w| self.last_tx + w)
+                    self.write_interval
+                        .map(|w| self.last_tx + heart_beat::heart_beat_after(w))
                 };
                 earliest(write, self.read_timeout.map(|r| self.last_rx + r))
             }
@@ -765,7 +766,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                     }
                 }
                 if let Some(w) = self.write_interval {
-                    if now >= self.last_tx + w {
+                    if now >= self.last_tx + heart_beat::heart_beat_after(w) {
                         self.heartbeat_pending = true;
                     }
                 }

@@ -140,7 +140,11 @@ fn connect_negotiates_highest_common_version_and_heart_beats() {
             Some(Duration::from_millis(10_000))
         )
     );
-    assert_eq!(s.poll_timeout(), Some(t(20_005)));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t(16_005)),
+        "a heart-beat after 16 s quiet"
+    );
 }
 
 #[test]
@@ -477,24 +481,27 @@ fn heart_beats_when_idle_and_timeout_when_silent() {
     ];
     s.handle_frame(t(0), &connect_frame(&h)).unwrap();
     drain(&mut s, t(0));
-    // Send every 10 s, read timeout 3 x 10 s.
-    assert_eq!(s.poll_timeout(), Some(t(10_000)));
-    s.handle_timeout(t(9_999));
-    assert!(drain(&mut s, t(9_999)).is_empty());
-    s.handle_timeout(t(10_000));
-    let out = drain(&mut s, t(10_000));
+    // Send every 10 s (a heart-beat after 8 s quiet), read timeout 3 x 10 s.
+    assert_eq!(s.heart_beat().0, Some(Duration::from_millis(10_000)));
+    assert_eq!(s.poll_timeout(), Some(t(8_000)));
+    s.handle_timeout(t(7_999));
+    assert!(drain(&mut s, t(7_999)).is_empty());
+    s.handle_timeout(t(8_000));
+    let out = drain(&mut s, t(8_000));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].command, None, "a heart-beat EOL");
-    // The host wrote a MESSAGE at 15 s: the next heart-beat is due 10 s later.
+    // The host wrote a MESSAGE at 15 s: the next heart-beat is due 8 s later.
     s.handle_transmitted(t(15_000));
     s.handle_heartbeat(t(15_000));
-    assert_eq!(s.poll_timeout(), Some(t(25_000)));
-    s.handle_timeout(t(25_000));
-    assert_eq!(drain(&mut s, t(25_000)).len(), 1);
+    assert_eq!(s.poll_timeout(), Some(t(23_000)));
+    s.handle_timeout(t(23_000));
+    assert_eq!(drain(&mut s, t(23_000)).len(), 1);
     // Client silent since 15 s: closed at 45 s with ERROR "Session closed.".
-    assert_eq!(s.poll_timeout(), Some(t(35_000)));
-    s.handle_timeout(t(35_000));
-    drain(&mut s, t(35_000));
+    for beat in [31_000, 39_000] {
+        assert_eq!(s.poll_timeout(), Some(t(beat)));
+        s.handle_timeout(t(beat));
+        assert_eq!(drain(&mut s, t(beat)).len(), 1);
+    }
     assert_eq!(s.poll_timeout(), Some(t(45_000)));
     s.handle_timeout(t(45_000));
     let out = drain(&mut s, t(45_000));
