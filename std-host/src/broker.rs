@@ -53,6 +53,8 @@ pub struct SessionInfo {
     pub id: SessionId,
     /// The authenticated user, if any (user destinations resolve to this name).
     pub user: Option<String>,
+    /// How the client is connected: `ws`, `tcp`, or `sockjs-<transport>`.
+    pub transport: &'static str,
     /// The client's CONNECT/STOMP frame as received (a relay rewrites login/passcode/host
     /// before sending it upstream; the client's credentials never reach the broker).
     pub connect: OwnedFrame,

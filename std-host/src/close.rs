@@ -10,6 +10,8 @@ pub const GOING_AWAY: u16 = 1001;
 /// A STOMP protocol error, an oversized frame, a heart-beat timeout, a lost broker
 /// connection (always after an ERROR frame saying which).
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// SockJS's `Go away!`: the session ended because its client was gone.
+pub const GONE: u16 = 3000;
 /// The server failed unexpectedly.
 pub const INTERNAL_ERROR: u16 = 1011;
 /// Spring's `SESSION_NOT_RELIABLE`: a slow consumer (send buffer or send time limit) or

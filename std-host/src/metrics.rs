@@ -35,6 +35,8 @@ pub enum CloseCause {
     NoFirstFrame,
     /// The socket failed or closed without DISCONNECT.
     TransportError,
+    /// A SockJS client stopped polling and never came back (the disconnect delay).
+    ClientGone,
     /// The broker refused the session or its upstream connection was lost.
     BrokerError,
     /// The server shut down.
@@ -43,7 +45,7 @@ pub enum CloseCause {
 
 impl CloseCause {
     /// Every cause.
-    pub const ALL: [CloseCause; 9] = [
+    pub const ALL: [CloseCause; 10] = [
         CloseCause::ProtocolError,
         CloseCause::FrameTooLarge,
         CloseCause::HeartbeatTimeout,
@@ -51,6 +53,7 @@ impl CloseCause {
         CloseCause::SendTimeLimit,
         CloseCause::NoFirstFrame,
         CloseCause::TransportError,
+        CloseCause::ClientGone,
         CloseCause::BrokerError,
         CloseCause::Shutdown,
     ];
@@ -65,6 +68,7 @@ impl CloseCause {
             CloseCause::SendTimeLimit => "send_time_limit",
             CloseCause::NoFirstFrame => "no_first_frame",
             CloseCause::TransportError => "transport_error",
+            CloseCause::ClientGone => "client_gone",
             CloseCause::BrokerError => "broker_error",
             CloseCause::Shutdown => "shutdown",
         }

@@ -10,12 +10,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use stomp_relay_codec::Version;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -29,7 +27,6 @@ use crate::config::{BrokerKind, Config};
 use crate::metrics::Metrics;
 use crate::simple::SimpleBrokerBackend;
 use crate::state::{Mapping, Shared};
-use crate::transport::WsTransport;
 
 /// Builds a [`Server`]: configuration, broker backend, handlers.
 pub struct ServerBuilder {
@@ -44,7 +41,7 @@ pub struct ServerBuilder {
 type RoutesFn = Box<dyn FnOnce(Publisher) -> axum::Router + Send>;
 
 impl ServerBuilder {
-    /// Serves extra HTTP routes next to `/ws`, `/healthz`, `/readyz` and `/metrics`: an
+    /// Serves extra HTTP routes next to the endpoints (`/ws`), `/healthz`, `/readyz` and `/metrics`: an
     /// application page, a REST endpoint that publishes. `make` gets the server's
     /// [`Publisher`] once the broker exists.
     pub fn http_routes<F>(mut self, make: F) -> Self
@@ -253,7 +250,9 @@ impl Server {
             listen = %http.local_addr()?,
             tcp = ?tcp.as_ref().and_then(|l| l.local_addr().ok()),
             broker = ?shared.config.broker,
-            "stomp-relay listening (WebSocket at /ws)"
+            endpoints = ?shared.config.endpoints,
+            sockjs = shared.config.sockjs.is_some(),
+            "stomp-relay listening"
         );
         if !shared.config.stats_interval.is_zero() {
             tokio::spawn(crate::stats_log::run(
@@ -262,16 +261,20 @@ impl Server {
             ));
         }
 
+        let endpoints = crate::endpoint::Endpoints::new(shared.clone(), tracker.clone());
         let app = axum::Router::new()
-            .route("/ws", get(ws_upgrade))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .merge(crate::web::routes(shared.clone()))
             .with_state(AppState {
                 shared: shared.clone(),
-                tracker: tracker.clone(),
-            });
+            })
+            .merge(crate::endpoint::routes(endpoints.clone()));
+        let app = match shared.config.sockjs {
+            Some(cfg) => app.merge(crate::sockjs::routes(endpoints, cfg)),
+            None => app,
+        };
         let app = match routes {
             Some(r) => app.merge(r),
             None => app,
@@ -350,55 +353,6 @@ impl Server {
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
-    tracker: TaskTracker,
-}
-
-/// The subprotocols offered, best first: the first one the client also offers wins.
-const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
-
-async fn ws_upgrade(
-    State(st): State<AppState>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    ws: WebSocketUpgrade,
-) -> Response {
-    // Origin allow-list and handshake credentials (auth/mod.rs).
-    let handshake = match crate::auth::check_handshake(&st.shared.security, &headers, &uri) {
-        Ok(h) => h,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let Some(permit) = st.shared.admit() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections or shutting down\n",
-        )
-            .into_response();
-    };
-    let limits = &st.shared.config.limits;
-    // Several frames may share one WebSocket message, so allow more than one frame's
-    // worth; the STOMP frame limit is enforced after reassembly with an ERROR frame.
-    let max_message = limits.max_frame_size.saturating_mul(4).max(64 * 1024);
-    let shared = st.shared.clone();
-    let tracker = st.tracker.clone();
-    ws.protocols(SUBPROTOCOLS)
-        // tungstenite allocates its read buffer up front per connection; 512 B covers
-        // typical client frames in one read and keeps idle sessions small (a bigger
-        // frame just takes several reads into a buffer reserved for its full length).
-        .read_buffer_size(512)
-        // Frames of one batch are coalesced into few writes (one syscall per delivery
-        // tripled the cost of a fan-out); every batch ends with a flush, so nothing waits.
-        .write_buffer_size(8 * 1024)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| {
-            let version = socket
-                .protocol()
-                .and_then(|p| Version::from_subprotocol(p.as_bytes()));
-            tracker.track_future(async move {
-                crate::session::run(WsTransport::new(socket), shared, version, handshake).await;
-                drop(permit);
-            })
-        })
 }
 
 async fn healthz() -> &'static str {

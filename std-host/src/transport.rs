@@ -1,5 +1,5 @@
-//! The two client transports, WebSocket and plain TCP, behind one small trait so the
-//! session driver is written once.
+//! The client transports behind one small trait so the session driver is written once:
+//! WebSocket and plain TCP here, SockJS's in `sockjs/`.
 //!
 //! A transport only moves bytes: [`Transport::recv`] yields chunks of the client's
 //! STOMP byte stream (one WebSocket message, or what one TCP read returned) and
@@ -26,6 +26,9 @@ pub enum Chunk {
     Data(Bytes),
     /// The client closed (WebSocket close frame or TCP EOF).
     Closed,
+    /// The client went away without closing: a SockJS session that had no receiving
+    /// request for the disconnect delay.
+    Gone,
     /// The client sent one WebSocket message over `limit` bytes, which the WebSocket
     /// layer refused before reading it; the session answers ERROR and closes.
     Oversized {

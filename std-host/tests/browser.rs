@@ -277,6 +277,20 @@ fn chat_across_two_relay_instances() {
 }
 
 #[test]
+fn chat_over_sockjs_without_websocket_talks_to_a_websocket_page() {
+    require_tools();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Instance::start(&[
+        "--admin-token",
+        TOKEN,
+        "--endpoint",
+        "/ws-stomp",
+        "--sockjs",
+    ]);
+    run_scenario("sockjs", &a, None, None);
+}
+
+#[test]
 fn chat_and_dashboard_on_one_simple_instance() {
     require_tools();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

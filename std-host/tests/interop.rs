@@ -158,6 +158,8 @@ impl Server {
             ("INTEROP_APP_RECV", "/sub/chat/".to_owned()),
             ("INTEROP_USER_DEST", "/user/queue/reply".to_owned()),
             ("INTEROP_FANOUT", "60".to_owned()),
+            ("SOCKJS_URL", format!("http://{}/ws-stomp", self.ws)),
+            ("STATS_URL", format!("http://{}/api/stats", self.ws)),
         ]
     }
 }
@@ -165,6 +167,17 @@ impl Server {
 /// Runs one scenario (`program script scenario`) against `server`; panics with the
 /// script's output and the server log unless it exits 0 having printed `ok <scenario>`.
 fn run_scenario(server: &Server, program: &str, script: &str, scenario: &str) {
+    run_scenario_with(server, &[], program, script, scenario)
+}
+
+/// [`run_scenario`] with more environment (a second instance's addresses).
+fn run_scenario_with(
+    server: &Server,
+    extra_env: &[(&str, String)],
+    program: &str,
+    script: &str,
+    scenario: &str,
+) {
     let dir = interop_dir();
     let (mut child, out) = spawn_logged(
         Command::new(program)
@@ -172,6 +185,7 @@ fn run_scenario(server: &Server, program: &str, script: &str, scenario: &str) {
             .arg(scenario)
             .current_dir(&dir)
             .envs(server.env())
+            .envs(extra_env.iter().cloned())
             .env("INTEROP_PYTHON", python()),
     )
     .unwrap_or_else(|e| panic!("cannot run {program} {script}: {e}"));
@@ -383,4 +397,34 @@ fn relay_activemq_per_session_real_clients() {
 #[test]
 fn relay_activemq_shared_real_clients() {
     relayed(&with_mode(ACTIVEMQ_RELAY, "shared"));
+}
+
+/// The SockJS transports sockjs-client offers, as `sockjs.mjs` names them.
+const SOCKJS_TRANSPORTS: [&str; 4] = ["websocket", "xhr-streaming", "xhr-polling", "eventsource"];
+
+/// Spring's `addEndpoint("/ws-stomp").withSockJS()`, next to a plain `/ws`.
+const SOCKJS_ARGS: &[&str] = &["--endpoint", "/ws,/ws-stomp", "--sockjs"];
+
+#[test]
+fn sockjs_client_over_each_transport_talks_to_a_websocket_client() {
+    require_clients();
+    let server = Server::start(SOCKJS_ARGS);
+    for transport in SOCKJS_TRANSPORTS {
+        run_scenario(&server, "node", "sockjs.mjs", transport);
+    }
+}
+
+#[test]
+fn sockjs_client_on_one_instance_reaches_a_websocket_client_on_another_through_activemq() {
+    require_clients();
+    for mode in ["per-session", "shared"] {
+        let mut args = with_mode(ACTIVEMQ_RELAY, mode);
+        args.extend(SOCKJS_ARGS);
+        let one = Server::start(&args);
+        let two = Server::start(&args);
+        let other = [("INTEROP_WS_URL_2", format!("ws://{}/ws", two.ws))];
+        for transport in SOCKJS_TRANSPORTS {
+            run_scenario_with(&one, &other, "node", "sockjs.mjs", transport);
+        }
+    }
 }

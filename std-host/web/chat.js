@@ -1,7 +1,10 @@
 // stomp-relay chat demo: rooms are broker destinations /sub/chat/{room}; messages are
 // sent to the application destination /pub/chat/{room}, which the server routes to
 // /sub/chat/{room} (through the external broker in relay mode, so every instance's
-// subscribers get them). Built on the vendored @stomp/stompjs UMD bundle (window.StompJs).
+// subscribers get them). Built on the vendored @stomp/stompjs UMD bundle (window.StompJs);
+// when the server speaks SockJS (data-sockjs on <body>) and the page asks for it
+// (?transport=sockjs) or the browser has no WebSocket, it connects through the vendored
+// sockjs-client instead, as a Spring front-end with `new SockJS(url)` does.
 'use strict';
 
 (function () {
@@ -26,7 +29,12 @@
   let attempt = 0;
   let countdown = null;
 
-  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  const endpoint = document.body.dataset.endpoint || '/ws';
+  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + endpoint;
+  const useSockJS =
+    document.body.dataset.sockjs === 'true' &&
+    typeof window.SockJS === 'function' &&
+    (params.get('transport') === 'sockjs' || typeof window.WebSocket !== 'function');
 
   function setState(state, text) {
     const el = $('state');
@@ -134,8 +142,11 @@
     subscribe();
   }
 
+  const transport = useSockJS
+    ? { webSocketFactory: () => new window.SockJS(location.origin + endpoint) }
+    : { brokerURL: wsUrl };
   const client = new StompJs.Client({
-    brokerURL: wsUrl,
+    ...transport,
     reconnectDelay: FIRST_DELAY,
     maxReconnectDelay: MAX_DELAY,
     reconnectTimeMode: StompJs.ReconnectionTimeMode.EXPONENTIAL,

@@ -158,7 +158,7 @@
       const subs = document.createElement('div');
       for (const sub of x.subscriptions) subs.appendChild(el('code', sub.destination, 'sub'));
       if (x.subscriptions.length === 0) subs.textContent = '—';
-      const tr = row([x.id, x.user, duration(x.connected_seconds), subs, x.upstream || (b.mode === 'relay' && b.relay_mode === 'per-session' ? 'own connection' : b.mode === 'relay' ? 'shared connection' : 'none (embedded)')]);
+      const tr = row([x.id, x.user, x.transport, duration(x.connected_seconds), subs, x.upstream || (b.mode === 'relay' && b.relay_mode === 'per-session' ? 'own connection' : b.mode === 'relay' ? 'shared connection' : 'none (embedded)')]);
       tr.dataset.sessionId = x.id;
       return tr;
     });

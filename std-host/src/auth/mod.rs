@@ -320,6 +320,24 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
     !host.is_empty() && o.eq_ignore_ascii_case(host)
 }
 
+/// The `Origin` allow-list: `--allowed-origin` patterns and the server's own origin,
+/// checked when a list is configured or the listen address is not loopback. Requests
+/// without an `Origin` (non-browser clients) pass, as in Spring.
+pub fn check_origin(sec: &Security, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    if sec.check_origin {
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            let o = origin.trim_end_matches('/').to_ascii_lowercase();
+            // The server's own pages (chat, dashboard) are always allowed, as in Spring.
+            let ok = same_origin(&o, headers) || sec.origins.iter().any(|p| p.matches(&o));
+            if !ok {
+                tracing::info!(origin = %origin, "connection refused: origin not allowed");
+                return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a WebSocket upgrade request: the Origin allow-list, then collects a token from
 /// the `Authorization` header, the configured query parameter or cookie. `Err` is the
 /// HTTP refusal.
@@ -328,17 +346,7 @@ pub fn check_handshake(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Handshake, (StatusCode, &'static str)> {
-    if sec.check_origin {
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-            let o = origin.trim_end_matches('/').to_ascii_lowercase();
-            // The server's own pages (chat, dashboard) are always allowed, as in Spring.
-            let ok = same_origin(&o, headers) || sec.origins.iter().any(|p| p.matches(&o));
-            if !ok {
-                tracing::info!(origin = %origin, "WebSocket upgrade refused: origin not allowed");
-                return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));
-            }
-        }
-    }
+    check_origin(sec, headers)?;
     let mut token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

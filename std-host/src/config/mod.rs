@@ -202,11 +202,39 @@ impl Default for Limits {
     }
 }
 
+/// SockJS settings (Spring's `SockJsServiceRegistration` defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockJsConfig {
+    /// Idle time after which a SockJS `h` frame goes out (Spring: 25 s).
+    pub heartbeat: Duration,
+    /// How long a session without a receiving request lives on before it is closed as
+    /// gone (Spring's disconnect delay: 5 s).
+    pub disconnect_delay: Duration,
+    /// Bytes one streaming response (xhr_streaming, eventsource) carries before it ends
+    /// and the client opens the next, so browsers do not hold whole streams (Spring:
+    /// 128 KiB).
+    pub stream_bytes_limit: usize,
+}
+
+impl Default for SockJsConfig {
+    fn default() -> Self {
+        SockJsConfig {
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            stream_bytes_limit: 128 * 1024,
+        }
+    }
+}
+
 /// The whole server configuration, after merging flags, environment and file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// HTTP/WebSocket listen address (`/ws`, `/healthz`, `/readyz`, `/metrics`).
+    /// HTTP/WebSocket listen address (the endpoints, `/healthz`, `/readyz`, `/metrics`).
     pub listen: SocketAddr,
+    /// Paths that speak STOMP over WebSocket (and SockJS with [`Config::sockjs`]).
+    pub endpoints: Vec<String>,
+    /// The SockJS protocol on every endpoint, like Spring's `withSockJS()`; `None` off.
+    pub sockjs: Option<SockJsConfig>,
     /// Plain STOMP-over-TCP listen address; `None` disables it.
     pub tcp_listen: Option<SocketAddr>,
     /// Application destination prefixes (SENDs go to handlers), e.g. `/pub/`.
@@ -255,6 +283,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            endpoints: vec!["/ws".into()],
+            sockjs: None,
             tcp_listen: None,
             app_prefixes: vec!["/pub/".into()],
             broker_prefixes: vec!["/sub/".into(), "/topic/".into(), "/queue/".into()],
@@ -376,6 +406,33 @@ pub struct Cli {
     /// Plain STOMP-over-TCP listen address [default: off]
     #[arg(long, env = "STOMP_RELAY_TCP_LISTEN", value_name = "ADDR")]
     pub tcp_listen: Option<SocketAddr>,
+    /// Path that speaks STOMP over WebSocket, like Spring's addEndpoint; repeat or comma-separate [default: /ws]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_ENDPOINT",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub endpoint: Option<Vec<String>>,
+    /// Every endpoint also speaks SockJS (websocket, xhr-streaming, xhr-polling, eventsource), like Spring's withSockJS [default: false]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_SOCKJS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub sockjs: Option<bool>,
+    /// Idle time before a SockJS heart-beat frame `h` [default: 25s]
+    #[arg(long, env = "STOMP_RELAY_SOCKJS_HEARTBEAT", value_name = "DURATION")]
+    pub sockjs_heartbeat: Option<String>,
+    /// How long a SockJS session without a receiving request lives before it is closed [default: 5s]
+    #[arg(
+        long,
+        env = "STOMP_RELAY_SOCKJS_DISCONNECT_DELAY",
+        value_name = "DURATION"
+    )]
+    pub sockjs_disconnect_delay: Option<String>,
     /// Application destination prefix (SENDs go to handlers); repeat or comma-separate [default: /pub/]
     #[arg(
         long,
@@ -471,6 +528,10 @@ pub struct Cli {
 struct FileConfig {
     listen: Option<String>,
     tcp_listen: Option<String>,
+    endpoint: Option<OneOrMany>,
+    sockjs: Option<bool>,
+    sockjs_heartbeat: Option<NumOrStr>,
+    sockjs_disconnect_delay: Option<NumOrStr>,
     app_prefix: Option<OneOrMany>,
     broker_prefix: Option<OneOrMany>,
     user_prefix: Option<String>,
@@ -688,6 +749,40 @@ impl Config {
         if let Some(v) = dur(cli.stats_interval, file.stats_interval, "stats-interval")? {
             c.stats_interval = v;
         }
+        if let Some((v, src)) = pick(
+            cli.endpoint,
+            file.endpoint.map(OneOrMany::into_vec),
+            "endpoint",
+        ) {
+            c.endpoints = check_endpoints(v, &src)?;
+        }
+        let heartbeat = dur(
+            cli.sockjs_heartbeat,
+            file.sockjs_heartbeat,
+            "sockjs-heartbeat",
+        )?;
+        let delay = dur(
+            cli.sockjs_disconnect_delay,
+            file.sockjs_disconnect_delay,
+            "sockjs-disconnect-delay",
+        )?;
+        if cli.sockjs.or(file.sockjs).unwrap_or(false) {
+            let d = SockJsConfig::default();
+            let sockjs = SockJsConfig {
+                heartbeat: heartbeat.unwrap_or(d.heartbeat),
+                disconnect_delay: delay.unwrap_or(d.disconnect_delay),
+                ..d
+            };
+            for (v, name) in [
+                (sockjs.heartbeat, "sockjs-heartbeat"),
+                (sockjs.disconnect_delay, "sockjs-disconnect-delay"),
+            ] {
+                if v.is_zero() {
+                    return Err(invalid(format!("--{name}"), "must be more than 0".into()));
+                }
+            }
+            c.sockjs = Some(sockjs);
+        }
         for (v, name, slot) in [
             (
                 pick(cli.admin_token, file.admin_token, "admin-token"),
@@ -737,6 +832,59 @@ fn check_prefixes(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError>
     Ok(v)
 }
 
+/// Paths the server itself serves, which an endpoint must not shadow.
+const RESERVED_PATHS: [&str; 7] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/dashboard",
+    "/api",
+    "/assets",
+    "/openapi.json",
+];
+
+fn check_endpoints(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = |msg: String| ConfigError::Invalid {
+        name: src.to_string(),
+        msg,
+    };
+    let mut out: Vec<String> = Vec::new();
+    for p in v.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let path = p.trim_end_matches('/');
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+        if !p.starts_with('/') || path.is_empty() {
+            return Err(bad(format!("`{p}` must be a path like /ws-stomp")));
+        }
+        if !path.chars().all(plain) || path.contains("//") {
+            return Err(bad(format!(
+                "`{p}` may hold only letters, digits, `-._~` and single `/`"
+            )));
+        }
+        if let Some(r) = RESERVED_PATHS
+            .iter()
+            .find(|r| path == **r || path.starts_with(&format!("{r}/")))
+        {
+            return Err(bad(format!("`{p}` is the server's own {r}")));
+        }
+        if out.iter().any(|o| o == path) {
+            return Err(bad(format!("`{p}` is given twice")));
+        }
+        // SockJS serves PATH/{server}/{session}/{transport}: one endpoint inside another
+        // would be ambiguous.
+        let inside = |outer: &str, inner: &str| inner.starts_with(&format!("{outer}/"));
+        if let Some(o) = out.iter().find(|o| inside(o, path) || inside(path, o)) {
+            return Err(bad(format!(
+                "`{p}` and `{o}` are nested; endpoints must not be"
+            )));
+        }
+        out.push(path.to_string());
+    }
+    if out.is_empty() {
+        return Err(bad("at least one endpoint is needed".into()));
+    }
+    Ok(out)
+}
+
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
         path: path.to_path_buf(),
@@ -759,185 +907,4 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_without_arguments() {
-        let c = Config::from_args(["stomp-relay"]).unwrap();
-        assert_eq!(c, Config::default());
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.limits.max_frame_size, 65536);
-        assert_eq!(c.limits.send_buffer, 512 * 1024);
-    }
-
-    #[test]
-    fn flags_parse() {
-        let c = Config::from_args([
-            "stomp-relay",
-            "--listen",
-            "127.0.0.1:0",
-            "--tcp-listen",
-            "127.0.0.1:6000",
-            "--app-prefix",
-            "/app/,/pub/",
-            "--broker-prefix",
-            "/topic/",
-            "--broker-prefix",
-            "/queue/",
-            "--broker",
-            "relay",
-            "--relay",
-            "stomp://127.0.0.1:61613,stomps://[::1]:61614",
-            "--dialect",
-            "rabbitmq",
-            "--relay-mode",
-            "shared",
-            "--heartbeat",
-            "5000,0",
-            "--max-frame-size",
-            "128KiB",
-            "--send-time-limit",
-            "2s",
-        ])
-        .unwrap();
-        assert_eq!(c.tcp_listen, Some("127.0.0.1:6000".parse().unwrap()));
-        assert_eq!(c.app_prefixes, vec!["/app/", "/pub/"]);
-        assert_eq!(c.broker_prefixes, vec!["/topic/", "/queue/"]);
-        assert_eq!(c.broker, BrokerKind::Relay);
-        assert_eq!(c.relay.len(), 2);
-        assert!(c.relay[1].tls);
-        assert_eq!(c.relay[1].host, "::1");
-        assert_eq!(c.relay[1].to_string(), "stomps://[::1]:61614");
-        assert_eq!(c.dialect, Some(Dialect::RabbitMq));
-        assert_eq!(c.relay_mode, RelayMode::Shared);
-        assert_eq!(
-            c.heartbeat,
-            HeartBeat {
-                send_ms: 5000,
-                recv_ms: 0
-            }
-        );
-        assert_eq!(c.limits.max_frame_size, 128 * 1024);
-        assert_eq!(c.limits.send_time_limit, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn file_then_flag_precedence() {
-        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9000\"\nbroker-prefix = [\"/topic/\"]\nmax-frame-size = 1024\nsend-time-limit = \"3s\"\n",
-        )
-        .unwrap();
-        let p = path.to_str().unwrap();
-        let c = Config::from_args(["x", "--config", p]).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
-        assert_eq!(c.broker_prefixes, vec!["/topic/"]);
-        assert_eq!(c.limits.max_frame_size, 1024);
-        assert_eq!(c.limits.send_time_limit, Duration::from_secs(3));
-        let c = Config::from_args(["x", "--config", p, "--listen", "127.0.0.1:9001"]).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
-    }
-
-    #[test]
-    fn bad_key_is_one_line_naming_it() {
-        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bad.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlisen = 3\n").unwrap();
-        let e = Config::from_args(["x", "--config", path.to_str().unwrap()]).unwrap_err();
-        let s = e.to_string();
-        assert_eq!(e.exit_code(), 2);
-        assert!(s.contains("lisen"), "{s}");
-        assert!(s.contains("line 2"), "{s}");
-        assert_eq!(s.lines().count(), 1, "{s}");
-    }
-
-    #[test]
-    fn bad_values_name_their_source() {
-        let e = Config::from_args(["x", "--heartbeat", "10"]).unwrap_err();
-        assert!(e.to_string().contains("--heartbeat"), "{e}");
-        let e = Config::from_args(["x", "--relay", "http://x:1"]).unwrap_err();
-        assert!(e.to_string().contains("--relay"), "{e}");
-        let e = Config::from_args(["x", "--app-prefix", "pub"]).unwrap_err();
-        assert!(e.to_string().contains("--app-prefix"), "{e}");
-        let e = Config::from_args(["x", "--bogus"]).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("--bogus"), "{e}");
-    }
-
-    #[test]
-    fn debug_never_shows_secrets() {
-        let secrets = [
-            "relay-pass-0xA1",
-            "system-pass-0xB2",
-            "jwt-secret-0xC3",
-            "admin-token-0xD4",
-            "api-key-0xE5",
-        ];
-        let args = [
-            "x",
-            "--relay-passcode",
-            secrets[0],
-            "--system-passcode",
-            secrets[1],
-            "--jwt-secret",
-            secrets[2],
-            "--admin-token",
-            secrets[3],
-            "--api-key",
-            secrets[4],
-        ];
-        let c = Config::from_args(args).unwrap();
-        // The values are really configured (so the check below means something)...
-        assert_eq!(c.relay_passcode.expose(), secrets[0]);
-        assert_eq!(c.security.jwt_secret.as_deref(), Some(secrets[2]));
-        assert_eq!(c.api_key.as_deref(), Some(secrets[4]));
-        // ...yet no Debug rendering of the config, the parsed flags or the relay
-        // options shows any of them.
-        let shown = [
-            format!("{c:?}"),
-            format!("{c:#?}"),
-            format!("{:?}", Cli::try_parse_from(args).unwrap()),
-            format!("{:?}", crate::relay::RelayOptions::from_config(&c)),
-        ];
-        for text in &shown {
-            for s in secrets {
-                assert!(!text.contains(s), "`{s}` leaked in {text}");
-            }
-            assert!(text.contains("***"), "{text}");
-        }
-    }
-
-    #[test]
-    fn relay_ca_is_loaded_at_startup_and_errors_name_it() {
-        let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let e = Config::from_args(["x", "--relay-ca", "/nonexistent/ca.pem"]).unwrap_err();
-        let s = e.to_string();
-        assert_eq!(e.exit_code(), 2);
-        assert!(
-            s.contains("--relay-ca") && s.contains("/nonexistent/ca.pem"),
-            "{s}"
-        );
-        assert_eq!(s.lines().count(), 1, "{s}");
-        let not_pem = dir.join("not.pem");
-        std::fs::write(&not_pem, "hello\n").unwrap();
-        let toml = dir.join("ca.toml");
-        std::fs::write(
-            &toml,
-            format!("relay-ca = {:?}\n", not_pem.to_str().unwrap()),
-        )
-        .unwrap();
-        let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
-        let s = e.to_string();
-        assert!(
-            s.contains("`relay-ca`") && s.contains("no PEM certificate"),
-            "{s}"
-        );
-        assert_eq!(Config::from_args(["x"]).unwrap().relay_ca, None);
-    }
-}
+mod tests;

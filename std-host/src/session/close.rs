@@ -46,6 +46,7 @@ pub(super) fn reason_text(code: u16) -> &'static str {
         close::GOING_AWAY => "Server shutting down",
         close::SLOW_CONSUMER => "Session not reliable",
         close::PROTOCOL_ERROR => "Protocol error",
+        close::GONE => "Go away!",
         _ => "",
     }
 }

@@ -71,6 +71,8 @@ struct Driver {
     got_first_frame: bool,
     /// Authentication, authorization and SEND rate state (auth/mod.rs).
     guard: crate::auth::SessionGuard,
+    /// The transport's [`Transport::kind`].
+    transport: &'static str,
 }
 
 /// Runs one client connection to the end.
@@ -111,6 +113,7 @@ pub(crate) async fn run<T: Transport>(
         decode_cause: None,
         got_first_frame: false,
         guard: crate::auth::SessionGuard::new(&shared.security, handshake),
+        transport: t.kind(),
         shared,
     };
     let mut stop = d.shared.shutdown.clone();
@@ -159,6 +162,14 @@ pub(crate) async fn run<T: Transport>(
                         CloseReason::DecodeError,
                         format_args!("WebSocket message size limit of {limit} bytes exceeded"),
                     );
+                }
+                Ok(Chunk::Gone) => {
+                    d.session.handle_transport_closed();
+                    d.host_close = Some(HostClose {
+                        code: crate::close::GONE,
+                        cause: Some(CloseCause::ClientGone),
+                    });
+                    break;
                 }
                 Ok(Chunk::Closed) | Err(_) => {
                     d.session.handle_transport_closed();

@@ -48,6 +48,7 @@ impl Driver {
         let info = SessionInfo {
             id: self.sid(),
             user: user.clone(),
+            transport: self.transport,
             connect,
         };
         let opened = tokio::time::timeout(

@@ -59,6 +59,7 @@ const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
 const LOGIN_HTML: &str = include_str!("../../web/login.html");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 const STOMPJS: &str = include_str!("../../web/vendor/stomp.umd.min.js");
+const SOCKJS: &str = include_str!("../../web/vendor/sockjs.min.js");
 const OPENAPI_JSON: &str = include_str!("../../web/openapi.json");
 
 /// The `/api/stats` document (see `web/openapi.json` for the field meanings).
@@ -110,6 +111,8 @@ struct SessionsView {
 struct SessionRow {
     id: String,
     user: Option<String>,
+    /// `ws`, `tcp` or `sockjs-<transport>`.
+    transport: &'static str,
     connected_seconds: u64,
     /// SENDs straight to broker destinations (SENDs to application destinations are
     /// counted in `messages.published_total` only).
@@ -212,6 +215,7 @@ fn stats(shared: &Shared) -> Stats {
         rows.push(SessionRow {
             id: id.to_string(),
             user: v.user.clone(),
+            transport: v.transport,
             connected_seconds: now.saturating_sub(v.opened_ms) / 1000,
             broker_sends: entry.broker_sends.load(Ordering::Relaxed),
             subscriptions: v
@@ -388,6 +392,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
             "/assets/stomp.umd.min.js",
             get(|| async { asset(STOMPJS, JS) }),
         )
+        .route("/assets/sockjs.min.js", get(|| async { asset(SOCKJS, JS) }))
         .route(
             "/openapi.json",
             get(|| async { asset(OPENAPI_JSON, "application/json") }),
@@ -412,14 +417,40 @@ fn disabled_response(what: &str, flag: &str) -> Response {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-async fn chat_or_not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+async fn chat_or_not_found(
+    State(shared): State<Arc<Shared>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
     if uri.path() == "/"
         && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
     {
-        page(CHAT_HTML)
+        chat_page(&shared.config)
     } else {
         (StatusCode::NOT_FOUND, "not found\n").into_response()
     }
+}
+
+/// The chat page, told where the first endpoint is and whether it speaks SockJS.
+fn chat_page(config: &crate::config::Config) -> Response {
+    let endpoint = config.endpoints.first().map_or("/ws", String::as_str);
+    let html = CHAT_HTML.replacen(
+        r#"<body class="chat" data-endpoint="/ws" data-sockjs="false">"#,
+        &format!(
+            r#"<body class="chat" data-endpoint="{endpoint}" data-sockjs="{}">"#,
+            config.sockjs.is_some()
+        ),
+        1,
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 fn page(html: &'static str) -> Response {
@@ -690,18 +721,53 @@ mod tests {
 
     /// The vendored stompjs bundle is the version the lockfile pins.
     #[test]
-    fn vendored_stompjs_matches_lockfile() {
+    fn vendored_bundles_match_the_lockfile() {
         let lock: serde_json::Value =
             serde_json::from_str(include_str!("../../web/package-lock.json")).expect("lockfile");
-        let locked = lock["packages"]["node_modules/@stomp/stompjs"]["version"]
-            .as_str()
-            .expect("stompjs in the lockfile");
-        let recorded = include_str!("../../web/vendor/stompjs.version");
+        for (pkg, recorded, bundle, marker) in [
+            (
+                "@stomp/stompjs",
+                include_str!("../../web/vendor/stompjs.version"),
+                STOMPJS,
+                "StompJs",
+            ),
+            (
+                "sockjs-client",
+                include_str!("../../web/vendor/sockjs.version"),
+                SOCKJS,
+                "sockjs-client",
+            ),
+        ] {
+            let locked = lock["packages"][format!("node_modules/{pkg}")]["version"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{pkg} in the lockfile"));
+            assert!(
+                recorded.starts_with(&format!("{pkg} {locked} ")),
+                "vendor says `{}` but the lockfile pins {pkg} {locked}: run `npm ci && npm run vendor` in std-host/web",
+                recorded.trim()
+            );
+            assert!(bundle.contains(marker), "{pkg}: not the browser bundle");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_chat_page_points_at_the_first_endpoint() {
         assert!(
-            recorded.starts_with(&format!("@stomp/stompjs {locked} ")),
-            "vendor/stompjs.version says `{}` but the lockfile pins {locked}: run `npm ci && npm run vendor` in std-host/web",
-            recorded.trim()
+            CHAT_HTML.contains(r#"<body class="chat" data-endpoint="/ws" data-sockjs="false">"#)
         );
-        assert!(STOMPJS.contains("StompJs"), "not the UMD bundle");
+        let config = crate::config::Config {
+            endpoints: vec!["/ws-stomp".into(), "/ws".into()],
+            sockjs: Some(Default::default()),
+            ..Default::default()
+        };
+        let resp = chat_page(&config);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            html.contains(r#"<body class="chat" data-endpoint="/ws-stomp" data-sockjs="true">"#),
+            "{html}"
+        );
     }
 }

@@ -36,6 +36,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct SessionView {
     pub(crate) user: Option<String>,
+    pub(crate) transport: &'static str,
     pub(crate) opened_ms: u64,
     /// (subscription id, client destination), in subscription order.
     pub(crate) subscriptions: Vec<(String, String)>,
@@ -127,6 +128,7 @@ impl Broker for Observed {
     ) -> BoxFuture<'static, Result<Box<dyn BrokerSession>, BrokerError>> {
         let id = info.id;
         let user = info.user.clone();
+        let transport = info.transport;
         let opening = self.inner.open_session(info, client);
         let obs = self.obs.clone();
         Box::pin(async move {
@@ -136,6 +138,7 @@ impl Broker for Observed {
                         broker_sends: AtomicU64::new(0),
                         view: Mutex::new(SessionView {
                             user,
+                            transport,
                             opened_ms: unix_ms(),
                             subscriptions: Vec::new(),
                             upstream: inner.upstream(),

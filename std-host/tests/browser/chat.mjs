@@ -1,7 +1,7 @@
 // Browser test of the chat page and the dashboard, driven by playwright-core on Debian's
 // chromium (never a downloaded browser). Run by std-host/tests/browser.rs, which starts
 // the stomp-relay instances and passes one JSON argument:
-//   {"scenario": "relay" | "single", "a": "http://127.0.0.1:PORT", "b": "http://...",
+//   {"scenario": "relay" | "single" | "sockjs", "a": "http://127.0.0.1:PORT", "b": "http://...",
 //    "token": "admin token", "artifacts": "dir for screenshots", "docs": "dir or null",
 //    "stompjsSha256": "hex"}
 // Talks back on stdout: `ACTION restart b` asks the Rust side to restart instance b (it
@@ -57,8 +57,15 @@ async function waitSubscribers(base, dest, n) {
   }
 }
 
-async function openChat(context, base, name) {
+// `opts.noWebSocket` removes window.WebSocket before the page runs, as in a browser
+// or proxy without it; `opts.query` is appended to the page URL.
+async function openChat(context, base, name, opts = {}) {
   const page = await context.newPage();
+  if (opts.noWebSocket) {
+    await page.addInitScript(() => {
+      delete window.WebSocket;
+    });
+  }
   page.on('console', (m) => m.type() === 'error' && log(name, 'console error:', m.text()));
   page.on('pageerror', (e) => log(name, 'page error:', e.message));
   // Every state the page shows, in order, to prove it went through "reconnecting".
@@ -69,7 +76,7 @@ async function openChat(context, base, name) {
       if (s && window.__states[window.__states.length - 1] !== s.dataset.state) window.__states.push(s.dataset.state);
     }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
   });
-  const resp = await page.goto(`${base}/?room=lobby&name=${encodeURIComponent(name)}`);
+  const resp = await page.goto(`${base}/?room=lobby&name=${encodeURIComponent(name)}${opts.query || ''}`);
   check(resp.status() === 200, 'chat page 200');
   check((resp.headers()['content-type'] || '').includes('charset=utf-8'), 'chat page declares UTF-8');
   await page.waitForSelector('#state[data-state="connected"]', { timeout: WAIT });
@@ -91,6 +98,31 @@ async function waitText(page, text, cls) {
     [text, cls],
     { timeout: WAIT }
   );
+}
+
+// The chat page on `--endpoint /ws-stomp --sockjs`: a page with WebSocket removed asks
+// for SockJS and gets xhr-streaming; it talks to a page on the plain WebSocket.
+async function sockjsChat(context, A) {
+  const minho = await openChat(context, A, 'Minho', { noWebSocket: true, query: '&transport=sockjs' });
+  check(await minho.evaluate(() => typeof window.WebSocket === 'undefined'), 'WebSocket removed from the page');
+  const bob = await openChat(context, A, 'Bob');
+  await waitSubscribers(A, '/sub/chat/lobby', 2);
+  const hello = 'SockJS 안녕 ' + Date.now();
+  await say(minho, hello);
+  await waitText(bob, hello, 'theirs');
+  const back = 'WebSocket reply ' + Date.now();
+  await say(bob, back);
+  await waitText(minho, back, 'theirs');
+  const s = await stats(A);
+  const transports = s.sessions.listed.map((x) => x.transport).sort();
+  check(
+    JSON.stringify(transports) === JSON.stringify(['sockjs-xhr-streaming', 'ws']),
+    'sessions by transport: ' + JSON.stringify(transports)
+  );
+  await minho.screenshot({ path: join(cfg.artifacts, 'chat-sockjs.png') });
+  log('SockJS page and WebSocket page exchanged messages:', transports.join(', '));
+  await minho.close();
+  await bob.close();
 }
 
 async function main() {
@@ -121,6 +153,10 @@ async function main() {
     const bundle = await (await fetch(A + '/assets/stomp.umd.min.js')).arrayBuffer();
     const sha = createHash('sha256').update(Buffer.from(bundle)).digest('hex');
     check(sha === cfg.stompjsSha256, `served stompjs sha256 ${sha} != vendored ${cfg.stompjsSha256}`);
+    if (cfg.scenario === 'sockjs') {
+      await sockjsChat(context, A);
+      return;
+    }
 
     // The dashboard is protected: 401 without the token.
     const probe = await context.newPage();
@@ -234,11 +270,12 @@ async function main() {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
   }
-  console.log('PASS');
-  process.exit(0);
 }
 
-main().catch((e) => {
+main().then(() => {
+  console.log('PASS');
+  process.exit(0);
+}, (e) => {
   console.error('FAIL', e && e.stack ? e.stack : e);
   process.exit(1);
 });

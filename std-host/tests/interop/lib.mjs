@@ -7,6 +7,7 @@
 // differs (see README.md beside this file).
 
 import { Client, Versions } from '@stomp/stompjs';
+import SockJS from 'sockjs-client';
 import WebSocket from 'ws';
 
 function env(name, fallback) {
@@ -92,7 +93,9 @@ export function assertEq(actual, expected, msg) {
 }
 
 // A connected stompjs client plus what it observed. `versions` limits both the
-// WebSocket subprotocols offered and the CONNECT accept-version header.
+// WebSocket subprotocols offered and the CONNECT accept-version header. `wsUrl`
+// overrides INTEROP_WS_URL; `sockjs: { url, transport }` connects through
+// sockjs-client forced to that one transport instead.
 export async function connectStompjs(opts = {}) {
   const versions = opts.versions ?? ALL_VERSIONS;
   const observed = {
@@ -105,9 +108,15 @@ export async function connectStompjs(opts = {}) {
     debug: [],
   };
   const stompVersions = new Versions(versions);
+  const wsUrl = opts.sockjs?.url ?? opts.wsUrl ?? config.wsUrl;
   const client = new Client({
     webSocketFactory: () => {
-      const ws = new WebSocket(config.wsUrl, stompVersions.protocolVersions());
+      if (opts.sockjs) {
+        const sock = new SockJS(opts.sockjs.url, null, { transports: [opts.sockjs.transport] });
+        observed.sockjs = sock;
+        return sock;
+      }
+      const ws = new WebSocket(wsUrl, stompVersions.protocolVersions());
       ws.on('open', () => {
         observed.protocol = ws.protocol;
       });
@@ -150,7 +159,7 @@ export async function connectStompjs(opts = {}) {
   });
   client.activate();
   try {
-    await within(opts.connectTimeout ?? 10000, `CONNECTED from ${config.wsUrl}`, connected);
+    await within(opts.connectTimeout ?? 10000, `CONNECTED from ${wsUrl}`, connected);
   } catch (e) {
     await client.deactivate({ force: true }).catch(() => {});
     throw e;

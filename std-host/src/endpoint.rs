@@ -1,0 +1,144 @@
+//! The STOMP endpoints on the HTTP listener, Spring's `addEndpoint`: each `--endpoint`
+//! path upgrades to STOMP over WebSocket; with `--sockjs`, `sockjs/` serves the SockJS
+//! protocol under it through the admission and upgrade here.
+//!
+//! Admission is decided here once for every transport: the `Origin` allow-list and the
+//! handshake credentials (auth/), then a connection permit. A session holds its permit
+//! until its task ends, so `--max-connections` counts SockJS sessions like sockets.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use stomp_relay_codec::Version;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Handshake;
+use crate::state::Shared;
+use crate::transport::{Transport, WsTransport};
+
+/// What every endpoint handler needs: the server state and the task tracker graceful
+/// shutdown waits on.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// A session admitted by [`admit`]: its credentials and connection permit.
+pub(crate) struct Admitted {
+    pub(crate) handshake: Handshake,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+impl Endpoints {
+    pub(crate) fn new(shared: Arc<Shared>, tracker: TaskTracker) -> Self {
+        Endpoints { shared, tracker }
+    }
+}
+
+/// STOMP over WebSocket at every configured endpoint path (the SockJS routes under
+/// them are `sockjs::routes`).
+pub(crate) fn routes(ep: Endpoints) -> axum::Router {
+    let mut router = axum::Router::new();
+    for path in &ep.shared.config.endpoints {
+        router = router.route(path, get(endpoint_root));
+    }
+    router.with_state(ep)
+}
+
+/// Why a session was not admitted: the HTTP status and a one-line body.
+pub(crate) type Refused = (StatusCode, &'static str);
+
+/// Origin and credentials, then a connection permit.
+pub(crate) fn admit(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Result<Admitted, Refused> {
+    let handshake = crate::auth::check_handshake(&shared.security, headers, uri)?;
+    let permit = shared.admit().ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many connections or shutting down\n",
+    ))?;
+    Ok(Admitted { handshake, permit })
+}
+
+/// Runs a STOMP session over a transport on the session task tracker.
+pub(crate) fn spawn_session<T: Transport>(
+    ep: &Endpoints,
+    transport: T,
+    version: Option<Version>,
+    admitted: Admitted,
+) {
+    let shared = ep.shared.clone();
+    ep.tracker.spawn(async move {
+        crate::session::run(transport, shared, version, admitted.handshake).await;
+        drop(admitted.permit);
+    });
+}
+
+/// The subprotocols offered, best first: the first one the client also offers wins.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+/// Upgrades an admitted request to a WebSocket and runs the session over
+/// `make(socket)`: plain STOMP frames, or SockJS frames around them.
+pub(crate) fn upgrade<T: Transport>(
+    ep: &Endpoints,
+    ws: WebSocketUpgrade,
+    admitted: Admitted,
+    make: impl FnOnce(WsTransport) -> T + Send + 'static,
+) -> Response {
+    let limits = &ep.shared.config.limits;
+    // Several frames may share one WebSocket message, so allow more than one frame's
+    // worth; the STOMP frame limit is enforced after reassembly with an ERROR frame.
+    let max_message = limits.max_frame_size.saturating_mul(4).max(64 * 1024);
+    let ep = ep.clone();
+    ws.protocols(SUBPROTOCOLS)
+        // tungstenite allocates its read buffer up front per connection; 512 B covers
+        // typical client frames in one read and keeps idle sessions small (a bigger
+        // frame just takes several reads into a buffer reserved for its full length).
+        .read_buffer_size(512)
+        // Frames of one batch are coalesced into few writes (one syscall per delivery
+        // tripled the cost of a fan-out); every batch ends with a flush, so nothing waits.
+        .write_buffer_size(8 * 1024)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let version = socket
+                .protocol()
+                .and_then(|p| Version::from_subprotocol(p.as_bytes()));
+            spawn_session(&ep, make(WsTransport::new(socket)), version, admitted);
+        })
+}
+
+/// STOMP over WebSocket at an endpoint path; a plain GET gets SockJS's greeting when
+/// SockJS is on (sockjs-client never asks, but Spring answers it).
+async fn endpoint_root(
+    State(ep): State<Endpoints>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => match admit(&ep.shared, &headers, &uri) {
+            Ok(admitted) => upgrade(&ep, ws, admitted, |t| t),
+            Err(refused) => refused.into_response(),
+        },
+        Err(_) if ep.shared.config.sockjs.is_some() => sockjs_greeting(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// SockJS's answer to a plain GET of the endpoint.
+fn sockjs_greeting() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=UTF-8",
+        )],
+        "Welcome to SockJS!\n",
+    )
+        .into_response()
+}
