@@ -57,38 +57,34 @@ impl OwnedFrame {
 
     /// Copies a decoded frame, unescaping its headers.
     pub fn from_frame(frame: &Frame<'_>) -> Self {
-        let mut owned = OwnedFrame::from_frame_headers(frame);
-        owned.body = Bytes::copy_from_slice(frame.body);
-        owned
+        OwnedFrame::build(frame, None)
     }
 
     /// Copies a decoded frame's headers, unescaping them, and shares its body with
     /// `src`, the received bytes the frame was decoded from (no copy; a body that is
     /// not part of `src` is copied).
     pub fn from_frame_in(frame: &Frame<'_>, src: &Bytes) -> Self {
-        let plain = |v: HeaderValue<'_>| match v.as_plain() {
-            Some(p) => share(src, p),
+        OwnedFrame::build(frame, Some(src))
+    }
+
+    /// One walk over the headers: values that need no unescaping are shared with `src`
+    /// when given, everything else is copied.
+    fn build(frame: &Frame<'_>, src: Option<&Bytes>) -> Self {
+        let part = |p: &[u8]| match src {
+            Some(src) => share(src, p),
+            None => Bytes::copy_from_slice(p),
+        };
+        let value = |v: HeaderValue<'_>| match v.as_plain() {
+            Some(p) => part(p),
             None => v.bytes().collect::<Vec<u8>>().into(),
         };
         OwnedFrame {
             command: frame.command,
             headers: frame
                 .header_pairs()
-                .map(|(n, v)| (plain(n), plain(v)))
+                .map(|(n, v)| (value(n), value(v)))
                 .collect(),
-            body: share(src, frame.body),
-        }
-    }
-
-    fn from_frame_headers(frame: &Frame<'_>) -> Self {
-        let copy = |v: HeaderValue<'_>| v.bytes().collect::<Vec<u8>>().into();
-        OwnedFrame {
-            command: frame.command,
-            headers: frame
-                .header_pairs()
-                .map(|(n, v)| (copy(n), copy(v)))
-                .collect(),
-            body: Bytes::new(),
+            body: part(frame.body),
         }
     }
 

@@ -40,11 +40,6 @@ impl DialectChoice {
             .unwrap_or_else(|| self.detected().unwrap_or(Dialect::Generic))
     }
 
-    /// Whether the dialect comes from the broker rather than from `--dialect`.
-    pub fn is_detected(&self) -> bool {
-        self.configured.is_none()
-    }
-
     fn detected(&self) -> Option<Dialect> {
         match self.detected.load(Ordering::Acquire) {
             NONE_YET => None,
@@ -88,7 +83,6 @@ mod tests {
         let fixed = DialectChoice::new(Some(Dialect::RabbitMq));
         fixed.broker_connected(Some(Dialect::ActiveMq), "a");
         assert_eq!(fixed.get(), Dialect::RabbitMq);
-        assert!(!fixed.is_detected());
 
         let auto = DialectChoice::new(None);
         assert_eq!(
@@ -103,6 +97,5 @@ mod tests {
         assert_eq!(auto.get(), Dialect::Artemis);
         auto.broker_connected(None, "c");
         assert_eq!(auto.get(), Dialect::Generic);
-        assert!(auto.is_detected());
     }
 }
