@@ -64,7 +64,8 @@ pub(crate) struct Slot<const QUEUE: usize> {
     pub version: Version,
     /// Set when a frame for this session did not fit its queue; the session is closed.
     pub overflowed: bool,
-    /// Negotiated write-idle interval after which the edge node sends a heart-beat.
+    /// Write-idle time after which the edge node sends a heart-beat
+    /// ([`crate::negotiate::HeartBeats::beat_after`]).
     pub heart_beat: Option<embassy_time::Duration>,
     pub queue: ByteQueue<QUEUE>,
 }

@@ -398,7 +398,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         conn.version = Some(version);
         conn.heart_beats = heart_beats;
         i.slots[slot].version = version;
-        i.slots[slot].heart_beat = heart_beats.send_every;
+        i.slots[slot].heart_beat = heart_beats.beat_after();
 
         let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u32).unwrap_or(0);
         let (mut a, mut b) = ([0u8; 10], [0u8; 10]);

@@ -2,12 +2,14 @@
 //! CONNECT's `accept-version`, and heart-beat intervals from both sides' `heart-beat`.
 //!
 //! The rules themselves are relay-core's ([`Versions`], [`parse_heart_beat`],
-//! [`negotiate_heart_beat`]); this module adapts them to header options and embassy
-//! durations. Nothing here allocates or panics on input.
+//! [`negotiate_heart_beat`], [`heart_beat_after`]); this module adapts them to header
+//! options and embassy durations. Nothing here allocates or panics on input.
 
 use embassy_time::Duration;
 use stomp_relay_codec::Version;
-use stomp_relay_core::session::{negotiate_heart_beat, parse_heart_beat, Versions};
+use stomp_relay_core::session::{
+    heart_beat_after, negotiate_heart_beat, parse_heart_beat, Versions,
+};
 
 /// The highest version in an `accept-version` value (absent: 1.0, as the spec says), or
 /// `None` when nothing offered is supported.
@@ -53,6 +55,16 @@ impl HeartBeats {
             send_every: send.map(embassy),
             expect_every: expect.map(embassy),
         }
+    }
+
+    /// How long the edge stays quiet toward the peer before it sends a heart-beat:
+    /// relay-core's rule (somewhat less than [`HeartBeats::send_every`]), so a peer that
+    /// checks at exactly the interval never finds a window without one.
+    pub fn beat_after(&self) -> Option<Duration> {
+        self.send_every.map(|d| {
+            let every = core::time::Duration::from_micros(d.as_micros());
+            Duration::from_micros(heart_beat_after(every).as_micros() as u64)
+        })
     }
 
     /// How long a read may stay silent before the peer counts as gone.
@@ -118,6 +130,8 @@ mod tests {
         assert_eq!(hb.send_every, Some(Duration::from_millis(20_000)));
         assert_eq!(hb.expect_every, Some(Duration::from_millis(5_000)));
         assert_eq!(hb.read_deadline(3), Some(Duration::from_millis(15_000)));
+        assert_eq!(hb.beat_after(), Some(Duration::from_millis(16_000)));
+        assert_eq!(HeartBeats::NONE.beat_after(), None);
         assert_eq!(HeartBeats::negotiate(ours, (0, 0)), HeartBeats::NONE);
     }
 

@@ -43,7 +43,7 @@ pub fn negotiate_heart_beat(
 /// arrived since its last check (ActiveMQ's inactivity monitor does, with its default
 /// grace multiplier of 1), so a heart-beat sent at the interval plus timer lateness
 /// can miss a check window and lose the connection.
-pub(crate) fn heart_beat_after(interval: Duration) -> Duration {
+pub fn heart_beat_after(interval: Duration) -> Duration {
     interval - interval / 5
 }
 

@@ -39,7 +39,7 @@ mod versions;
 
 pub use error::{CloseReason, ProtocolError, TransmitError};
 pub use event::{Connect, Event, SessionConfig};
-pub use heart_beat::{negotiate_heart_beat, parse_heart_beat};
+pub use heart_beat::{heart_beat_after, negotiate_heart_beat, parse_heart_beat};
 pub use table::{AckMode, InlineTable, SubscriptionTable};
 pub use versions::Versions;
 
