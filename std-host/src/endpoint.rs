@@ -65,6 +65,20 @@ pub(crate) fn admit(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Result<A
     Ok(Admitted { handshake, permit })
 }
 
+/// A STOMP session over `transport`, to its end; the connection permit goes with it.
+fn session_task<T: Transport>(
+    ep: &Endpoints,
+    transport: T,
+    version: Option<Version>,
+    admitted: Admitted,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let shared = ep.shared.clone();
+    async move {
+        crate::session::run(transport, shared, version, admitted.handshake).await;
+        drop(admitted.permit);
+    }
+}
+
 /// Runs a STOMP session over a transport on the session task tracker.
 pub(crate) fn spawn_session<T: Transport>(
     ep: &Endpoints,
@@ -72,28 +86,27 @@ pub(crate) fn spawn_session<T: Transport>(
     version: Option<Version>,
     admitted: Admitted,
 ) {
-    let shared = ep.shared.clone();
-    ep.tracker.spawn(async move {
-        crate::session::run(transport, shared, version, admitted.handshake).await;
-        drop(admitted.permit);
-    });
+    ep.tracker
+        .spawn(session_task(ep, transport, version, admitted));
 }
 
 /// The subprotocols offered, best first: the first one the client also offers wins.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
-/// Upgrades an admitted request to a WebSocket and runs the session over
-/// `make(socket)`: plain STOMP frames, or SockJS frames around them.
+/// Admits the upgrade request ([`admit`]), upgrades it to a WebSocket and runs the
+/// session over `make(socket)`: plain STOMP frames, or SockJS frames around them.
 pub(crate) fn upgrade<T: Transport>(
     ep: &Endpoints,
     ws: WebSocketUpgrade,
-    admitted: Admitted,
+    headers: &HeaderMap,
+    uri: &Uri,
     make: impl FnOnce(WsTransport) -> T + Send + 'static,
 ) -> Response {
-    let limits = &ep.shared.config.limits;
-    // Several frames may share one WebSocket message, so allow more than one frame's
-    // worth; the STOMP frame limit is enforced after reassembly with an ERROR frame.
-    let max_message = limits.max_frame_size.saturating_mul(4).max(64 * 1024);
+    let admitted = match admit(&ep.shared, headers, uri) {
+        Ok(a) => a,
+        Err(refused) => return refused.into_response(),
+    };
+    let max_message = ep.shared.config.limits.max_message();
     let ep = ep.clone();
     ws.protocols(SUBPROTOCOLS)
         // tungstenite allocates its read buffer up front per connection; 512 B covers
@@ -105,11 +118,13 @@ pub(crate) fn upgrade<T: Transport>(
         .write_buffer_size(8 * 1024)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |socket| {
             let version = socket
                 .protocol()
                 .and_then(|p| Version::from_subprotocol(p.as_bytes()));
-            spawn_session(&ep, make(WsTransport::new(socket)), version, admitted);
+            // The session runs in the upgrade task itself: no second task per socket.
+            let task = session_task(&ep, make(WsTransport::new(socket)), version, admitted);
+            ep.tracker.track_future(task)
         })
 }
 
@@ -122,10 +137,7 @@ async fn endpoint_root(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => match admit(&ep.shared, &headers, &uri) {
-            Ok(admitted) => upgrade(&ep, ws, admitted, |t| t),
-            Err(refused) => refused.into_response(),
-        },
+        Ok(ws) => upgrade(&ep, ws, &headers, &uri, |t| t),
         Err(_) if ep.shared.config.sockjs.is_some() => sockjs_greeting(),
         Err(rejection) => rejection.into_response(),
     }

@@ -189,6 +189,15 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
 }
 
+impl Limits {
+    /// The largest WebSocket message or SockJS send: several frames may share one, so
+    /// it allows 4 frames' worth (at least 64 KiB); the STOMP frame limit is enforced
+    /// after reassembly with an ERROR frame.
+    pub fn max_message(&self) -> usize {
+        self.max_frame_size.saturating_mul(4).max(64 * 1024)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -44,12 +44,19 @@ pub enum SendError {
     BrokenJson,
 }
 
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl SendError {
+    /// The response body.
+    pub fn body(self) -> &'static str {
+        match self {
             SendError::Empty => "Payload expected.",
             SendError::BrokenJson => "Broken JSON encoding.",
-        })
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.body())
     }
 }
 

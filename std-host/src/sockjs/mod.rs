@@ -140,12 +140,15 @@ fn preflight(req: &HeaderMap, methods: &'static str) -> Response {
 }
 
 /// A session response: status, content type, no caching, CORS.
-fn respond(req: &HeaderMap, status: StatusCode, content_type: &str, body: Body) -> Response {
+fn respond(
+    req: &HeaderMap,
+    status: StatusCode,
+    content_type: &'static str,
+    body: Body,
+) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
     cors(req, h);
     resp
@@ -199,17 +202,13 @@ fn websocket(
         )
             .into_response();
     };
-    let admitted = match endpoint::admit(&st.ep.shared, &headers, &uri) {
-        Ok(a) => a,
-        Err(refused) => return refused.into_response(),
-    };
     if framed {
         let heartbeat = st.cfg.heartbeat;
-        endpoint::upgrade(&st.ep, ws, admitted, move |t| {
+        endpoint::upgrade(&st.ep, ws, &headers, &uri, move |t| {
             websocket::SockJsWs::new(t, heartbeat)
         })
     } else {
-        endpoint::upgrade(&st.ep, ws, admitted, |t| t)
+        endpoint::upgrade(&st.ep, ws, &headers, &uri, |t| t)
     }
 }
 
@@ -317,15 +316,7 @@ async fn xhr_send(st: &SockJs, id: &str, headers: &HeaderMap, body: Body) -> Res
     let Some(session) = st.registry.get(id) else {
         return text(headers, StatusCode::NOT_FOUND, "Session not found.\n");
     };
-    // As for a WebSocket message: several frames may travel in one send.
-    let limit = st
-        .ep
-        .shared
-        .config
-        .limits
-        .max_frame_size
-        .saturating_mul(4)
-        .max(64 * 1024);
+    let limit = st.ep.shared.config.limits.max_message();
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -340,23 +331,11 @@ async fn xhr_send(st: &SockJs, id: &str, headers: &HeaderMap, body: Body) -> Res
     };
     let messages = match frame::parse_send(&body) {
         Ok(m) => m,
-        Err(e) => {
-            return respond(
-                headers,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain; charset=UTF-8",
-                Body::from(e.to_string()),
-            )
-        }
+        Err(e) => return text(headers, StatusCode::INTERNAL_SERVER_ERROR, e.body()),
     };
     let data: Vec<u8> = messages.concat().into_bytes();
     if !session.deliver(Chunk::Data(data.into())).await {
         return text(headers, StatusCode::NOT_FOUND, "Session not found.\n");
     }
-    respond(
-        headers,
-        StatusCode::NO_CONTENT,
-        "text/plain; charset=UTF-8",
-        Body::empty(),
-    )
+    text(headers, StatusCode::NO_CONTENT, "")
 }
