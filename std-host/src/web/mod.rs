@@ -351,6 +351,8 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
             );
         }
     }
+    // Rendered once: the endpoint and SockJS setting do not change while serving.
+    let chat = Bytes::from(chat_page(&shared.config));
     let origins = shared.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
@@ -377,7 +379,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
         // The chat page is the fallback for `/` rather than a route, so an embedding
         // application's own `/` (ServerBuilder::http_routes) takes precedence instead
         // of clashing with it.
-        .fallback(chat_or_not_found)
+        .fallback(move |method, uri| chat_or_not_found(chat.clone(), method, uri))
         .route("/dashboard", get(dashboard))
         .route("/assets/chat.js", get(|| async { asset(CHAT_JS, JS) }))
         .route(
@@ -418,53 +420,44 @@ fn disabled_response(what: &str, flag: &str) -> Response {
 const JS: &str = "text/javascript; charset=utf-8";
 
 async fn chat_or_not_found(
-    State(shared): State<Arc<Shared>>,
+    chat: Bytes,
     method: axum::http::Method,
     uri: axum::http::Uri,
 ) -> Response {
     if uri.path() == "/"
         && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
     {
-        chat_page(&shared.config)
+        asset(chat, "text/html; charset=utf-8")
     } else {
         (StatusCode::NOT_FOUND, "not found\n").into_response()
     }
 }
 
 /// The chat page, told where the first endpoint is and whether it speaks SockJS.
-fn chat_page(config: &crate::config::Config) -> Response {
+fn chat_page(config: &crate::config::Config) -> String {
     let endpoint = config.endpoints.first().map_or("/ws", String::as_str);
-    let html = CHAT_HTML.replacen(
+    CHAT_HTML.replacen(
         r#"<body class="chat" data-endpoint="/ws" data-sockjs="false">"#,
         &format!(
             r#"<body class="chat" data-endpoint="{endpoint}" data-sockjs="{}">"#,
             config.sockjs.is_some()
         ),
         1,
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        html,
     )
-        .into_response()
 }
 
 fn page(html: &'static str) -> Response {
     asset(html, "text/html; charset=utf-8")
 }
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+fn asset(body: impl Into<axum::body::Body>, content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -750,8 +743,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_chat_page_points_at_the_first_endpoint() {
+    #[test]
+    fn the_chat_page_points_at_the_first_endpoint() {
         assert!(
             CHAT_HTML.contains(r#"<body class="chat" data-endpoint="/ws" data-sockjs="false">"#)
         );
@@ -760,11 +753,7 @@ mod tests {
             sockjs: Some(Default::default()),
             ..Default::default()
         };
-        let resp = chat_page(&config);
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let html = String::from_utf8(body.to_vec()).unwrap();
+        let html = chat_page(&config);
         assert!(
             html.contains(r#"<body class="chat" data-endpoint="/ws-stomp" data-sockjs="true">"#),
             "{html}"
