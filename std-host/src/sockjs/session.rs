@@ -76,6 +76,20 @@ impl SockSession {
         self.changed.notify_waiters();
     }
 
+    /// Runs `check` on the state until it gives a value, waiting for a change between
+    /// tries (the caller bounds the wait; dropping the future leaves the state as is).
+    async fn when<T>(&self, mut check: impl FnMut(&mut Inner) -> Option<T>) -> T {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(v) = check(&mut lock(&self.inner)) {
+                return v;
+            }
+            changed.await;
+        }
+    }
+
     /// Attaches a receiving request, unless one is attached already.
     pub(crate) fn attach(self: &Arc<Self>) -> Option<Receiver> {
         let mut i = lock(&self.inner);
@@ -106,33 +120,25 @@ pub(crate) struct Receiver {
 impl Receiver {
     /// The next thing to write, waiting at most `heartbeat` for one.
     pub(crate) async fn next(&self, heartbeat: Duration) -> Output {
-        let deadline = Instant::now() + heartbeat;
-        loop {
-            let changed = self.session.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
-                let mut i = lock(&self.session.inner);
-                if !i.opened {
-                    i.opened = true;
-                    return Output::Open;
-                }
-                if !i.outbox.is_empty() {
-                    i.outbox_bytes = 0;
-                    let out = std::mem::take(&mut i.outbox);
-                    drop(i);
-                    self.session.notify();
-                    return Output::Messages(out);
-                }
-                if let Some(c) = &i.closed {
-                    return Output::Close(c.clone());
-                }
+        let next = self.session.when(|i| {
+            if !i.opened {
+                i.opened = true;
+                return Some(Output::Open);
             }
-            tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Output::Heartbeat,
+            if !i.outbox.is_empty() {
+                i.outbox_bytes = 0;
+                return Some(Output::Messages(std::mem::take(&mut i.outbox)));
             }
+            i.closed.clone().map(Output::Close)
+        });
+        let out = tokio::time::timeout(heartbeat, next)
+            .await
+            .unwrap_or(Output::Heartbeat);
+        if matches!(out, Output::Messages(_)) {
+            // Room in the outbox for a driver waiting in `send`.
+            self.session.notify();
         }
+        out
     }
 }
 
@@ -244,25 +250,24 @@ impl Transport for HttpTransport {
     }
 
     async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        loop {
-            let changed = self.session.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
-                let mut i = lock(&self.session.inner);
+        let limit = self.session.send_buffer;
+        let queued = self
+            .session
+            .when(|i| {
                 if i.closed.is_some() {
-                    return Err(io::ErrorKind::BrokenPipe.into());
+                    return Some(Err(io::ErrorKind::BrokenPipe.into()));
                 }
-                if i.outbox_bytes < self.session.send_buffer {
+                (i.outbox_bytes < limit).then(|| {
                     i.outbox_bytes += units.iter().map(Vec::len).sum::<usize>();
                     i.outbox.append(units);
-                    drop(i);
-                    self.session.notify();
-                    return Ok(());
-                }
-            }
-            changed.await;
+                    Ok(())
+                })
+            })
+            .await;
+        if queued.is_ok() {
+            self.session.notify();
         }
+        queued
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
