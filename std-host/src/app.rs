@@ -13,8 +13,7 @@
 //! Patterns use relay-core's syntax (`/pub/chat/{room}`, `/pub/admin/**`); matching,
 //! capture and user-destination resolution are relay-core's, not re-implemented here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use stomp_relay_codec::Command;
@@ -175,37 +174,6 @@ impl std::fmt::Display for PublishError {
 
 impl std::error::Error for PublishError {}
 
-/// Which sessions each user has open (for user destinations).
-#[derive(Debug, Default)]
-pub struct UserRegistry {
-    users: Mutex<HashMap<String, Vec<SessionId>>>,
-}
-
-impl UserRegistry {
-    /// Records that `user` opened `session`.
-    pub fn add(&self, user: &str, session: SessionId) {
-        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(user.to_string()).or_default().push(session);
-    }
-
-    /// Records that `session` of `user` ended.
-    pub fn remove(&self, user: &str, session: SessionId) {
-        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = m.get_mut(user) {
-            v.retain(|s| *s != session);
-            if v.is_empty() {
-                m.remove(user);
-            }
-        }
-    }
-
-    /// The sessions of `user`.
-    pub fn sessions(&self, user: &str) -> Vec<SessionId> {
-        let m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(user).cloned().unwrap_or_default()
-    }
-}
-
 /// Owned router configuration; [`RouterSetup::router`] lends relay-core a view of it.
 #[derive(Debug, Clone)]
 pub struct RouterSetup {
@@ -245,7 +213,9 @@ impl RouterSetup {
 /// State shared by every [`Publisher`] clone and the session tasks.
 pub(crate) struct PublishCtx {
     pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) users: UserRegistry,
+    pub(crate) users: Arc<crate::users::Users>,
+    /// Messages to a user with no session on any instance (Spring drops them too).
+    pub(crate) unresolved: prometheus_client::metrics::counter::Counter,
     pub(crate) routes: RouterSetup,
 }
 
@@ -279,29 +249,39 @@ impl Publisher {
     }
 
     /// Sends to every session of `user` on the user-relative `destination`
-    /// (`/queue/replies`, received on `/user/queue/replies`). Sending to a user with no
-    /// session is not an error: like Spring, the message is simply not delivered.
+    /// (`/queue/replies`, received on `/user/queue/replies`), on this instance and, in
+    /// relay mode, on every instance sharing the broker. Returns how many sessions it
+    /// went to. Sending to a user with no session is not an error: like Spring, the
+    /// message is not delivered (and counted in
+    /// `stomp_user_messages_unresolved_total`).
     pub fn send_to_user(
         &self,
         user: &str,
         destination: &str,
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
-    ) -> Result<(), PublishError> {
+    ) -> Result<usize, PublishError> {
         let body = body.into();
-        let target = destination.trim_start_matches('/');
-        for sid in self.ctx.users.sessions(user) {
-            let mut out = [0u8; 512];
-            let resolved = self
-                .ctx
-                .routes
-                .router()
-                .user_target(target.as_bytes(), sid, &mut out)
+        let target = destination.trim_start_matches('/').as_bytes();
+        let router = self.ctx.routes.router();
+        let mut out = vec![0u8; target.len() + 64];
+        // The destination is checked also when the user has no session.
+        router
+            .user_target(target, SessionId::new(0), &mut out)
+            .map_err(|e| PublishError::Destination(e.to_string()))?;
+        let sessions = self.ctx.users.sessions(user);
+        if sessions.is_empty() {
+            self.ctx.unresolved.inc();
+            tracing::debug!(%user, %destination, "no session of the user on any instance; message dropped");
+        }
+        for &sid in &sessions {
+            let resolved = router
+                .user_target(target, sid, &mut out)
                 .map_err(|e| PublishError::Destination(e.to_string()))?;
             let resolved = String::from_utf8_lossy(resolved).into_owned();
             self.publish(&resolved, headers, body.clone())?;
         }
-        Ok(())
+        Ok(sessions.len())
     }
 
     /// Sends a handler's [`Reply`].
@@ -320,7 +300,7 @@ impl Publisher {
         let headers: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         match reply {
             Reply::Publish { .. } => self.publish(dest, &headers, body),
-            Reply::ToUser { user, .. } => self.send_to_user(user, dest, &headers, body),
+            Reply::ToUser { user, .. } => self.send_to_user(user, dest, &headers, body).map(drop),
         }
     }
 }

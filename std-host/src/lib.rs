@@ -31,6 +31,7 @@ mod stats_log;
 pub mod tls;
 mod transaction;
 pub mod transport;
+pub mod users;
 pub mod web;
 
 pub use app::{AppMessage, Payload, PublishError, Publisher, Reply};

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Messages dropped because a subscriber's send buffer was full.
     pub deliveries_dropped: Counter,
+    /// Messages to a user with no session on any instance.
+    pub user_messages_unresolved: Counter,
     subscriptions: Gauge,
     relay_sessions: Gauge,
     broker_available: Gauge,
@@ -199,6 +201,12 @@ impl Metrics {
             "Messages not delivered because the subscriber's send buffer was full",
             deliveries_dropped.clone(),
         );
+        let user_messages_unresolved = Counter::default();
+        registry.register(
+            "user_messages_unresolved",
+            "Messages to a user destination dropped because the user had no session on any instance",
+            user_messages_unresolved.clone(),
+        );
         let subscriptions = Gauge::default();
         registry.register(
             "subscriptions",
@@ -230,6 +238,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             deliveries_dropped,
+            user_messages_unresolved,
             subscriptions,
             relay_sessions,
             broker_available,

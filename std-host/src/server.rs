@@ -20,7 +20,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{
     Authenticator, MessageHandler, PublishCtx, Publisher, RouterSetup, SubscribeHandler,
-    UserRegistry,
 };
 use crate::broker::Broker;
 use crate::config::{BrokerKind, Config};
@@ -98,12 +97,15 @@ impl ServerBuilder {
     /// Binds the listeners. The server does not accept connections until [`Server::run`].
     pub async fn bind(self) -> io::Result<Server> {
         let config = self.config;
-        let broker: Arc<dyn Broker> = match (self.broker, config.broker) {
-            (Some(b), _) => b,
-            (None, BrokerKind::Simple) => Arc::new(SimpleBrokerBackend::new()),
+        let users = Arc::new(crate::users::Users::new());
+        let (broker, registry): (Arc<dyn Broker>, _) = match (self.broker, config.broker) {
+            (Some(b), _) => (b, None),
+            (None, BrokerKind::Simple) => (Arc::new(SimpleBrokerBackend::new()) as _, None),
             (None, BrokerKind::Relay) => {
-                crate::relay::start(crate::relay::RelayOptions::from_config(&config))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+                let opts = crate::relay::RelayOptions::from_config(&config);
+                let relay = crate::relay::start(opts, users.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                (relay.broker, Some(relay.registry))
             }
         };
         let web = crate::web::Observer::new();
@@ -123,9 +125,11 @@ impl ServerBuilder {
         let security = crate::auth::Security::build(&config.security, config.listen)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let metrics = Metrics::new();
         let publish = Arc::new(PublishCtx {
             broker: broker.clone(),
-            users: UserRegistry::default(),
+            users,
+            unresolved: metrics.user_messages_unresolved.clone(),
             routes: RouterSetup::new(&config),
         });
         let shared = Arc::new(Shared {
@@ -134,7 +138,7 @@ impl ServerBuilder {
             )),
             config,
             broker,
-            metrics: Metrics::new(),
+            metrics,
             publish,
             message_mappings: self.message_mappings,
             subscribe_mappings: self.subscribe_mappings,
@@ -155,6 +159,7 @@ impl ServerBuilder {
             });
         Ok(Server {
             shared,
+            registry,
             http,
             tcp,
             shutdown_tx,
@@ -167,6 +172,8 @@ impl ServerBuilder {
 /// A bound server. [`Server::run`] serves until shut down.
 pub struct Server {
     shared: Arc<Shared>,
+    /// Relay mode's user registry connection, told to say goodbye at shutdown.
+    registry: Option<Arc<crate::relay::user_registry::Registry>>,
     http: TcpListener,
     tcp: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
@@ -239,6 +246,7 @@ impl Server {
     pub async fn run(self) -> io::Result<()> {
         let Server {
             shared,
+            registry,
             http,
             tcp,
             shutdown_tx,
@@ -336,6 +344,11 @@ impl Server {
             .is_err()
         {
             tracing::warn!("sessions still open at the shutdown timeout");
+        }
+        if let Some(r) = &registry {
+            if tokio::time::timeout_at(deadline, r.stop()).await.is_err() {
+                tracing::warn!("user registry connection did not close in time");
+            }
         }
         if tokio::time::timeout_at(deadline, shared.broker.shutdown())
             .await

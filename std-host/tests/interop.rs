@@ -428,3 +428,20 @@ fn sockjs_client_on_one_instance_reaches_a_websocket_client_on_another_through_a
         }
     }
 }
+
+/// Issue 13.1 with the real client: alice has a session on each of two instances
+/// sharing the broker; a SEND to `/user/alice/...` from the first reaches both, in
+/// both relay modes on both brokers.
+#[test]
+fn stompjs_user_destination_reaches_the_users_sessions_on_every_instance() {
+    require_clients();
+    for broker in [ACTIVEMQ_RELAY, RABBITMQ_RELAY] {
+        for mode in ["per-session", "shared"] {
+            let args = with_mode(broker, mode);
+            let one = Server::start(&args);
+            let two = Server::start(&args);
+            let other = [("INTEROP_WS_URL_2", format!("ws://{}/ws", two.ws))];
+            run_scenario_with(&one, &other, "node", "stompjs.mjs", "user-dest");
+        }
+    }
+}

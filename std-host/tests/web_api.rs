@@ -179,6 +179,92 @@ async fn publish_reaches_subscribers_with_headers_and_utf8() {
     srv.shutdown.shutdown();
 }
 
+/// `"user"` sends to every session of that user (convertAndSendToUser), says how many,
+/// and answers `no_session` (counted) for a user with none; a destination outside the
+/// broker prefixes is a 400 also then.
+#[tokio::test]
+async fn publish_to_a_user_reaches_each_of_their_sessions() {
+    let srv = start(test_config()).await;
+    let mut bobs = Vec::new();
+    for _ in 0..2 {
+        let mut c = WsClient::connected(&srv.ws_url(), &[("login", "bob")]).await;
+        c.subscribe("n", "/user/queue/notes").await;
+        bobs.push(c);
+    }
+    let mut alice = WsClient::connected(&srv.ws_url(), &[("login", "alice")]).await;
+    alice.subscribe("n", "/user/queue/notes").await;
+
+    let r = publish(
+        srv.http,
+        r#"{"user": "bob", "destination": "/queue/notes", "body": "for bob"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["status"], "published");
+    assert_eq!(r.json()["sessions"], 2);
+    for bob in &mut bobs {
+        let m = next_message(bob, Duration::from_secs(5))
+            .await
+            .expect("MESSAGE");
+        assert_eq!(m.header_str("destination"), Some("/user/queue/notes"));
+        assert_eq!(&m.body[..], b"for bob");
+    }
+    assert!(next_message(&mut alice, Duration::from_millis(300))
+        .await
+        .is_none());
+
+    let r = publish(
+        srv.http,
+        r#"{"user": "dave", "destination": "/queue/notes", "body": "x"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["status"], "no_session");
+    assert_eq!(r.json()["sessions"], 0);
+    assert!(srv
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "stomp_user_messages_unresolved_total 1"));
+
+    let r = publish(
+        srv.http,
+        r#"{"user": "dave", "destination": "/elsewhere/x", "body": "x"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = publish(
+        srv.http,
+        r#"{"user": "", "destination": "/queue/notes"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("user"), "{}", r.body);
+
+    // Simple mode knows this instance only, and says so.
+    let r = stats(srv.http, &[]).await;
+    let users = &r.json()["users"];
+    assert_eq!(users["scope"], "instance");
+    assert_eq!(users["instances"], 1);
+    let listed: Vec<(String, u64)> = users["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["sessions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("alice".to_owned(), 1), ("bob".to_owned(), 2)]);
+    srv.shutdown.shutdown();
+}
+
 #[tokio::test]
 async fn bad_publish_requests_get_400_with_a_reason_and_deliver_nothing() {
     let srv = start(test_config()).await;

@@ -10,7 +10,9 @@ use stomp_relay_core::Dialect;
 
 use bytes::Bytes;
 
+use crate::broker::BrokerError;
 use crate::frame::OwnedFrame;
+use crate::users::announce;
 
 /// `client_dest` in the broker's form.
 pub fn to_broker(dialect: Dialect, client_dest: &[u8]) -> Vec<u8> {
@@ -33,10 +35,27 @@ pub fn to_client(dialect: Dialect, broker_dest: &[u8], prefixes: &[String]) -> V
     }
 }
 
-/// Rewrites a SEND or SUBSCRIBE for the broker: maps `destination` and adds the
-/// dialect's routing header. Returns the client destination and its routing, or `None`
-/// when the frame has no destination.
-pub fn outbound(dialect: Dialect, frame: &mut OwnedFrame) -> Option<(Vec<u8>, Routing)> {
+/// Rewrites a client's SEND or SUBSCRIBE for the broker: maps `destination` and adds
+/// the dialect's routing header. Returns the client destination and its routing; a
+/// frame without a destination, or one naming a destination the servers use among
+/// themselves ([`check_reserved`]), is refused.
+pub fn outbound(
+    dialect: Dialect,
+    frame: &mut OwnedFrame,
+) -> Result<(Vec<u8>, Routing), BrokerError> {
+    let dest = frame.header("destination").ok_or_else(|| {
+        BrokerError::Rejected(format!(
+            "{} frame has no destination header",
+            frame.command.as_str()
+        ))
+    })?;
+    check_reserved(dialect, dest)?;
+    Ok(own(dialect, frame).expect("destination checked above"))
+}
+
+/// [`outbound`] for the server's own frames (the user registry's, the upstream
+/// subscriptions of shared mode): no reservation check; `None` without a destination.
+pub fn own(dialect: Dialect, frame: &mut OwnedFrame) -> Option<(Vec<u8>, Routing)> {
     let slot = frame
         .headers
         .iter_mut()
@@ -50,6 +69,20 @@ pub fn outbound(dialect: Dialect, frame: &mut OwnedFrame) -> Option<(Vec<u8>, Ro
         }
     }
     Some((client.to_vec(), routing))
+}
+
+/// Refuses a client destination that reaches, on the broker, the destination the
+/// instances announce their users on ([`announce::DESTINATION`]): a client sending
+/// there could claim another user's messages, one subscribing could list the users.
+pub fn check_reserved(dialect: Dialect, client_dest: &[u8]) -> Result<(), BrokerError> {
+    let reserved = to_broker(dialect, announce::DESTINATION.as_bytes());
+    if to_broker(dialect, client_dest) == reserved {
+        return Err(BrokerError::Rejected(format!(
+            "{} is reserved for the servers' user registry",
+            String::from_utf8_lossy(client_dest)
+        )));
+    }
+    Ok(())
 }
 
 /// Sets (or adds) header `name` to `value`, keeping its position.
@@ -101,7 +134,28 @@ mod tests {
         let mut f = OwnedFrame::new(Command::Send).with_header("destination", "/sub/x");
         outbound(Dialect::Artemis, &mut f).unwrap();
         assert_eq!(f.header("destination-type"), Some(&b"MULTICAST"[..]));
-        assert!(outbound(Dialect::ActiveMq, &mut OwnedFrame::new(Command::Send)).is_none());
+        let e = outbound(Dialect::ActiveMq, &mut OwnedFrame::new(Command::Send)).unwrap_err();
+        assert_eq!(e.to_string(), "SEND frame has no destination header");
+    }
+
+    /// No spelling of the registry's destination gets through, in any dialect; its
+    /// neighbours do.
+    #[test]
+    fn the_user_registry_destination_is_refused_to_clients() {
+        for d in Dialect::ALL {
+            let dest = "/topic/stomp-relay.user-registry";
+            let mut f = OwnedFrame::new(Command::Send).with_header("destination", dest);
+            let e = outbound(d, &mut f).unwrap_err();
+            assert!(e.to_string().contains(dest), "{d:?}: {e}");
+            let mut f = OwnedFrame::new(Command::Send)
+                .with_header("destination", "/topic/stomp-relay.user-registry2");
+            assert!(outbound(d, &mut f).is_ok(), "{d:?}");
+        }
+        // RabbitMQ reads `/` in a routing key as `.`.
+        let mut f = OwnedFrame::new(Command::Subscribe)
+            .with_header("destination", "/topic/stomp-relay/user-registry");
+        assert!(outbound(Dialect::RabbitMq, &mut f).is_err());
+        assert!(check_reserved(Dialect::ActiveMq, b"/topic/stomp-relay/user-registry").is_ok());
     }
 
     #[test]

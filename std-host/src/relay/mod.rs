@@ -34,6 +34,7 @@ pub mod redact;
 pub mod shared;
 pub mod system;
 pub mod tls;
+pub mod user_registry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,9 +169,19 @@ impl From<tls::TrustRootsError> for RelayError {
     }
 }
 
-/// Starts relay mode (spawns the system or shared connection task on the current tokio
-/// runtime) and returns the backend the sessions use.
-pub fn start(opts: RelayOptions) -> Result<Arc<dyn Broker>, RelayError> {
+/// Relay mode as started: the backend the sessions use and the user registry
+/// connection that shares users across instances.
+pub struct Relay {
+    /// The broker backend.
+    pub broker: Arc<dyn Broker>,
+    /// The user registry connection (stopped at shutdown, after the sessions).
+    pub registry: Arc<user_registry::Registry>,
+}
+
+/// Starts relay mode (spawns the system or shared connection task and the user
+/// registry connection on the current tokio runtime); `users` is the server's user
+/// registry, from now on shared with the other instances.
+pub fn start(opts: RelayOptions, users: Arc<crate::users::Users>) -> Result<Relay, RelayError> {
     if opts.addrs.is_empty() {
         return Err(RelayError::NoAddress);
     }
@@ -179,9 +190,12 @@ pub fn start(opts: RelayOptions) -> Result<Arc<dyn Broker>, RelayError> {
     } else {
         None
     };
-    let target = conn::Target::new(opts.addrs.clone(), tls, opts.connect_timeout);
-    Ok(match opts.mode {
+    let target = |tls| conn::Target::new(opts.addrs.clone(), tls, opts.connect_timeout);
+    let registry = user_registry::Registry::start(&opts, target(tls.clone()), users);
+    let target = target(tls);
+    let broker: Arc<dyn Broker> = match opts.mode {
         RelayMode::PerSession => Arc::new(per_session::PerSessionRelay::start(opts, target)),
         RelayMode::Shared => Arc::new(shared::SharedRelay::start(opts, target)),
-    })
+    };
+    Ok(Relay { broker, registry })
 }

@@ -156,11 +156,7 @@ impl Broker for PerSessionRelay {
     }
 
     fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
-        if mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none() {
-            return Err(BrokerError::Rejected(
-                "SEND frame has no destination header".into(),
-            ));
-        }
+        mapping::outbound(self.inner.opts.dialect.get(), &mut frame)?;
         self.inner
             .system
             .send(frame)
@@ -221,9 +217,7 @@ impl BrokerSession for RelaySession {
         let dialect = self.inner.opts.dialect.get();
         match frame.command {
             Command::Send => {
-                mapping::outbound(dialect, &mut frame).ok_or_else(|| {
-                    BrokerError::Rejected("SEND frame has no destination header".into())
-                })?;
+                mapping::outbound(dialect, &mut frame)?;
             }
             Command::Subscribe => {
                 let id = frame
@@ -232,9 +226,7 @@ impl BrokerSession for RelaySession {
                         BrokerError::Rejected("SUBSCRIBE frame has no id header".into())
                     })?
                     .to_vec();
-                let (dest, _) = mapping::outbound(dialect, &mut frame).ok_or_else(|| {
-                    BrokerError::Rejected("SUBSCRIBE frame has no destination header".into())
-                })?;
+                let (dest, _) = mapping::outbound(dialect, &mut frame)?;
                 if self
                     .subs
                     .lock()

@@ -234,7 +234,7 @@ impl State {
                         .with_header("id", id.as_bytes())
                         .with_header("destination", destination)
                         .with_header("ack", "auto");
-                    mapping::outbound(dialect, &mut frame);
+                    mapping::own(dialect, &mut frame);
                     let receipt = self.next(Role::Subscriber.receipt_prefix());
                     frame.push_header("receipt", receipt.as_bytes());
                     self.unconfirmed.insert(receipt, client.take());
@@ -498,11 +498,7 @@ impl Broker for SharedRelay {
     }
 
     fn publish(&self, mut frame: OwnedFrame) -> Result<(), BrokerError> {
-        if mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none() {
-            return Err(BrokerError::Rejected(
-                "SEND frame has no destination header".into(),
-            ));
-        }
+        mapping::outbound(self.inner.opts.dialect.get(), &mut frame)?;
         mapping::remove_header(&mut frame, "receipt");
         // Held like client SENDs while the connection is being re-established.
         let mut st = self.inner.state.lock().expect("poisoned");
@@ -607,6 +603,7 @@ impl SharedSession {
                 BrokerError::Rejected("SUBSCRIBE frame has no destination header".into())
             })?
             .to_vec();
+        mapping::check_reserved(self.inner.opts.dialect.get(), &dest)?;
         let mut st = self.inner.state.lock().expect("poisoned");
         let added = st
             .table
@@ -647,12 +644,8 @@ impl BrokerSession for SharedSession {
                 Ok(())
             }
             Command::Send | Command::Begin | Command::Commit | Command::Abort => {
-                if frame.command == Command::Send
-                    && mapping::outbound(self.inner.opts.dialect.get(), &mut frame).is_none()
-                {
-                    return Err(BrokerError::Rejected(
-                        "SEND frame has no destination header".into(),
-                    ));
+                if frame.command == Command::Send {
+                    mapping::outbound(self.inner.opts.dialect.get(), &mut frame)?;
                 }
                 if let Some(tx) = frame.header_str("transaction").map(str::to_owned) {
                     self.track_transaction(frame.command, &tx)?;

@@ -30,6 +30,12 @@ pub trait Link: Send + Sync + 'static {
     fn up(&self, upstream: &Upstream);
     /// The connection ended (called after `available` turned false).
     fn down(&self);
+    /// Whether this connection's outages are warned about. A connection that always
+    /// fails with another (the user registry's, beside the system or shared one) logs
+    /// them at debug only, so an operator reads of one outage once.
+    fn reports_outages(&self) -> bool {
+        true
+    }
 }
 
 /// State shared between the connection's task and everyone using it.
@@ -167,10 +173,18 @@ impl Inbound for Sink {
         if self.sup.available.swap(false, Ordering::AcqRel) {
             self.link.down();
             self.down.failed(now);
-            tracing::warn!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
+            if self.link.reports_outages() {
+                tracing::warn!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
+            } else {
+                tracing::debug!(%why, %detail, "relay: {} connection lost; reconnecting", self.name);
+            }
             return;
         }
         self.failures = self.failures.saturating_add(1);
+        if !self.link.reports_outages() {
+            tracing::debug!(%why, %detail, attempts = self.failures, "relay: {} cannot connect to a broker", self.name);
+            return;
+        }
         if let Some(down) = self.down.failed(now) {
             let down = Duration::from_secs(down.as_secs());
             if down.is_zero() {

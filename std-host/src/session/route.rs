@@ -126,7 +126,7 @@ impl Driver {
     }
 
     /// A SEND to `/user/<user>/<target>`: one copy to each of the user's sessions'
-    /// resolved destination (the copies share the body and headers).
+    /// resolved destination, on any instance (the copies share the body and headers).
     pub(super) fn send_to_user(
         &mut self,
         shared: &Shared,
@@ -136,9 +136,15 @@ impl Driver {
         f: &Frame<'_>,
         src: &Bytes,
     ) {
+        let sessions = shared.publish.users.sessions(&str_of(user));
+        if sessions.is_empty() {
+            shared.publish.unresolved.inc();
+            tracing::debug!(user = %str_of(user), "no session of the user on any instance; message dropped");
+            return;
+        }
         let mut frame = OwnedFrame::from_frame_in(f, src);
         strip_client_only(&mut frame);
-        for other in shared.publish.users.sessions(&str_of(user)) {
+        for other in sessions {
             let mut out = [0u8; 1024];
             if let Ok(resolved) = router.user_target(target, other, &mut out) {
                 let mut copy = frame.clone();

@@ -69,8 +69,26 @@ pub struct Stats {
     broker: BrokerView,
     sessions: SessionsView,
     subscriptions: SubscriptionsView,
+    users: UsersView,
     messages: MessagesView,
     errors: Vec<ErrorView>,
+}
+
+#[derive(Debug, Serialize)]
+struct UsersView {
+    /// `cluster` in relay mode (every instance sharing the broker), else `instance`.
+    scope: &'static str,
+    /// Instances with at least one user session, this one included.
+    instances: usize,
+    listed: Vec<UserRowView>,
+    truncated: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct UserRowView {
+    name: String,
+    sessions: usize,
+    instances: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -289,6 +307,23 @@ fn stats(shared: &Shared) -> Stats {
                 sub_total
             },
             by_destination,
+        },
+        users: {
+            let u = shared.publish.users.view(LISTED_SESSIONS);
+            UsersView {
+                scope: if u.cluster { "cluster" } else { "instance" },
+                instances: u.instances,
+                listed: u
+                    .listed
+                    .into_iter()
+                    .map(|r| UserRowView {
+                        name: r.name,
+                        sessions: r.sessions,
+                        instances: r.instances,
+                    })
+                    .collect(),
+                truncated: u.truncated,
+            }
         },
         messages: MessagesView {
             published_total: obs.published(),
@@ -548,7 +583,12 @@ async fn api_stats(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishRequest {
+    /// With `user`, the user-relative destination (`/queue/notes`, received on
+    /// `/user/queue/notes`); else a broker destination.
     destination: String,
+    /// Send to every session of this user, on any instance (`convertAndSendToUser`).
+    #[serde(default)]
+    user: Option<String>,
     /// A string is sent as UTF-8 text; any other JSON value is sent as JSON text with
     /// `content-type: application/json` (what `convertAndSend` does with an object).
     #[serde(default)]
@@ -647,12 +687,37 @@ async fn api_publish(
         );
     }
     let bytes = payload.len();
-    match shared.publisher().publish(&req.destination, &hs, payload) {
-        Ok(()) => (
+    let publisher = shared.publisher();
+    let sent = match &req.user {
+        Some(user) if user.is_empty() => {
+            return json_error(StatusCode::BAD_REQUEST, "`user` must not be empty")
+        }
+        Some(user) => publisher
+            .send_to_user(user, &req.destination, &hs, payload)
+            .map(Some),
+        None => publisher
+            .publish(&req.destination, &hs, payload)
+            .map(|()| None),
+    };
+    match sent {
+        Ok(None) => (
             StatusCode::ACCEPTED,
             axum::Json(serde_json::json!({
                 "status": "published",
                 "destination": req.destination,
+                "bytes": bytes,
+            })),
+        )
+            .into_response(),
+        // Like Spring, a user with no session anywhere is not an error; the answer says
+        // so and the metric counts it.
+        Ok(Some(sessions)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "status": if sessions == 0 { "no_session" } else { "published" },
+                "user": req.user,
+                "destination": req.destination,
+                "sessions": sessions,
                 "bytes": bytes,
             })),
         )

@@ -260,18 +260,36 @@ async function appRoute() {
 }
 
 // Private messages: SEND /user/alice/... reaches every session of alice, only them, on
-// the destination they subscribed (/user/...).
+// the destination they subscribed (/user/...). With INTEROP_WS_URL_2 (a second
+// instance on the same broker) alice's second session and bob are there, and the
+// sender waits until the first instance's /api/stats (STATS_URL) lists both of
+// alice's sessions: the instances learn each other's users through the broker.
 async function userDest() {
   assert(config.userDest && config.userDest.startsWith('/user/'), 'INTEROP_USER_DEST (/user/...) must be set');
   const sendTo = `/user/alice/${config.userDest.slice('/user/'.length)}`;
   const names = ['alice', 'alice', 'bob'];
+  const other = process.env.INTEROP_WS_URL_2;
+  const urls = [config.wsUrl, other ?? config.wsUrl, other ?? config.wsUrl];
   const clients = [];
   const inbox = names.map(() => []);
   try {
     for (let i = 0; i < names.length; i++) {
-      const { client } = await connectStompjs({ login: names[i], name: `${names[i]}${i}` });
+      const { client } = await connectStompjs({ login: names[i], name: `${names[i]}${i}`, wsUrl: urls[i] });
       clients.push(client);
       await subscribeConfirmed(client, config.userDest, m => inbox[i].push(m));
+    }
+    if (other) {
+      const listed = users => {
+        const row = users?.listed.find(r => r.name === 'alice');
+        return users?.scope === 'cluster' && row?.sessions === 2 && row?.instances === 2;
+      };
+      let users = null;
+      const end = Date.now() + 10000;
+      while (!listed(users)) {
+        assert(Date.now() < end, `the first instance never listed alice with 2 sessions on 2 instances: ${JSON.stringify(users)}`);
+        await sleep(100);
+        users = (await (await fetch(process.env.STATS_URL)).json()).users;
+      }
     }
     const { client: carol } = await connectStompjs({ login: 'carol', name: 'carol' });
     clients.push(carol);
@@ -284,7 +302,7 @@ async function userDest() {
       assertEq(inbox[i][0].headers.destination, config.userDest, `destination seen by alice session ${i}`);
     }
     assertEq(inbox[2].length, 0, 'messages leaked to bob');
-    return `${sendTo} -> 2 alice sessions on ${config.userDest}, none to bob`;
+    return `${sendTo} -> 2 alice sessions on ${config.userDest}${other ? ' (one per instance)' : ''}, none to bob`;
   } finally {
     await closeAll(clients);
   }

@@ -47,7 +47,9 @@ async fn tls_to_activemq() {
         let config = relay_config(Kind::ActiveMq, mode, vec![tls.clone()]);
         let mut opts = RelayOptions::from_config(&config);
         opts.tls_ca = Some(ACTIVEMQ_CA.into());
-        let backend = relay::start(opts).expect("relay with TLS");
+        let backend = relay::start(opts, Default::default())
+            .expect("relay with TLS")
+            .broker;
         servers.push(start_with(Server::builder(config).broker(backend)).await);
     }
     for s in &servers {
@@ -69,7 +71,10 @@ async fn tls_to_activemq() {
     let config = relay_config(Kind::ActiveMq, RelayMode::Shared, vec![tls]);
     let mut opts = RelayOptions::from_config(&config);
     opts.tls_ca = None;
-    let untrusted = start_with(Server::builder(config).broker(relay::start(opts).unwrap())).await;
+    let untrusted = start_with(
+        Server::builder(config).broker(relay::start(opts, Default::default()).unwrap().broker),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     wait_ready(&untrusted, 503, Duration::from_secs(1)).await;
     for s in servers.into_iter().chain([untrusted]) {
