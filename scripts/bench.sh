@@ -6,7 +6,9 @@
 #     p50/p99 latency at 20k deliveries/s; RSS per idle WebSocket session;
 #   - relay mode on ActiveMQ: 100 subscribers split over two stomp-relay instances,
 #     per-session and shared mode, vs the same clients connected directly to ActiveMQ,
-#     with the broker connections each setup holds.
+#     with the broker connections each setup holds;
+#   - the application proxy: round trips through stomp-relay vs straight to the back
+#     end (scripts/bench-proxy.sh).
 # Every peer is measured in the same run, so the ratios are read off one run.
 # Needs the brokers (scripts/brokers.sh up, called here when they are not listening).
 # Not part of scripts/test.sh: it is a measurement, not a test.
@@ -211,6 +213,10 @@ for mode in per-session shared; do
     stop_server "$r2"
 done
 
+# ---- application proxy (issue 14) ------------------------------------------------
+log "application proxy round trips: direct HTTP vs through stomp-relay"
+proxy_rows=$(BENCH_TABLE=1 scripts/bench-proxy.sh 2>>"$OUT.raw" | tee -a "$OUT.raw" | grep '^|' || echo "| app proxy | failed; see $OUT.raw | | | | |")
+
 # ---- the table -------------------------------------------------------------------
 lat() { # "p50 / p99 ms" from a latency line, with loss when any
     local l=$1
@@ -250,6 +256,12 @@ lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
     echo "| clients directly on ActiveMQ | $(fmt_k "$d_rate")$(lostnote "$d_lost") | 1.0x | - | $d_conns | $(us "$d_cpu") |"
     echo "| relay per-session (Spring-compatible) | $(fmt_k "${m_rate[per-session]}")$(lostnote "${m_lost[per-session]}") | $(ratio "${m_rate[per-session]}" "$d_rate") | >= 0.8x | ${m_conns[per-session]} | $(us "${m_cpu[per-session]}") |"
     echo "| relay shared | $(fmt_k "${m_rate[shared]}")$(lostnote "${m_lost[shared]}") | $(ratio "${m_rate[shared]}" "$d_rate") | >= 5x | ${m_conns[shared]} | $(us "${m_cpu[shared]}") |"
+    echo
+    echo "Application proxy (scripts/bench-proxy.sh), the same Node back end asked directly and through stomp-relay:"
+    echo
+    echo "| setup | round trips/s | p50 / p99 | direct HTTP to the back end (same client process) | added to the back end time p50 / p99 | back end's own time p50 / p99 |"
+    echo "|---|---|---|---|---|---|"
+    echo "$proxy_rows"
 } >"$OUT"
 
 cat "$OUT"

@@ -262,26 +262,40 @@ impl Publisher {
         body: impl Into<Bytes>,
     ) -> Result<usize, PublishError> {
         let body = body.into();
-        let target = destination.trim_start_matches('/').as_bytes();
-        let router = self.ctx.routes.router();
-        let mut out = vec![0u8; target.len() + 64];
         // The destination is checked also when the user has no session.
-        router
-            .user_target(target, SessionId::new(0), &mut out)
-            .map_err(|e| PublishError::Destination(e.to_string()))?;
+        self.user_target(destination, SessionId::new(0))?;
         let sessions = self.ctx.users.sessions(user);
         if sessions.is_empty() {
             self.ctx.unresolved.inc();
             tracing::debug!(%user, %destination, "no session of the user on any instance; message dropped");
         }
         for &sid in &sessions {
-            let resolved = router
-                .user_target(target, sid, &mut out)
-                .map_err(|e| PublishError::Destination(e.to_string()))?;
-            let resolved = String::from_utf8_lossy(resolved).into_owned();
-            self.publish(&resolved, headers, body.clone())?;
+            self.send_to_session(sid, destination, headers, body.clone())?;
         }
         Ok(sessions.len())
+    }
+
+    /// Sends to one session's user-relative `destination` (`/queue/x`, received on its
+    /// `/user/queue/x`), on whichever instance holds it.
+    pub fn send_to_session(
+        &self,
+        session: SessionId,
+        destination: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        let resolved = self.user_target(destination, session)?;
+        self.publish(&resolved, headers, body)
+    }
+
+    fn user_target(&self, destination: &str, session: SessionId) -> Result<String, PublishError> {
+        let target = destination.trim_start_matches('/').as_bytes();
+        let mut out = vec![0u8; target.len() + 64];
+        let router = self.ctx.routes.router();
+        router
+            .user_target(target, session, &mut out)
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .map_err(|e| PublishError::Destination(e.to_string()))
     }
 
     /// Sends a handler's [`Reply`].

@@ -6,11 +6,12 @@
 //! handshake credentials (auth/), then a connection permit. A session holds its permit
 //! until its task ends, so `--max-connections` counts SockJS sessions like sockets.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Handshake;
+use crate::listen::HttpListener;
 use crate::state::Shared;
 use crate::transport::{Transport, WsTransport};
 
@@ -55,9 +57,35 @@ pub(crate) fn routes(ep: Endpoints) -> axum::Router {
 /// Why a session was not admitted: the HTTP status and a one-line body.
 pub(crate) type Refused = (StatusCode, &'static str);
 
-/// Origin and credentials, then a connection permit.
-pub(crate) fn admit(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Result<Admitted, Refused> {
-    let handshake = crate::auth::check_handshake(&shared.security, headers, uri)?;
+/// The peer address axum hands each request (see `crate::listen::HttpListener`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Origin and credentials, then a connection permit. The peer address and the
+/// headers the connect proxy is to see ride along in the handshake.
+pub(crate) fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: PeerAddr,
+) -> Result<Admitted, Refused> {
+    let mut handshake = crate::auth::check_handshake(&shared.security, headers, uri)?;
+    handshake.remote = Some(peer.0);
+    for name in &shared.config.proxy.http_headers {
+        for v in headers.get_all(name.as_str()) {
+            if let Ok(v) = v.to_str() {
+                handshake.http_headers.push((name.clone(), v.to_owned()));
+            }
+        }
+    }
     let permit = shared.admit().ok_or((
         StatusCode::SERVICE_UNAVAILABLE,
         "too many connections or shutting down\n",
@@ -98,11 +126,11 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 pub(crate) fn upgrade<T: Transport>(
     ep: &Endpoints,
     ws: WebSocketUpgrade,
-    headers: &HeaderMap,
-    uri: &Uri,
+    req: (&HeaderMap, &Uri, PeerAddr),
     make: impl FnOnce(WsTransport) -> T + Send + 'static,
 ) -> Response {
-    let admitted = match admit(&ep.shared, headers, uri) {
+    let (headers, uri, peer) = req;
+    let admitted = match admit(&ep.shared, headers, uri, peer) {
         Ok(a) => a,
         Err(refused) => return refused.into_response(),
     };
@@ -132,12 +160,13 @@ pub(crate) fn upgrade<T: Transport>(
 /// SockJS is on (sockjs-client never asks, but Spring answers it).
 async fn endpoint_root(
     State(ep): State<Endpoints>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => upgrade(&ep, ws, &headers, &uri, |t| t),
+        Ok(ws) => upgrade(&ep, ws, (&headers, &uri, peer), |t| t),
         Err(_) if ep.shared.config.sockjs.is_some() => sockjs_greeting(),
         Err(rejection) => rejection.into_response(),
     }

@@ -20,6 +20,7 @@ pub mod frame;
 mod listen;
 pub mod metrics;
 pub mod outbound;
+pub mod proxy;
 pub mod relay;
 pub mod secret;
 pub mod server;

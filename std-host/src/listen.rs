@@ -227,17 +227,19 @@ async fn prepare(
 }
 
 /// Runs one accepted `--tcp-listen` connection: plain, or TLS when configured.
-pub(crate) async fn run_tcp_session(stream: TcpStream, shared: Arc<Shared>) {
+pub(crate) async fn run_tcp_session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let handshake = crate::auth::Handshake {
+        remote: Some(peer),
+        ..Default::default()
+    };
     let Some(acceptor) = shared.security.tls.clone() else {
-        crate::session::run(TcpTransport::new(stream), shared, None, Default::default()).await;
+        crate::session::run(TcpTransport::new(stream), shared, None, handshake).await;
         return;
     };
     let _ = stream.set_nodelay(true);
     let timeout = shared.security.config.header_read_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            crate::session::run(TlsTransport::new(tls), shared, None, Default::default()).await
-        }
+        Ok(Ok(tls)) => crate::session::run(TlsTransport::new(tls), shared, None, handshake).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "tcp: TLS handshake failed"),
         Err(_) => tracing::debug!("tcp: TLS handshake timed out"),
     }

@@ -101,6 +101,8 @@ pub struct Metrics {
     pub deliveries_dropped: Counter,
     /// Messages to a user with no session on any instance.
     pub user_messages_unresolved: Counter,
+    /// The HTTP proxies' calls.
+    pub proxy: crate::proxy::ProxyMetrics,
     subscriptions: Gauge,
     relay_sessions: Gauge,
     broker_available: Gauge,
@@ -207,6 +209,7 @@ impl Metrics {
             "Messages to a user destination dropped because the user had no session on any instance",
             user_messages_unresolved.clone(),
         );
+        let proxy = crate::proxy::ProxyMetrics::register(&mut registry);
         let subscriptions = Gauge::default();
         registry.register(
             "subscriptions",
@@ -239,6 +242,7 @@ impl Metrics {
             bytes_out,
             deliveries_dropped,
             user_messages_unresolved,
+            proxy,
             subscriptions,
             relay_sessions,
             broker_available,

@@ -132,7 +132,11 @@ impl ServerBuilder {
             unresolved: metrics.user_messages_unresolved.clone(),
             routes: RouterSetup::new(&config),
         });
+        let proxies = crate::proxy::Proxies::new(&config.proxy, metrics.proxy.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            .map(Arc::new);
         let shared = Arc::new(Shared {
+            proxies,
             connections: Arc::new(Semaphore::new(
                 config.limits.max_connections.min(Semaphore::MAX_PERMITS),
             )),
@@ -293,9 +297,12 @@ impl Server {
             // Per-IP limit, TLS and the request-head timeout (abuse.rs); it also sets
             // TCP_NODELAY so small STOMP frames never wait for Nagle + delayed ACK.
             let http = crate::listen::HttpListener::new(http, http_shared);
-            axum::serve(http, app)
-                .with_graceful_shutdown(async move { crate::state::stopped(&mut http_stop).await })
-                .await
+            axum::serve(
+                http,
+                app.into_make_service_with_connect_info::<crate::endpoint::PeerAddr>(),
+            )
+            .with_graceful_shutdown(async move { crate::state::stopped(&mut http_stop).await })
+            .await
         });
 
         if let Some(tcp) = tcp {
@@ -320,7 +327,7 @@ impl Server {
                                 let shared = shared.clone();
                                 tracker2.spawn(async move {
                                     // Plain or TLS (tls.rs).
-                                    crate::listen::run_tcp_session(stream, shared).await;
+                                    crate::listen::run_tcp_session(stream, peer, shared).await;
                                     drop((permit, ip));
                                 });
                             }

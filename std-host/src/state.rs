@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) web: Arc<crate::web::observer::Observer>,
     pub(crate) security: crate::auth::Security,
     pub(crate) connections: Arc<Semaphore>,
+    /// The HTTP proxies to back ends, when configured.
+    pub(crate) proxies: Option<Arc<crate::proxy::Proxies>>,
 }
 
 impl Shared {

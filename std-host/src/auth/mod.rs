@@ -114,6 +114,10 @@ impl Security {
 pub struct Handshake {
     /// A bearer token from the `Authorization` header, query parameter or cookie.
     pub token: Option<String>,
+    /// The client's address (for the connect proxy).
+    pub remote: Option<SocketAddr>,
+    /// The handshake headers named by `--proxy-http-header`, for the connect proxy.
+    pub http_headers: Vec<(String, String)>,
 }
 
 /// Who a session is, once authenticated.
@@ -244,6 +248,24 @@ impl SessionGuard {
         Err("no credentials and anonymous access is not allowed".into())
     }
 
+    /// What the connect proxy decided: its user name, when it named one, and its claims
+    /// merged over those of authentication (authorization rules see both).
+    pub fn grant(&mut self, user: Option<String>, claims: Map<String, Value>) {
+        let p = self.principal.get_or_insert_with(Default::default);
+        if user.is_some() {
+            p.user = user;
+        }
+        p.claims.extend(claims);
+    }
+
+    /// The claims authentication (and the connect proxy) established.
+    pub fn claims(&self) -> &Map<String, Value> {
+        match &self.principal {
+            Some(p) => &p.claims,
+            None => NO_CLAIMS.get_or_init(Map::new),
+        }
+    }
+
     /// Called after each read: `completed` is whether a frame (or heart-beat) completed,
     /// `pending` whether bytes of an unfinished frame remain. A frame that keeps
     /// trickling in without completing for longer than the header read timeout is an
@@ -290,11 +312,7 @@ impl SessionGuard {
                 c.max_subscriptions
             )));
         }
-        let claims = match &self.principal {
-            Some(p) => &p.claims,
-            None => NO_CLAIMS.get_or_init(Map::new),
-        };
-        if authorize::decide(&c.rules, op, destination, claims) {
+        if authorize::decide(&c.rules, op, destination, self.claims()) {
             return Ok(());
         }
         let dest = String::from_utf8_lossy(destination);
@@ -375,6 +393,7 @@ pub fn check_handshake(
     }
     Ok(Handshake {
         token: token.filter(|t| !t.is_empty()),
+        ..Default::default()
     })
 }
 

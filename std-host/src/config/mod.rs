@@ -19,6 +19,7 @@ use crate::secret::Secret;
 
 pub mod load_error;
 pub mod origin;
+pub mod proxy;
 pub mod security;
 pub mod value;
 
@@ -286,6 +287,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Authentication, authorization, TLS, origin checks and abuse limits.
     pub security: security::SecurityConfig,
+    /// HTTP proxies to back ends (connect, subscribe, application destinations).
+    pub proxy: proxy::ProxyConfig,
 }
 
 impl Default for Config {
@@ -321,6 +324,7 @@ impl Default for Config {
             api_key: None,
             stats_interval: Duration::from_secs(30 * 60),
             security: security::SecurityConfig::default(),
+            proxy: proxy::ProxyConfig::default(),
         }
     }
 }
@@ -529,6 +533,9 @@ pub struct Cli {
     /// Security flags (authentication, authorization, TLS, origins, abuse limits).
     #[command(flatten)]
     pub security: security::SecurityArgs,
+    /// HTTP proxy flags (connect, subscribe and application back ends).
+    #[command(flatten)]
+    pub proxy: proxy::ProxyArgs,
 }
 
 /// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
@@ -567,6 +574,8 @@ struct FileConfig {
     api_key: Option<Secret>,
     /// `[security]`: the security flags by name.
     security: Option<security::SecurityFile>,
+    /// `[proxy]`: the proxy flags by name.
+    proxy: Option<proxy::ProxyFile>,
     /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]`.
     authorization: Option<security::AuthorizationFile>,
 }
@@ -816,6 +825,7 @@ impl Config {
         }
         c.security =
             security::SecurityConfig::merge(cli.security, file.security, file.authorization)?;
+        c.proxy = proxy::ProxyConfig::merge(cli.proxy, file.proxy)?;
         Ok(c)
     }
 }

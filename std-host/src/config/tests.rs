@@ -240,3 +240,32 @@ fn bad_endpoints_name_the_flag_and_the_path() {
     let e = Config::from_args(["x", "--sockjs", "--sockjs-heartbeat", "0"]).unwrap_err();
     assert!(e.to_string().contains("--sockjs-heartbeat"), "{e}");
 }
+
+#[test]
+fn proxies_from_flags_and_the_proxy_table() {
+    let c = Config::from_args([
+        "x",
+        "--app-proxy",
+        "/pub/chat/**=http://127.0.0.1:3000/app",
+        "--app-proxy",
+        "http://127.0.0.1:3000/other",
+        "--proxy-timeout",
+        "2s",
+    ])
+    .unwrap();
+    assert_eq!(c.proxy.app.len(), 2);
+    assert_eq!(c.proxy.app[0].pattern, "/pub/chat/**");
+    assert_eq!(c.proxy.app[1].pattern, "/**");
+    assert_eq!(c.proxy.timeout, Duration::from_secs(2));
+    let dir = std::env::temp_dir().join(format!("proxy-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("c.toml");
+    std::fs::write(&toml, "[proxy]\nconnect-proxy = \"localhost:3000\"\n").unwrap();
+    let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("config key `proxy.connect-proxy`"), "{e}");
+    assert_eq!(e.exit_code(), 2);
+    std::fs::write(&toml, "[proxy]\nconect-proxy = \"http://x\"\n").unwrap();
+    let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("conect-proxy"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,7 @@ mod clock;
 mod close;
 mod open;
 mod outbound;
+mod proxied;
 mod receive;
 mod route;
 mod table;
@@ -73,6 +74,21 @@ struct Driver {
     guard: crate::auth::SessionGuard,
     /// The transport's [`Transport::kind`].
     transport: &'static str,
+    /// Proxy state, only when proxies are configured (boxed: idle sessions stay small).
+    proxy: Option<Box<ProxyState>>,
+}
+
+/// A session's side of the HTTP proxies.
+#[derive(Default)]
+struct ProxyState {
+    /// The client's address and handshake headers, for the connect proxy.
+    remote: Option<std::net::SocketAddr>,
+    http_headers: Vec<(String, String)>,
+    /// Headers the connect proxy added to CONNECTED.
+    connected_extra: Vec<(String, String)>,
+    /// A subscribe or application proxy call in flight: frames after the one it
+    /// answers wait in `rbuf` (their order is kept) while deliveries still flow.
+    pending: Option<proxied::Pending>,
 }
 
 /// Runs one client connection to the end.
@@ -80,7 +96,7 @@ pub(crate) async fn run<T: Transport>(
     mut t: T,
     shared: Arc<Shared>,
     subprotocol: Option<Version>,
-    handshake: crate::auth::Handshake,
+    mut handshake: crate::auth::Handshake,
 ) {
     let Some(id) = Shared::new_session_id() else {
         let _ = t.close(crate::close::INTERNAL_ERROR, "").await;
@@ -102,6 +118,13 @@ pub(crate) async fn run<T: Transport>(
         defer_connected: true,
     };
     let (client, mut out_rx) = crate::outbound::channel(id, limits.send_buffer);
+    let proxy = shared.proxies.as_ref().map(|_| {
+        Box::new(ProxyState {
+            remote: handshake.remote,
+            http_headers: std::mem::take(&mut handshake.http_headers),
+            ..Default::default()
+        })
+    });
     let mut d = Driver {
         session: Box::new(CoreSession::new(id, cfg, now())),
         client,
@@ -114,6 +137,7 @@ pub(crate) async fn run<T: Transport>(
         got_first_frame: false,
         guard: crate::auth::SessionGuard::new(&shared.security, handshake),
         transport: t.kind(),
+        proxy,
         shared,
     };
     let mut stop = d.shared.shutdown.clone();
@@ -145,7 +169,12 @@ pub(crate) async fn run<T: Transport>(
                 let Some(item) = item else { break };
                 d.deliver(item, &mut out_rx);
             }
-            chunk = t.recv() => match chunk {
+            done = proxied::wait(&mut d.proxy) => {
+                d.proxy_done(done);
+                // The frames that waited behind the proxied one.
+                let _ = d.receive(Bytes::new());
+            }
+            chunk = t.recv(), if !d.proxy_pending() => match chunk {
                 Ok(Chunk::Data(bytes)) => {
                     metrics.bytes_in.inc_by(bytes.len() as u64);
                     if let Next::Connect(connect) = d.receive(bytes) {
@@ -217,5 +246,10 @@ fn str_of(b: &[u8]) -> String {
 impl Driver {
     fn sid(&self) -> SessionId {
         self.session.id()
+    }
+
+    /// Whether a proxy call is in flight (no frame is read until it answers).
+    fn proxy_pending(&self) -> bool {
+        self.proxy.as_ref().is_some_and(|p| p.pending.is_some())
     }
 }

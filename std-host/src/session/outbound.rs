@@ -28,7 +28,12 @@ impl Driver {
             let mut buf = [0u8; MAX_CONTROL_FRAME];
             match self.session.poll_transmit(now, &mut buf) {
                 Ok(Some(n)) => {
-                    let unit = buf[..n].to_vec();
+                    let mut unit = buf[..n].to_vec();
+                    if let Some(p) = self.proxy.as_mut() {
+                        if !p.connected_extra.is_empty() && unit.starts_with(b"CONNECTED\n") {
+                            add_headers(&mut unit, &std::mem::take(&mut p.connected_extra));
+                        }
+                    }
                     self.count_out(&unit);
                     self.units.push(unit);
                 }
@@ -75,7 +80,7 @@ impl Driver {
         }
     }
 
-    fn encode_item(&mut self, item: ToClient) {
+    pub(super) fn encode_item(&mut self, item: ToClient) {
         if !self.session.is_connected() || self.session.is_closing() {
             if let ToClient::Close {
                 message: None,
@@ -200,4 +205,20 @@ impl Driver {
             }
         }
     }
+}
+
+/// Adds header lines to an encoded body-less frame (CONNECTED: its headers are never
+/// escaped, and the connect proxy's were checked to need no escaping).
+fn add_headers(unit: &mut Vec<u8>, headers: &[(String, String)]) {
+    if !unit.ends_with(b"\n\n\0") {
+        return;
+    }
+    unit.truncate(unit.len() - 2);
+    for (n, v) in headers {
+        unit.extend_from_slice(n.as_bytes());
+        unit.push(b':');
+        unit.extend_from_slice(v.as_bytes());
+        unit.push(b'\n');
+    }
+    unit.extend_from_slice(b"\n\0");
 }

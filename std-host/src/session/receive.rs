@@ -61,7 +61,7 @@ impl Driver {
         };
         let mut consumed = 0;
         let mut next = Next::Continue;
-        while !self.session.is_closing() && consumed < src.len() {
+        while !self.session.is_closing() && !self.proxy_pending() && consumed < src.len() {
             let mut hs = [Header::EMPTY; 64];
             match self.decoder().decode(&src[consumed..], &mut hs) {
                 Ok(Status::Partial) => break,
@@ -141,6 +141,28 @@ impl Driver {
         let router = routes.router();
         let mut resolved = [0u8; RESOLVED_MAX];
         let route = router.dispatch(f.command, dest.as_deref(), self.session.id(), &mut resolved);
+        let proxied = dest
+            .as_deref()
+            .and_then(|d| self.proxy_target(&route, sub_id.is_some(), d));
+        if let (Some((target, vars)), Some(d)) = (proxied, dest.as_deref()) {
+            // The RECEIPT (this server's, or the broker's with the forwarded SUBSCRIBE)
+            // waits for the back end's answer.
+            self.session.withdraw_receipt();
+            let ours = route.handled_here() || !shared.broker.forwards_receipts();
+            let receipt = f.receipt().filter(|_| ours).map(|r| r.bytes().collect());
+            let forward = match route {
+                Route::Broker(to) => {
+                    let mut frame = OwnedFrame::from_frame_in(f, src);
+                    if d != to {
+                        super::route::set_destination(&mut frame, to);
+                    }
+                    Some(frame)
+                }
+                _ => None,
+            };
+            self.start_proxy(target, vars, d, sub_id, forward, f, src, receipt);
+            return Next::Continue;
+        }
         if route.handled_here() {
             self.local_receipt(f);
         }

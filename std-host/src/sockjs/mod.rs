@@ -24,13 +24,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use crate::config::SockJsConfig;
-use crate::endpoint::{self, Endpoints};
+use crate::endpoint::{self, Endpoints, PeerAddr};
 use crate::transport::Chunk;
 use session::{Output, Receiver, Registry};
 
@@ -181,17 +181,17 @@ async fn info(State(st): State<SockJs>, method: Method, headers: HeaderMap) -> R
 
 async fn raw_websocket(
     State(st): State<SockJs>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    websocket(&st, headers, uri, ws, false)
+    websocket(&st, (headers, uri, peer), ws, false)
 }
 
 fn websocket(
     st: &SockJs,
-    headers: HeaderMap,
-    uri: Uri,
+    (headers, uri, peer): (HeaderMap, Uri, PeerAddr),
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     framed: bool,
 ) -> Response {
@@ -204,11 +204,11 @@ fn websocket(
     };
     if framed {
         let heartbeat = st.cfg.heartbeat;
-        endpoint::upgrade(&st.ep, ws, &headers, &uri, move |t| {
+        endpoint::upgrade(&st.ep, ws, (&headers, &uri, peer), move |t| {
             websocket::SockJsWs::new(t, heartbeat)
         })
     } else {
-        endpoint::upgrade(&st.ep, ws, &headers, &uri, |t| t)
+        endpoint::upgrade(&st.ep, ws, (&headers, &uri, peer), |t| t)
     }
 }
 
@@ -217,9 +217,12 @@ fn valid_segment(s: &str) -> bool {
     !s.is_empty() && !s.contains('.')
 }
 
+// One extractor per part of the request axum hands over; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn transport(
     State(st): State<SockJs>,
     Path((server, session, transport)): Path<(String, String, String)>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -233,7 +236,7 @@ async fn transport(
         return refused.into_response();
     }
     let receive = match (method.as_str(), transport.as_str()) {
-        ("GET", "websocket") => return websocket(&st, headers, uri, ws, true),
+        ("GET", "websocket") => return websocket(&st, (headers, uri, peer), ws, true),
         ("POST", "xhr_send") => return xhr_send(&st, &session, &headers, body).await,
         ("OPTIONS", "xhr" | "xhr_send" | "xhr_streaming") => {
             return preflight(&headers, "OPTIONS, POST")
@@ -243,15 +246,20 @@ async fn transport(
         ("GET", "eventsource") => Receive::EventSource,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    receive_on(&st, receive, &session, headers, uri).await
+    receive_on(&st, receive, &session, (headers, uri, peer)).await
 }
 
 /// A receiving request: opens the session if it is new, then writes what it has.
-async fn receive_on(st: &SockJs, how: Receive, id: &str, headers: HeaderMap, uri: Uri) -> Response {
+async fn receive_on(
+    st: &SockJs,
+    how: Receive,
+    id: &str,
+    (headers, uri, peer): (HeaderMap, Uri, PeerAddr),
+) -> Response {
     let shared = &st.ep.shared;
-    let opened = st
-        .registry
-        .get_or_create(id, how.kind(), || endpoint::admit(shared, &headers, &uri));
+    let opened = st.registry.get_or_create(id, how.kind(), || {
+        endpoint::admit(shared, &headers, &uri, peer)
+    });
     let session = match opened {
         Ok((session, None)) => session,
         Ok((session, Some((transport, admitted)))) => {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod clients;
 mod config;
 mod frame;
 pub mod process;
