@@ -14,6 +14,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The connect scenario's rules: the back end's `role` claim opens the admin topic.
+const ADMIN_RULES: &str = "allow subscribe /topic/admin.** if claim role contains admin;deny subscribe /topic/admin.**;allow any /**";
+
 /// The Node back end, killed when dropped.
 struct Backend {
     _child: KillOnDrop,
@@ -83,12 +86,7 @@ fn connect_proxy_allows_denies_names_the_user_and_grants_claims_for_rules() {
     require_clients();
     let backend = Backend::start();
     let connect = backend.url("/connect");
-    let server = Server::start(&[
-        "--connect-proxy",
-        &connect,
-        "--rule",
-        "allow subscribe /topic/admin.** if claim role contains admin;deny subscribe /topic/admin.**;allow any /**",
-    ]);
+    let server = Server::start(&["--connect-proxy", &connect, "--rule", ADMIN_RULES]);
     // A passcode in CONNECT must not reach the back end (it refuses when it does).
     let env = [("INTEROP_PASSCODE", "secret-pw".to_owned())];
     scenario(&backend, &server, None, &env, "connect");
@@ -166,6 +164,35 @@ fn app_proxy_send_to_and_send_to_user_across_two_relay_instances() {
             let two = Server::start(&args);
             let env = [("STATS_URL", format!("http://{}/api/stats", one.ws))];
             scenario(&backend, &one, Some(&two), &env, "app");
+        }
+    }
+}
+
+#[test]
+fn connect_and_subscribe_proxies_in_both_relay_modes_on_both_brokers() {
+    require_clients();
+    let backend = Backend::start();
+    let (connect, subscribe) = (backend.url("/connect"), backend.url("/subscribe"));
+    let init = format!("/app/init/{{room}}={subscribe}");
+    let env = [("INTEROP_PASSCODE", "secret-pw".to_owned())];
+    for broker in [ACTIVEMQ_RELAY, RABBITMQ_RELAY] {
+        for mode in ["per-session", "shared"] {
+            let mut args = with_mode(broker, mode);
+            args.extend([
+                "--app-prefix",
+                "/app/",
+                "--connect-proxy",
+                &connect,
+                "--subscribe-proxy",
+                &init,
+                "--subscribe-proxy",
+                &subscribe,
+                "--rule",
+                ADMIN_RULES,
+            ]);
+            let server = Server::start(&args);
+            scenario(&backend, &server, None, &env, "connect");
+            scenario(&backend, &server, None, &env, "subscribe");
         }
     }
 }

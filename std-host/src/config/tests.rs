@@ -262,7 +262,10 @@ fn proxies_from_flags_and_the_proxy_table() {
     let toml = dir.join("c.toml");
     std::fs::write(&toml, "[proxy]\nconnect-proxy = \"localhost:3000\"\n").unwrap();
     let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
-    assert!(e.to_string().contains("config key `proxy.connect-proxy`"), "{e}");
+    assert!(
+        e.to_string().contains("config key `proxy.connect-proxy`"),
+        "{e}"
+    );
     assert_eq!(e.exit_code(), 2);
     std::fs::write(&toml, "[proxy]\nconect-proxy = \"http://x\"\n").unwrap();
     let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
