@@ -138,6 +138,18 @@ pub enum Refusal {
     Error(String),
 }
 
+/// A frame that started arriving did not complete within the header read timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTimeout(pub std::time::Duration);
+
+impl std::fmt::Display for FrameTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame not completed within {} ms", self.0.as_millis())
+    }
+}
+
+impl std::error::Error for FrameTimeout {}
+
 /// Per-session security state: handshake credentials, the principal, the SEND bucket.
 /// Boxed parts keep it at a few words in every idle session.
 #[derive(Debug)]
@@ -270,7 +282,7 @@ impl SessionGuard {
     /// `pending` whether bytes of an unfinished frame remain. A frame that keeps
     /// trickling in without completing for longer than the header read timeout is an
     /// error (a client streaming many frames always completes some, so it never trips).
-    pub fn frame_progress(&mut self, completed: bool, pending: bool) -> Result<(), String> {
+    pub fn frame_progress(&mut self, completed: bool, pending: bool) -> Result<(), FrameTimeout> {
         let now = std::time::Instant::now();
         if completed || !pending {
             self.partial_since = pending.then_some(now);
@@ -278,10 +290,7 @@ impl SessionGuard {
         }
         let since = *self.partial_since.get_or_insert(now);
         if now.duration_since(since) > self.frame_timeout {
-            return Err(format!(
-                "Frame not completed within {} ms",
-                self.frame_timeout.as_millis()
-            ));
+            return Err(FrameTimeout(self.frame_timeout));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{parse_duration, ConfigError};
+use super::{parse_duration, ConfigError, ValueError};
 
 /// Where an application back end's error goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -159,27 +159,30 @@ fn invalid(name: String, msg: impl Into<String>) -> ConfigError {
 }
 
 /// An http:// or https:// URL with a host.
-fn check_url(url: &str) -> Result<String, String> {
+fn check_url(url: &str) -> Result<String, ValueError> {
     let u = url.trim();
     let rest = u
         .strip_prefix("http://")
         .or_else(|| u.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{u}` is not an http:// or https:// URL"))?;
+        .ok_or_else(|| ValueError::new(u, "expected an http:// or https:// URL"))?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{u}` has no host"));
+        return Err(ValueError::new(u, "the URL has no host"));
     }
     Ok(u.to_owned())
 }
 
 /// `[PATTERN=]URL`: a pattern starts with `/`, so `=` inside a URL's query is no split.
-fn parse_route(s: &str) -> Result<ProxyRoute, String> {
+fn parse_route(s: &str) -> Result<ProxyRoute, ValueError> {
     let s = s.trim();
     let (pattern, url) = match s.split_once('=') {
         Some((p, u)) if p.starts_with('/') => (p.trim(), u),
         _ => ("/**", s),
     };
     if pattern.contains(char::is_whitespace) {
-        return Err(format!("pattern `{pattern}` contains white space"));
+        return Err(ValueError::new(
+            pattern,
+            "a pattern cannot contain white space",
+        ));
     }
     Ok(ProxyRoute {
         pattern: pattern.to_owned(),
@@ -201,7 +204,8 @@ impl ProxyConfig {
         };
         let g = args.connect_proxy.is_some();
         if let Some(u) = args.connect_proxy.or(f.connect_proxy) {
-            c.connect = Some(check_url(&u).map_err(|m| invalid(src(g, "connect-proxy"), m))?);
+            c.connect =
+                Some(check_url(&u).map_err(|m| invalid(src(g, "connect-proxy"), m.to_string()))?);
         }
         for (flag, file, name, slot) in [
             (
@@ -217,7 +221,7 @@ impl ProxyConfig {
                 if r.trim().is_empty() {
                     continue;
                 }
-                slot.push(parse_route(&r).map_err(|m| invalid(src(g, name), m))?);
+                slot.push(parse_route(&r).map_err(|m| invalid(src(g, name), m.to_string()))?);
             }
         }
         for (flag, file, name, slot) in [

@@ -121,6 +121,26 @@ impl ProxyError {
     }
 }
 
+/// Why the proxies could not be set up at startup.
+#[derive(Debug)]
+pub enum SetupError {
+    /// A back end URL that does not parse.
+    Url { url: String, reason: String },
+    /// The HTTP client could not be built (no TLS roots, for instance).
+    Client(reqwest::Error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Url { url, reason } => write!(f, "proxy URL `{url}`: {reason}"),
+            SetupError::Client(e) => write!(f, "proxy HTTP client: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 type ProxyLabel = [(&'static str, &'static str); 1];
 type OutcomeLabels = [(&'static str, &'static str); 2];
 
@@ -225,20 +245,23 @@ fn find(routes: &[Route], destination: &[u8]) -> Option<Matched> {
 
 impl Proxies {
     /// Builds the client and endpoints; `None` when no proxy is configured.
-    pub fn new(config: &ProxyConfig, metrics: ProxyMetrics) -> Result<Option<Proxies>, String> {
+    pub fn new(config: &ProxyConfig, metrics: ProxyMetrics) -> Result<Option<Proxies>, SetupError> {
         if !config.any() {
             return Ok(None);
         }
-        let endpoint = |url: &str| -> Result<Endpoint, String> {
+        let endpoint = |url: &str| -> Result<Endpoint, SetupError> {
             Ok(Endpoint {
-                url: reqwest::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?,
+                url: reqwest::Url::parse(url).map_err(|e| SetupError::Url {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                })?,
                 breaker: Mutex::new(Breaker::new(
                     config.breaker_failures,
                     config.breaker_cooldown,
                 )),
             })
         };
-        let routes = |list: &[crate::config::proxy::ProxyRoute]| -> Result<Vec<Route>, String> {
+        let routes = |list: &[crate::config::proxy::ProxyRoute]| -> Result<Vec<Route>, SetupError> {
             list.iter()
                 .map(|r| {
                     Ok(Route {
@@ -254,7 +277,7 @@ impl Proxies {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(SetupError::Client)?;
         Ok(Some(Proxies {
             client,
             slots: Semaphore::new(config.concurrency),

@@ -118,31 +118,60 @@ impl Target {
         format!("{scheme}://{}:{}", a.host, a.port)
     }
 
-    async fn open(&self, i: usize) -> Result<Box<dyn Io>, String> {
+    async fn open(&self, i: usize) -> Result<Box<dyn Io>, OpenError> {
         let addr = &self.addrs[i % self.addrs.len()];
         let open = async {
             let tcp = TcpStream::connect((addr.host.as_str(), addr.port))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(OpenError::Connect)?;
             let _ = tcp.set_nodelay(true);
             if !addr.tls {
                 return Ok(Box::new(tcp) as Box<dyn Io>);
             }
-            let config = self.tls.clone().ok_or("TLS is not configured")?;
+            let config = self.tls.clone().ok_or(OpenError::NoTls)?;
             let name = rustls_pki_types::ServerName::try_from(addr.host.clone())
-                .map_err(|e| format!("server name: {e}"))?;
+                .map_err(|e| OpenError::ServerName(e.to_string()))?;
             let tls = TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("TLS: {e}"))?;
+                .map_err(OpenError::Tls)?;
             Ok(Box::new(tls) as Box<dyn Io>)
         };
         match tokio::time::timeout(self.timeout, open).await {
             Ok(r) => r,
-            Err(_) => Err(format!("not open within {:?}", self.timeout)),
+            Err(_) => Err(OpenError::Timeout(self.timeout)),
         }
     }
 }
+
+/// Why a transport to a broker address did not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// TCP connect failed.
+    Connect(std::io::Error),
+    /// A `stomps://` address without a TLS configuration.
+    NoTls,
+    /// The host is not a valid TLS server name.
+    ServerName(String),
+    /// The TLS handshake failed.
+    Tls(std::io::Error),
+    /// Not open within the connect timeout.
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Connect(e) => write!(f, "{e}"),
+            OpenError::NoTls => f.write_str("TLS is not configured"),
+            OpenError::ServerName(e) => write!(f, "server name: {e}"),
+            OpenError::Tls(e) => write!(f, "TLS: {e}"),
+            OpenError::Timeout(d) => write!(f, "not open within {d:?}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
 
 /// What one connection needs besides its target.
 #[derive(Debug, Clone)]

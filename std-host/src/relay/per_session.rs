@@ -121,7 +121,7 @@ impl Broker for PerSessionRelay {
                     closing: closing.clone(),
                     inner: inner.clone(),
                     ready: Some(ready_tx),
-                    last_failure: String::new(),
+                    last_failure: None,
                 };
                 let mut settings = opts.settings(&opts.login, &opts.passcode, false);
                 // The client's own id goes upstream (ActiveMQ durable subscriptions).
@@ -137,12 +137,14 @@ impl Broker for PerSessionRelay {
                     Ok(Ok(Err(why))) => failures.push(why),
                     Ok(Err(_)) | Err(_) => {
                         upstream.disconnect();
-                        failures.push(format!("{}: no CONNECTED in time", target.describe(0)));
+                        failures.push(OpenFailure::NoConnected {
+                            addr: target.describe(0),
+                        });
                     }
                 }
             }
             let Some((upstream, subs, closing, addr)) = opened else {
-                tracing::warn!(session = %info.id, why = %failures.join("; "), "relay: session cannot connect upstream");
+                tracing::warn!(session = %info.id, why = %failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "), "relay: session cannot connect upstream");
                 return Err(BrokerError::Unavailable);
             };
             Ok(Box::new(RelaySession {
@@ -274,8 +276,30 @@ struct SessionSink {
     closing: Arc<AtomicBool>,
     inner: Arc<Inner>,
     /// Completes `open_session` at CONNECTED (or with why it failed).
-    ready: Option<oneshot::Sender<Result<(), String>>>,
-    last_failure: String,
+    ready: Option<oneshot::Sender<Result<(), OpenFailure>>>,
+    /// The latest loss before CONNECTED, reported if the round of addresses ends.
+    last_failure: Option<(LossReason, String)>,
+}
+
+/// Why one broker address did not give a client session its CONNECTED.
+#[derive(Debug)]
+enum OpenFailure {
+    /// The connection was lost or refused before CONNECTED.
+    Lost { why: LossReason, detail: String },
+    /// The connection ended without saying why.
+    Ended,
+    /// No CONNECTED within the bound.
+    NoConnected { addr: String },
+}
+
+impl std::fmt::Display for OpenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenFailure::Lost { why, detail } => write!(f, "{why}: {detail}"),
+            OpenFailure::Ended => f.write_str("connection ended before CONNECTED"),
+            OpenFailure::NoConnected { addr } => write!(f, "{addr}: no CONNECTED in time"),
+        }
+    }
 }
 
 impl Inbound for SessionSink {
@@ -351,7 +375,7 @@ impl Inbound for SessionSink {
             // Not connected yet: a per-session connection tries the next address
             // itself; only the end of the round (`closed`) fails the open.
             self.ready = Some(tx);
-            self.last_failure = format!("{why}: {detail}");
+            self.last_failure = Some((why, detail.to_owned()));
             return;
         }
         if why != LossReason::Disconnected && !self.closing.swap(true, Ordering::AcqRel) {
@@ -365,7 +389,11 @@ impl Inbound for SessionSink {
 
     fn closed(&mut self) {
         if let Some(tx) = self.ready.take() {
-            let _ = tx.send(Err(std::mem::take(&mut self.last_failure)));
+            let failure = match self.last_failure.take() {
+                Some((why, detail)) => OpenFailure::Lost { why, detail },
+                None => OpenFailure::Ended,
+            };
+            let _ = tx.send(Err(failure));
         }
         self.inner.sessions.fetch_sub(1, Ordering::Relaxed);
         let n = std::mem::take(&mut *self.subs.lock().expect("poisoned")).len();
