@@ -127,6 +127,31 @@ fn app_proxy_failures_reach_only_their_own_clients() {
 }
 
 #[test]
+fn app_proxy_circuit_opens_after_repeated_failures_for_that_route_only() {
+    require_clients();
+    let backend = Backend::start();
+    let fail = format!("/app/fail={}", backend.url("/app"));
+    let rest = format!("/app/**={}", backend.url("/app"));
+    let server = Server::start(&[
+        "--app-prefix",
+        "/app/",
+        "--app-proxy",
+        &fail,
+        "--app-proxy",
+        &rest,
+        "--proxy-breaker-failures",
+        "2",
+        "--proxy-breaker-cooldown",
+        "60s",
+    ]);
+    let env = [
+        ("BACKEND_STATS_URL", backend.url("/stats")),
+        ("METRICS_URL", format!("http://{}/metrics", server.ws)),
+    ];
+    scenario(&backend, &server, None, &env, "breaker");
+}
+
+#[test]
 fn app_proxy_errors_can_go_to_the_user_error_queue() {
     require_clients();
     let backend = Backend::start();

@@ -203,4 +203,43 @@ async function userQueueErrors() {
   }
 }
 
-await main({ connect, subscribe, app, failures, 'user-queue-errors': userQueueErrors });
+// The circuit breaker (server run with --proxy-breaker-failures 2 and /app/fail on a
+// route of its own): two HTTP 500s open that route's circuit, the third SEND fails at
+// once without reaching the back end, the metric shows the open circuit, and the
+// other route keeps answering.
+async function breaker() {
+  const calls = async () => (await (await fetch(process.env.BACKEND_STATS_URL)).json()).app;
+  const messages = [];
+  for (let i = 0; i < 3; i++) {
+    const { client, observed } = await connectStompjs({ login: `f${i}`, name: `f${i}` });
+    const before = await calls();
+    const started = Date.now();
+    client.publish({ destination: '/app/fail', body: 'x' });
+    messages.push(await errorAndClose(observed, `SEND /app/fail #${i}`));
+    const reached = (await calls()) - before;
+    if (i < 2) assertEq(reached, 1, `call ${i} reached the back end`);
+    else {
+      assertEq(reached, 0, 'calls reaching the back end with the circuit open');
+      assert(Date.now() - started < 1000, 'an open circuit answers at once');
+    }
+    await closeAll([client]);
+  }
+  assert(messages[0].includes('HTTP 500') && messages[1].includes('HTTP 500'), `first errors: ${messages}`);
+  assert(messages[2].includes('Back end unavailable'), `third error: ${messages[2]}`);
+  const metrics = await (await fetch(process.env.METRICS_URL)).text();
+  assert(/stomp_proxy_circuits_open\{proxy="app"\} 1/.test(metrics), 'circuit gauge at 1');
+  assert(/stomp_proxy_calls_total\{proxy="app",outcome="circuit_open"\} 1/.test(metrics),
+    `circuit_open counted: ${metrics.split('\n').filter(l => l.includes('proxy_calls')).join('; ')}`);
+  const { client } = await connectStompjs({ login: 'ok', name: 'ok' });
+  try {
+    const echoes = [];
+    await subscribeConfirmed(client, '/user/queue/echo', m => echoes.push(m.body));
+    await sendConfirmed(client, { destination: '/app/echo', body: 'other route' });
+    await until(5000, 'echo on the other route', () => echoes.length === 1);
+  } finally {
+    await closeAll([client]);
+  }
+  return 'opened after 2 failures, third call refused at once, other route unaffected';
+}
+
+await main({ connect, subscribe, app, failures, breaker, 'user-queue-errors': userQueueErrors });
