@@ -19,7 +19,7 @@ use stomp_relay_core::broker::{SimpleBroker, StoreError, Subscription, Subscript
 
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
-use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
+use crate::outbound::{ClientHandle, Delivery, SessionId, SharedMessage, ToClient};
 use crate::transaction::Transactions;
 
 /// Each session's subscriptions as (id, destination).
@@ -185,7 +185,7 @@ impl SimpleBrokerBackend {
             })
             .collect();
         message.body = send.body;
-        let message = Arc::new(message);
+        let message = Arc::new(SharedMessage::new(message));
         let mut guard = self.lock();
         let State { broker, clients } = &mut *guard;
         broker.publish(&dest, |d| {

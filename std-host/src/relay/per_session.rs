@@ -338,7 +338,7 @@ impl Inbound for SessionSink {
                         let item = ToClient::Message(Delivery {
                             subscription,
                             message_id,
-                            message: Arc::new(frame),
+                            message: Arc::new(frame.into()),
                         });
                         return match self.client.send(item) {
                             Ok(()) => Flow::Continue,

@@ -63,7 +63,7 @@ use super::system::{self, Link, Supervised};
 use super::RelayOptions;
 use crate::broker::{BoxFuture, Broker, BrokerError, BrokerSession, BrokerStats, SessionInfo};
 use crate::frame::OwnedFrame;
-use crate::outbound::{ClientHandle, Delivery, SessionId, ToClient};
+use crate::outbound::{ClientHandle, Delivery, SessionId, SharedMessage, ToClient};
 use crate::transaction::Transactions;
 
 struct State {
@@ -447,7 +447,7 @@ impl SharedLink {
         msg.headers
             .retain(|(n, _)| !matches!(&n[..], b"subscription" | b"message-id" | b"ack"));
         mapping::set_header(&mut msg, "destination", dest);
-        let message = Arc::new(msg);
+        let message = Arc::new(SharedMessage::new(msg));
         let deliver = |l: &Local| {
             st.clients.get(&l.session).is_some_and(|client| {
                 client

@@ -6,7 +6,7 @@
 //! Invariant: nothing but the session's own frames goes out before CONNECTED, and
 //! nothing after the session started closing, except the close itself.
 
-use stomp_relay_codec::{Command, EncodeOptions, Frame, Header, Version};
+use stomp_relay_codec::{Command, EncodeOptions, Header, Version};
 use stomp_relay_core::session::{AckMode, CloseReason, MAX_CONTROL_FRAME};
 
 use super::clock::now;
@@ -138,22 +138,26 @@ impl Driver {
         }
     }
 
-    /// Encodes one MESSAGE: subscription, message-id, the message's headers (the
-    /// destination shown as the user destination for this session's user queues).
+    /// Encodes one MESSAGE: subscription, message-id, ack, the destination (shown as
+    /// the user destination for this session's user queues), then the message's shared
+    /// part, encoded once for every subscriber ([`crate::outbound::SharedMessage`]).
     fn encode_delivery(&self, d: &Delivery, version: Version) -> Option<Vec<u8>> {
         let msg = &d.message;
         let mut user_dest = [0u8; 1024];
         let routes = self.shared.routes();
-        let mut hs: Vec<Header<'_>> = Vec::with_capacity(msg.headers.len() + 3);
-        hs.push(Header::new(b"subscription", d.subscription.as_bytes()));
-        hs.push(Header::new(b"message-id", d.message_id.as_bytes()));
+        let mut hs = [Header::EMPTY; 4];
+        let mut k = 0;
+        hs[k] = Header::new(b"subscription", d.subscription.as_bytes());
+        hs[k + 1] = Header::new(b"message-id", d.message_id.as_bytes());
+        k += 2;
         if version == Version::V1_2
             && self
                 .session
                 .subscription(d.subscription.as_bytes())
                 .is_some_and(|m| m != AckMode::Auto)
         {
-            hs.push(Header::new(b"ack", d.message_id.as_bytes()));
+            hs[k] = Header::new(b"ack", d.message_id.as_bytes());
+            k += 1;
         }
         if let Some(v) = msg.header("destination") {
             // A user queue of this session is shown as the user destination the client
@@ -162,26 +166,10 @@ impl Driver {
                 .router()
                 .user_delivery(v, self.session.id(), &mut user_dest)
                 .unwrap_or(v);
-            hs.push(Header::new(b"destination", shown));
+            hs[k] = Header::new(b"destination", shown);
+            k += 1;
         }
-        for (n, v) in &msg.headers {
-            let name = &n[..];
-            // `receipt` never belongs on a MESSAGE: RabbitMQ copies a SEND's into the
-            // MESSAGEs it causes (the client's, or the shared relay's own `rp..`).
-            if matches!(
-                name,
-                b"subscription" | b"message-id" | b"ack" | b"destination" | b"receipt"
-            ) {
-                continue;
-            }
-            hs.push(Header::new(name, v));
-        }
-        let frame = Frame::new(Command::Message, &hs, &msg.body);
-        let opts = EncodeOptions::new(version);
-        let n = stomp_relay_codec::encoded_len(&frame, opts).ok()?;
-        let mut out = vec![0u8; n];
-        stomp_relay_codec::encode(&frame, opts, &mut out).ok()?;
-        Some(out)
+        msg.encode_with(&hs[..k], version)
     }
 
     /// Writes `units`, bounded by the send time limit.

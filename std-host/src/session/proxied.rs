@@ -270,7 +270,7 @@ impl Driver {
         self.encode_item(ToClient::Message(Delivery {
             subscription: subscription.into(),
             message_id: format!("{}-sub", self.sid()).into(),
-            message: Arc::new(frame),
+            message: Arc::new(frame.into()),
         }));
         Ok(())
     }

@@ -118,7 +118,7 @@ impl Driver {
                 let _ = self.client.send(ToClient::Message(Delivery {
                     subscription: id.into(),
                     message_id: format!("{}-sub", self.sid()).into(),
-                    message: Arc::new(frame),
+                    message: Arc::new(frame.into()),
                 }));
             }
             return;
