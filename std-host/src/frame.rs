@@ -14,6 +14,18 @@ use stomp_relay_codec::{
     encode, encoded_len, Command, EncodeError, EncodeOptions, Frame, Header, HeaderValue,
 };
 
+/// Headers of a MESSAGE only the server sets: what the publish API refuses and what
+/// the proxies drop from a back end's messages.
+pub const SERVER_MESSAGE_HEADERS: [&str; 7] = [
+    "destination",
+    "subscription",
+    "message-id",
+    "ack",
+    "receipt",
+    "transaction",
+    "content-length",
+];
+
 /// An owned frame with plain header bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedFrame {

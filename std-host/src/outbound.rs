@@ -92,9 +92,7 @@ impl SharedMessage {
             })
             .as_deref()
     }
-}
 
-impl SharedMessage {
     /// One subscriber's MESSAGE: `head` (its subscription, message-id, ack,
     /// destination) in front of the shared part, byte for byte what encoding the whole
     /// frame would give.

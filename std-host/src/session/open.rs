@@ -101,9 +101,12 @@ impl Driver {
         connect: &OwnedFrame,
         user: Option<&str>,
     ) -> Result<ConnectResult, ProxyError> {
+        // The headers log lines redact are the ones withheld unless configured.
         let secret = |n: &str| {
             !proxies.config.connect_passcode
-                && (n == "passcode" || n.eq_ignore_ascii_case("authorization"))
+                && crate::auth::SECRET_HEADERS
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(n))
         };
         let (remote, http_headers) = match self.proxy.as_mut() {
             Some(p) => (p.remote.take(), std::mem::take(&mut p.http_headers)),

@@ -19,7 +19,7 @@ use super::open::{header_ok, json_headers};
 use super::{str_of, Driver};
 use crate::app::PublishError;
 use crate::config::proxy::AppErrors;
-use crate::frame::OwnedFrame;
+use crate::frame::{OwnedFrame, SERVER_MESSAGE_HEADERS};
 use crate::outbound::{Delivery, ToClient};
 use crate::proxy::protocol::{
     AppRequest, AppResult, Body, Message, SubscribeRequest, SubscribeResult,
@@ -61,17 +61,6 @@ pub(super) enum Done {
     },
 }
 
-/// Headers only the server sets on a MESSAGE.
-const MESSAGE_OWN: [&str; 7] = [
-    "destination",
-    "subscription",
-    "message-id",
-    "content-length",
-    "receipt",
-    "ack",
-    "transaction",
-];
-
 /// A back end's headers fit for a MESSAGE (server-owned ones dropped).
 fn message_headers(m: &Message) -> Result<Vec<(&str, &str)>, ProxyError> {
     let mut out = Vec::with_capacity(m.headers.len());
@@ -79,7 +68,7 @@ fn message_headers(m: &Message) -> Result<Vec<(&str, &str)>, ProxyError> {
         if !header_ok(n, v) {
             return Err(ProxyError::Answer(format!("header `{n}` is not allowed")));
         }
-        if !MESSAGE_OWN.contains(&n.as_str()) {
+        if !SERVER_MESSAGE_HEADERS.contains(&n.as_str()) {
             out.push((n.as_str(), v.as_str()));
         }
     }

@@ -597,17 +597,6 @@ struct PublishRequest {
     headers: BTreeMap<String, String>,
 }
 
-/// Headers the server sets itself; a request may not.
-const RESERVED: [&str; 7] = [
-    "destination",
-    "subscription",
-    "message-id",
-    "ack",
-    "receipt",
-    "transaction",
-    "content-length",
-];
-
 async fn api_publish(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -641,7 +630,7 @@ async fn api_publish(
                 format!("header name `{name}` is not allowed: it must be non-empty without `:` or line breaks"),
             );
         }
-        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        if crate::frame::SERVER_MESSAGE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return json_error(
                 StatusCode::BAD_REQUEST,
                 format!("header `{name}` is set by the server and cannot be given"),
