@@ -18,7 +18,9 @@
 #     127.0.0.1:$EDGE_DEVICE_PORT  --socat-->  unix socket  -->  192.168.69.2:61613 (devices)
 #
 # The bridges go through unix sockets because those ignore network namespaces, so the
-# broker can keep listening on 127.0.0.1 only. Needs root, iproute2, socat, /dev/net/tun.
+# broker can keep listening on 127.0.0.1 only. EDGE_UPSTREAM=external leaves the host end
+# of $RUN_DIR/upstream.sock to someone else (scripts/edge-qemu.sh's test serves it, so it
+# can cut the upstream). Needs root, iproute2, socat, /dev/net/tun.
 set -euo pipefail
 
 NS=${EDGE_NS:-stomp-edge}
@@ -70,7 +72,9 @@ up() {
     fi
     ip netns exec "$NS" ip link set "$TAP" up
     stop
-    spawn upstream-host socat "UNIX-LISTEN:$RUN_DIR/upstream.sock,fork,unlink-early" "TCP:$UPSTREAM"
+    if [ "$UPSTREAM" != external ]; then
+        spawn upstream-host socat "UNIX-LISTEN:$RUN_DIR/upstream.sock,fork,unlink-early" "TCP:$UPSTREAM"
+    fi
     spawn upstream-ns ip netns exec "$NS" socat \
         "TCP-LISTEN:61613,bind=$GATEWAY_IP,reuseaddr,fork" "UNIX-CONNECT:$RUN_DIR/upstream.sock"
     spawn devices-ns ip netns exec "$NS" socat \

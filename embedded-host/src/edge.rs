@@ -58,6 +58,35 @@ pub struct Stats {
     pub oversize_upstream: u32,
 }
 
+/// A snapshot for a log line, from [`Edge::summary`]; displays as
+/// `sessions=1 upstream=up stored=3 forwarded=3 dropped=0 delivered=7 rejected=0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Local sessions connected.
+    pub sessions: usize,
+    /// Whether the upstream session is CONNECTED.
+    pub upstream_up: bool,
+    /// The counters.
+    pub stats: Stats,
+}
+
+impl core::fmt::Display for Summary {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = &self.stats;
+        write!(
+            f,
+            "sessions={} upstream={} stored={} forwarded={} dropped={} delivered={} rejected={}",
+            self.sessions,
+            if self.upstream_up { "up" } else { "down" },
+            s.stored,
+            s.forwarded,
+            s.dropped,
+            s.delivered,
+            s.rejected_sessions
+        )
+    }
+}
+
 /// Per-slot state of one local session.
 pub(crate) struct Slot<const QUEUE: usize> {
     pub busy: bool,
@@ -155,6 +184,15 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             s.dropped = i.store.dropped();
             s
         })
+    }
+
+    /// Sessions, upstream state and counters at one instant, for a log line.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            sessions: self.active_sessions(),
+            upstream_up: self.upstream_connected(),
+            stats: self.stats(),
+        }
     }
 
     /// Whether the upstream session is currently CONNECTED.
@@ -405,5 +443,31 @@ impl<
 {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stats, Summary};
+    use std::string::ToString;
+
+    #[test]
+    fn summary_reads_as_one_log_line() {
+        let summary = Summary {
+            sessions: 2,
+            upstream_up: false,
+            stats: Stats {
+                stored: 5,
+                forwarded: 3,
+                dropped: 1,
+                delivered: 9,
+                rejected_sessions: 4,
+                ..Stats::default()
+            },
+        };
+        assert_eq!(
+            summary.to_string(),
+            "sessions=2 upstream=down stored=5 forwarded=3 dropped=1 delivered=9 rejected=4"
+        );
     }
 }

@@ -23,8 +23,8 @@ mod upstream;
 
 pub use config::Config;
 pub use edge::{
-    Edge, EdgeResources, RejectResources, SessionResources, Stats, UpstreamResources, MAX_HEADERS,
-    ROUTES, SUBS_PER_SESSION,
+    Edge, EdgeResources, RejectResources, SessionResources, Stats, Summary, UpstreamResources,
+    MAX_HEADERS, ROUTES, SUBS_PER_SESSION,
 };
 pub use local::TOO_MANY_SESSIONS;
 pub use stomp_relay_codec as codec;

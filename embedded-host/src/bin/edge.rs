@@ -92,21 +92,7 @@ async fn edge_task(
 async fn stats_task(edge: &'static HostEdge) -> ! {
     loop {
         embassy_time::Timer::after_secs(30).await;
-        let s = edge.stats();
-        log::info!(
-            "sessions={} upstream={} stored={} forwarded={} dropped={} delivered={} rejected={}",
-            edge.active_sessions(),
-            if edge.upstream_connected() {
-                "up"
-            } else {
-                "down"
-            },
-            s.stored,
-            s.forwarded,
-            s.dropped,
-            s.delivered,
-            s.rejected_sessions
-        );
+        log::info!("{}", edge.summary());
     }
 }
 
