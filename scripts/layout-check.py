@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 MAX_LINES = 1000
-CRATES = ["codec/src", "relay-core/src", "std-host/src", "embedded-host/src", "load/src"]
+CRATES = ["codec/src", "relay-core/src", "std-host/src", "embedded-host/src", "embedded-host/firmware/src", "load/src"]
 
 
 def modules(root):

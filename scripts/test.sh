@@ -17,6 +17,9 @@ cargo clippy -p stomp-relay-edge --all-targets --features std-host -- -D warning
 step "cargo test"
 cargo test --workspace
 
+step "edge firmware: Cortex-M4 image in QEMU (mps2-an386) relaying to ActiveMQ, its size, the STM32F4 board build"
+scripts/edge-qemu.sh test
+
 step "the README's run command, exactly as written, serves STOMP (reaches CONNECTED)"
 scripts/readme-run.sh
 
