@@ -2,8 +2,8 @@
 //! 1 KiB buffers), the static memory they live in, the configuration and the two tasks
 //! that do not depend on the board. Boards add their network driver's task.
 //!
-//! Invariant: every buffer here is a `static`, counted in `.bss` by the size report
-//! (`scripts/edge-qemu.sh size`); nothing is allocated at run time.
+//! Invariant: every buffer here is a `static`, counted in `.data`/`.bss` by the size
+//! report (`scripts/edge-qemu.sh size`); nothing is allocated at run time.
 
 use embassy_executor::{SpawnError, Spawner};
 use embassy_net::{IpEndpoint, Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
@@ -71,8 +71,9 @@ pub fn socket_resources() -> &'static mut StackResources<SOCKETS> {
 }
 
 /// Spawns the edge node and its stats line on `stack`. `seed` varies the reconnect
-/// jitter between nodes; `stats` is called every `stats_every` to append board figures
-/// to the line (frame counters, stack depth). Call once.
+/// jitter between nodes; `stats` is called every `stats_every` to log the board's stats
+/// line (`Edge::summary` plus what the board knows: frame counters, stack depth). Call
+/// once (the statics are taken).
 pub fn spawn(
     spawner: Spawner,
     stack: Stack<'static>,

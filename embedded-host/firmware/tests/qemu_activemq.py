@@ -241,9 +241,19 @@ def main():
             print(f"FAIL  {name}: {e}", flush=True)
 
     def boot():
+        # Other tests restart the brokers; give ActiveMQ a minute to be back.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(bridge.broker, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ActiveMQ at {args.activemq} is not accepting connections")
+                time.sleep(0.5)
         if not uart.wait_for("edge node up", timeout=30):
             raise RuntimeError("no 'edge node up' on the UART in 30 s:\n" + uart.text())
-        if not uart.wait_for("upstream: connected", timeout=30):
+        if not uart.wait_for("upstream: connected", timeout=45):
             raise RuntimeError("the upstream session never connected:\n" + uart.text())
         return "firmware booted, LAN9118 up, upstream session CONNECTED to ActiveMQ"
 
