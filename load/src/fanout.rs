@@ -77,6 +77,9 @@ pub struct FanoutReport {
     pub server_cpu: Option<Duration>,
     /// CPU time this tool used while measuring.
     pub tool_cpu: Duration,
+    /// Resident memory of each server process (in `server_pids` order) at the end of the
+    /// measured interval, KiB: shows a relay's queues stayed bounded under the load.
+    pub server_rss_kib: Vec<u64>,
     pub errors: Vec<String>,
 }
 
@@ -317,11 +320,23 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         let elapsed = start.elapsed();
         let server_cpu = cpu_of(&plan.server_pids)?.saturating_sub(cpu_before.0);
         let tool_cpu = procfs::cpu_time(std::process::id())?.saturating_sub(cpu_before.1);
+        let server_rss = plan
+            .server_pids
+            .iter()
+            .map(|&p| procfs::sample(p).map(|s| s.rss_kib))
+            .collect::<Result<Vec<_>, _>>()?;
         let port_connections = match conns_sample {
             Some(h) => Some(h.await.map_err(|e| e.to_string())?),
             None => None,
         };
-        Ok::<_, String>((published, elapsed, port_connections, server_cpu, tool_cpu))
+        Ok::<_, String>((
+            published,
+            elapsed,
+            port_connections,
+            server_cpu,
+            tool_cpu,
+            server_rss,
+        ))
     };
     let result = tokio::select! {
         r = outcome => r,
@@ -342,6 +357,7 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         port_connections: None,
         server_cpu: None,
         tool_cpu: Duration::ZERO,
+        server_rss_kib: Vec::new(),
         errors: Vec::new(),
     };
     for s in subs {
@@ -356,9 +372,10 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
             report.errors.push(e);
         }
     }
-    let (published, elapsed, port_connections, server_cpu, tool_cpu) = result?;
+    let (published, elapsed, port_connections, server_cpu, tool_cpu, server_rss) = result?;
     report.server_cpu = (!plan.server_pids.is_empty()).then_some(server_cpu);
     report.tool_cpu = tool_cpu;
+    report.server_rss_kib = server_rss;
     report.published = published;
     report.elapsed = elapsed;
     report.port_connections = port_connections;

@@ -293,6 +293,10 @@ fn fanout_row(a: &FanoutArgs, plan: &FanoutPlan, r: &FanoutReport) -> String {
                     cpu.as_secs_f64()
                 );
             }
+            if !r.server_rss_kib.is_empty() {
+                let rss: Vec<String> = r.server_rss_kib.iter().map(u64::to_string).collect();
+                s += &format!(" server_rss_kib={}", rss.join(","));
+            }
             s += &format!(" tool_cpu_s={:.2}", r.tool_cpu.as_secs_f64());
             s
         }
