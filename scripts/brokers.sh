@@ -4,6 +4,7 @@
 #   RabbitMQ 3.10   STOMP 127.0.0.1:61623, Web-STOMP ws://127.0.0.1:15674/ws
 #
 # usage: scripts/brokers.sh up|down|start|stop|restart|status [activemq|rabbitmq|all]
+#        scripts/brokers.sh cluster up|down|status|kill NODE
 #   up       install (apt, only if missing), configure, start; waits until each broker
 #            answers a real STOMP CONNECT with CONNECTED. Fast when already running.
 #   down     stop (alias of stop)
@@ -11,6 +12,9 @@
 #   stop     stop and wait until the process is gone and the port is closed
 #   restart  stop then start
 #   status   one line per broker: up/down and its endpoints; exit 1 if any is down
+#   cluster  a 3-node RabbitMQ cluster and an ActiveMQ network-of-brokers pair, beside the
+#            single brokers (ports and layout in scripts/brokers-cluster.sh); `kill NODE`
+#            SIGKILLs one of c1 c2 c3 pair-a pair-b, `up` brings it back
 #
 # Every wait is bounded (BROKER_WAIT_SECS, default 90). Idempotent: running `up` twice
 # leaves one broker of each kind. The TLS CA the tests trust is printed by `status`
@@ -330,7 +334,17 @@ PLUG
     return $changed
 }
 
-rmq_pid() { pgrep -u rabbitmq -f 'beam.*-s rabbit' | head -n1 | grep .; }
+# Every RabbitMQ node's beam process (the single broker and the cluster nodes).
+rmq_beams() { pgrep -u rabbitmq -f 'beam.*-s rabbit' || true; }
+# The single broker is the node started without a RABBITMQ_NODENAME of the cluster's.
+rmq_pid() {
+    local pid
+    for pid in $(rmq_beams); do
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q '^RABBITMQ_NODENAME=stomp-c' ||
+            { echo "$pid"; return 0; }
+    done
+    return 1
+}
 rmq_running() { rmq_pid >/dev/null 2>&1; }
 
 rmq_ready() { stomp_probe tcp $RMQ_STOMP_PORT && stomp_probe ws $RMQ_WS_PORT; }
@@ -352,8 +366,11 @@ rmq_start() {
         wait_port_closed $RMQ_STOMP_PORT
         # An epmd left from an earlier start may listen on all interfaces; the next one
         # started by rabbitmq-server reads ERL_EPMD_ADDRESS.
+        # Not while cluster nodes run: they are registered with it.
         local epmd
-        for epmd in $(pgrep -u rabbitmq -x epmd); do kill "$epmd" 2>/dev/null || true; done
+        if [ -z "$(rmq_beams)" ]; then
+            for epmd in $(pgrep -u rabbitmq -x epmd); do kill "$epmd" 2>/dev/null || true; done
+        fi
         # setpriv instead of `rabbitmq-server -detached` as root: that path goes through su
         # and a PAM session, which resets the open-files limit to 1024.
         (ulimit -n $OPEN_FILES && cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq \
@@ -394,13 +411,21 @@ rmq_status() {
 
 # ---------------------------------------------------------------------------------------
 
+# shellcheck source=scripts/brokers-cluster.sh
+. "$(dirname "${BASH_SOURCE[0]}")/brokers-cluster.sh"
+
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 main() {
     local action=${1:-} target=${2:-all} brokers=()
+    if [ "$action" = cluster ]; then
+        shift
+        cluster_main "$@"
+        return
+    fi
     case "$target" in
     activemq) brokers=(amq) ;;
     rabbitmq) brokers=(rmq) ;;
