@@ -53,24 +53,65 @@ pub struct Rule {
     pub condition: Option<(String, String)>,
 }
 
-/// Parses `allow|deny send|subscribe|send,subscribe|any PATTERN [if claim NAME contains VALUE]`.
-pub fn parse_rule(text: &str) -> Result<Rule, ValueError> {
-    rule(text).map_err(|why| ValueError::new(text, why))
+/// What is wrong with a rule's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleError {
+    /// The first word is not `allow` or `deny`.
+    Effect(String),
+    /// No command word.
+    MissingCommand,
+    /// A command other than send, subscribe or any.
+    UnknownCommand(String),
+    /// No destination pattern.
+    MissingDestination,
+    /// The pattern does not start with `/`.
+    RelativeDestination(String),
+    /// Words after the pattern other than `if claim NAME contains VALUE`.
+    TrailingWords,
+    /// A `{` without its `}` in the claim value.
+    UnclosedVariable(String),
+    /// A `{var}` of the claim value that the pattern does not capture.
+    UnknownVariable { var: String, destination: String },
 }
 
-fn rule(text: &str) -> Result<Rule, String> {
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleError::Effect(w) => write!(f, "must start with `allow` or `deny`, not `{w}`"),
+            RuleError::MissingCommand => f.write_str("missing command (send, subscribe)"),
+            RuleError::UnknownCommand(c) => {
+                write!(f, "unknown command `{c}` (send, subscribe or any)")
+            }
+            RuleError::MissingDestination => f.write_str("missing destination pattern"),
+            RuleError::RelativeDestination(d) => {
+                write!(f, "destination pattern `{d}` must start with `/`")
+            }
+            RuleError::TrailingWords => {
+                f.write_str("after the destination only `if claim NAME contains VALUE` may follow")
+            }
+            RuleError::UnclosedVariable(v) => write!(f, "unclosed `{{` in `{v}`"),
+            RuleError::UnknownVariable { var, destination } => {
+                write!(f, "`{var}` is not a variable of `{destination}`")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// Parses `allow|deny send|subscribe|send,subscribe|any PATTERN [if claim NAME contains VALUE]`.
+pub fn parse_rule(text: &str) -> Result<Rule, ValueError> {
+    rule(text).map_err(|why| ValueError::new(text, why.to_string()))
+}
+
+fn rule(text: &str) -> Result<Rule, RuleError> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let allow = match words.first().copied() {
         Some("allow") => true,
         Some("deny") => false,
-        other => {
-            return Err(format!(
-                "must start with `allow` or `deny`, not `{}`",
-                other.unwrap_or("")
-            ))
-        }
+        other => return Err(RuleError::Effect(other.unwrap_or("").to_string())),
     };
-    let cmds = words.get(1).ok_or("missing command (send, subscribe)")?;
+    let cmds = words.get(1).ok_or(RuleError::MissingCommand)?;
     let (mut send, mut subscribe) = (false, false);
     for c in cmds.split([',', '|']) {
         match c.to_ascii_lowercase().as_str() {
@@ -80,27 +121,17 @@ fn rule(text: &str) -> Result<Rule, String> {
                 send = true;
                 subscribe = true;
             }
-            other => {
-                return Err(format!(
-                    "unknown command `{other}` (send, subscribe or any)"
-                ))
-            }
+            other => return Err(RuleError::UnknownCommand(other.to_string())),
         }
     }
-    let destination = words.get(2).ok_or("missing destination pattern")?;
+    let destination = words.get(2).ok_or(RuleError::MissingDestination)?;
     if !destination.starts_with('/') {
-        return Err(format!(
-            "destination pattern `{destination}` must start with `/`"
-        ));
+        return Err(RuleError::RelativeDestination(destination.to_string()));
     }
     let condition = match &words[3..] {
         [] => None,
         ["if", "claim", name, "contains", value] => Some((name.to_string(), value.to_string())),
-        _ => {
-            return Err(
-                "after the destination only `if claim NAME contains VALUE` may follow".into(),
-            )
-        }
+        _ => return Err(RuleError::TrailingWords),
     };
     if let Some((_, v)) = &condition {
         // Every {var} in the value must be captured by the destination pattern.
@@ -108,10 +139,13 @@ fn rule(text: &str) -> Result<Rule, String> {
         while let Some(start) = rest.find('{') {
             let end = rest[start..]
                 .find('}')
-                .ok_or_else(|| format!("unclosed `{{` in `{v}`"))?;
+                .ok_or_else(|| RuleError::UnclosedVariable(v.clone()))?;
             let var = &rest[start..start + end + 1];
             if !destination.contains(var) {
-                return Err(format!("`{var}` is not a variable of `{destination}`"));
+                return Err(RuleError::UnknownVariable {
+                    var: var.to_string(),
+                    destination: destination.to_string(),
+                });
             }
             rest = &rest[start + end + 1..];
         }

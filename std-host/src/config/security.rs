@@ -226,28 +226,52 @@ struct RuleFile {
     contains: Option<String>,
 }
 
+/// How a `[[authorization.rules]]` table is malformed (before its rule text is parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleFileError {
+    /// `rule` together with `allow`/`deny`/`destination`.
+    BothForms,
+    /// Neither or both of `allow` and `deny`.
+    Effect,
+    /// `allow`/`deny` without `destination`.
+    MissingDestination,
+    /// `if-claim` without `contains` or the reverse.
+    HalfCondition,
+}
+
+impl std::fmt::Display for RuleFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuleFileError::BothForms => "give either `rule` or `allow`/`deny` with `destination`",
+            RuleFileError::Effect => "needs exactly one of `allow` or `deny` (or `rule`)",
+            RuleFileError::MissingDestination => "needs a `destination` pattern",
+            RuleFileError::HalfCondition => "`if-claim` and `contains` go together",
+        })
+    }
+}
+
 impl RuleFile {
-    fn to_text(&self) -> Result<String, String> {
+    fn to_text(&self) -> Result<String, RuleFileError> {
         if let Some(r) = &self.rule {
             if self.allow.is_some() || self.deny.is_some() || self.destination.is_some() {
-                return Err("give either `rule` or `allow`/`deny` with `destination`".into());
+                return Err(RuleFileError::BothForms);
             }
             return Ok(r.clone());
         }
         let (effect, cmds) = match (&self.allow, &self.deny) {
             (Some(c), None) => ("allow", c),
             (None, Some(c)) => ("deny", c),
-            _ => return Err("needs exactly one of `allow` or `deny` (or `rule`)".into()),
+            _ => return Err(RuleFileError::Effect),
         };
         let dest = self
             .destination
             .as_deref()
-            .ok_or("needs a `destination` pattern")?;
+            .ok_or(RuleFileError::MissingDestination)?;
         let mut text = format!("{effect} {} {dest}", cmds.replace([',', ' '], "|"));
         match (&self.if_claim, &self.contains) {
             (Some(c), Some(v)) => text.push_str(&format!(" if claim {c} contains {v}")),
             (None, None) => {}
-            _ => return Err("`if-claim` and `contains` go together".into()),
+            _ => return Err(RuleFileError::HalfCondition),
         }
         Ok(text)
     }
@@ -350,7 +374,9 @@ impl SecurityConfig {
             None => {
                 for (i, r) in a.rules.iter().enumerate() {
                     let name = format!("config key `authorization.rules[{i}]`");
-                    let text = r.to_text().map_err(|m| invalid(name.clone(), m))?;
+                    let text = r
+                        .to_text()
+                        .map_err(|m| invalid(name.clone(), m.to_string()))?;
                     c.rules
                         .push(parse_rule(&text).map_err(|m| invalid(name, m.to_string()))?);
                 }
