@@ -15,9 +15,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -212,10 +213,10 @@ pub struct Rx {
 }
 
 impl Rx {
-    fn new(inner: RxInner) -> Self {
+    fn new(inner: RxInner, capacity: usize) -> Self {
         Rx {
             inner,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::with_capacity(capacity),
             consumed: 0,
         }
     }
@@ -308,14 +309,59 @@ impl Rx {
     }
 }
 
+/// How [`connect_with`] opens a session; [`connect`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Local address to bind before connecting (spreads many sessions over several
+    /// 127.x sources, each with its own ephemeral port range).
+    pub source: Option<IpAddr>,
+    /// The CONNECT `heart-beat` header.
+    pub heart_beat: String,
+    /// Small buffers (4 KiB) instead of throughput-sized ones, for runs holding 100 000
+    /// sessions in one process.
+    pub lean: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            source: None,
+            heart_beat: "0,0".into(),
+            lean: false,
+        }
+    }
+}
+
 /// Opens a connection to `target` and completes the STOMP CONNECT handshake.
 pub async fn connect(
     target: &Target,
     login: &Login,
     within: Duration,
 ) -> Result<(Tx, Rx), ClientError> {
+    connect_with(target, login, within, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with a source address, heart-beats and buffer sizes.
+pub async fn connect_with(
+    target: &Target,
+    login: &Login,
+    within: Duration,
+    opts: &ConnectOptions,
+) -> Result<(Tx, Rx), ClientError> {
+    let buf = if opts.lean { 4 * 1024 } else { 64 * 1024 };
     let open = async {
-        let tcp = TcpStream::connect(target.addr).await?;
+        let tcp = match opts.source {
+            None => TcpStream::connect(target.addr).await?,
+            Some(ip) => {
+                let sock = if ip.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(target.addr).await?
+            }
+        };
         tcp.set_nodelay(true)?;
         if target.websocket {
             let mut req = target.url.as_str().into_client_request()?;
@@ -323,14 +369,18 @@ pub async fn connect(
                 "Sec-WebSocket-Protocol",
                 HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
             );
-            let (ws, _resp) = tokio_tungstenite::client_async(req, tcp).await?;
+            let config = WebSocketConfig::default()
+                .read_buffer_size(buf)
+                .write_buffer_size(if opts.lean { 0 } else { buf });
+            let (ws, _resp) =
+                tokio_tungstenite::client_async_with_config(req, tcp, Some(config)).await?;
             let (sink, stream) = ws.split();
-            Ok::<_, ClientError>((Tx::Ws(sink), Rx::new(RxInner::Ws(stream))))
+            Ok::<_, ClientError>((Tx::Ws(sink), Rx::new(RxInner::Ws(stream), buf)))
         } else {
             let (r, w) = tcp.into_split();
             Ok((
-                Tx::Tcp(BufWriter::with_capacity(64 * 1024, w)),
-                Rx::new(RxInner::Tcp(r)),
+                Tx::Tcp(BufWriter::with_capacity(buf, w)),
+                Rx::new(RxInner::Tcp(r), buf),
             ))
         }
     };
@@ -340,7 +390,7 @@ pub async fn connect(
     let mut headers: Vec<(&str, &str)> = vec![
         ("accept-version", "1.2,1.1,1.0"),
         ("host", &login.vhost),
-        ("heart-beat", "0,0"),
+        ("heart-beat", &opts.heart_beat),
     ];
     if let Some(l) = &login.login {
         headers.push(("login", l));

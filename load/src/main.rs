@@ -1,11 +1,14 @@
 //! `stomp-load`: the project's load tool for STOMP servers (stomp-relay and its peers).
 //!
-//! Two scenarios, each bounded in connections and time and limited to loopback targets:
+//! Three scenarios, each bounded in connections and time and limited to loopback targets:
 //! - `fanout`: one publisher -> N subscribers on one destination, over WebSocket or TCP;
 //!   `--rate 0` measures the maximum sustained deliveries/s with no loss, `--rate R`
 //!   publishes R deliveries/s and reports latency percentiles.
 //! - `idle`: K sessions that CONNECT + SUBSCRIBE and sit idle; reports the server's RSS
 //!   per session.
+//! - `scale`: up to 100 000 WebSocket sessions from several 127.x sources: RSS per
+//!   session, connect rate, idle CPU with heart-beats, broadcast time to all, and
+//!   deliveries/s with CPU per delivery as the audience grows.
 //!
 //! Each run prints one markdown table row (or `key=value` pairs with `--format kv`, for
 //! scripts such as scripts/bench.sh). Exit code 1 when a run fails or loses messages,
@@ -16,6 +19,7 @@ mod client;
 mod fanout;
 mod idle;
 mod procfs;
+mod scale;
 mod wire;
 
 use std::process::ExitCode;
@@ -26,6 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{Login, Target};
 use fanout::{FanoutPlan, FanoutReport, Pace};
 use idle::{IdlePlan, IdleReport};
+use scale::{ScalePlan, ScaleReport};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +49,8 @@ enum Scenario {
     Fanout(FanoutArgs),
     /// K idle sessions (CONNECT + one SUBSCRIBE each): server RSS per session.
     Idle(IdleArgs),
+    /// Many sessions on one server: memory, connect rate, idle CPU, broadcast time.
+    Scale(ScaleArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -157,6 +164,52 @@ struct IdleArgs {
     hold: f64,
 }
 
+#[derive(Args, Debug)]
+struct ScaleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Server URL (ws://HOST:PORT/PATH, loopback).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: Target,
+    /// Number of sessions held at once.
+    #[arg(long, default_value_t = 100_000)]
+    sessions: usize,
+    /// Source addresses, `127.0.0.1-127.0.0.8` or a comma list; each gives the tool its own
+    /// ephemeral port range (about 28 000 ports).
+    #[arg(long, default_value = "127.0.0.1-127.0.0.8")]
+    sources: String,
+    /// Pid of the server [default: the process listening on --url's port].
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Sessions being opened at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Server heart-beat interval each session asks for, in ms (0 = none).
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_ms: u64,
+    /// Pause before each RSS reading, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Idle phase (CPU with heart-beats only), in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    idle: f64,
+    /// Broadcasts to every session, each timed to its last delivery.
+    #[arg(long, default_value_t = 5)]
+    broadcasts: usize,
+    /// Audience sizes of the sustained phase, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,100000")]
+    tiers: Vec<usize>,
+    /// Seconds per tier.
+    #[arg(long, default_value_t = 5.0)]
+    tier_duration: f64,
+    /// Messages in flight in the sustained phase.
+    #[arg(long, default_value_t = 64)]
+    window: u64,
+    /// Destination prefix (`.all` and `.<tier>` are appended).
+    #[arg(long, default_value = "/topic/scale")]
+    prefix: String,
+}
+
 fn seconds(flag: &str, v: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| format!("{flag}: `{v}` is not a duration in seconds"))
@@ -177,6 +230,7 @@ fn main() -> ExitCode {
     let threads = match &cli.scenario {
         Scenario::Fanout(a) => a.common.threads,
         Scenario::Idle(a) => a.common.threads,
+        Scenario::Scale(a) => a.common.threads,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -193,6 +247,7 @@ fn main() -> ExitCode {
         match cli.scenario {
             Scenario::Fanout(a) => fanout_cmd(a).await,
             Scenario::Idle(a) => idle_cmd(a).await,
+            Scenario::Scale(a) => scale_cmd(a).await,
         }
     });
     // Sockets of a failed run may still be open; do not wait for their tasks.
@@ -384,4 +439,112 @@ fn idle_row(a: &IdleArgs, r: &IdleReport) -> String {
             r.open_time.as_secs_f64()
         ),
     }
+}
+
+async fn scale_cmd(a: ScaleArgs) -> Result<bool, String> {
+    if !a.url.websocket {
+        return Err(format!(
+            "--url {}: scale runs over WebSocket (ws://)",
+            a.url
+        ));
+    }
+    if a.tiers.contains(&0) {
+        return Err("--tiers: an audience of 0 subscribers measures nothing".into());
+    }
+    let server_pid = match a.server_pid {
+        Some(pid) => pid,
+        None => procfs::listener_of(a.url.addr.port())?,
+    };
+    let plan = ScalePlan {
+        target: a.url.clone(),
+        sessions: a.sessions,
+        sources: scale::parse_sources(&a.sources)?,
+        login: a.common.login(),
+        server_pid,
+        concurrency: a.concurrency,
+        connect_timeout: seconds("--connect-timeout", a.common.connect_timeout)?,
+        heartbeat_ms: a.heartbeat_ms,
+        settle: seconds("--settle", a.settle)?,
+        idle: seconds("--idle", a.idle)?,
+        broadcasts: a.broadcasts,
+        tiers: a.tiers.clone(),
+        tier_duration: seconds("--tier-duration", a.tier_duration)?,
+        window: a.window,
+        prefix: a.prefix.clone(),
+    };
+    let r = scale::run(plan).await?;
+    for row in scale_rows(&a, &r) {
+        println!("{row}");
+    }
+    Ok(r.broadcast_lost == 0 && r.tiers.iter().all(|t| t.lost == 0))
+}
+
+fn scale_rows(a: &ScaleArgs, r: &ScaleReport) -> Vec<String> {
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let all: Vec<String> = r
+        .broadcast
+        .iter()
+        .map(|d| format!("{:.1}", ms(Some(*d))))
+        .collect();
+    let base = r.tiers.first().map(|t| t.cpu_us_per_delivery());
+    let mut rows = vec![match a.common.format {
+        Format::Kv => format!(
+            "scenario=scale label={:?} sessions={} sources={} kib_per_session={:.2} \
+             sessions_per_second={:.0} idle_cpu_percent={:.1} heartbeat_ms={} \
+             broadcast_ms_median={:.1} broadcast_ms={} broadcast_lost={}",
+            a.common.label,
+            r.sessions,
+            r.sources,
+            r.kib_per_session(),
+            r.sessions_per_second(),
+            r.idle_cpu_share * 100.0,
+            a.heartbeat_ms,
+            ms(r.broadcast_median()),
+            all.join(","),
+            r.broadcast_lost
+        ),
+        Format::Markdown => format!(
+            "| {} | {} sessions from {} sources | {:.2} KiB RSS per session | {:.0} sessions/s | \
+             idle CPU {:.1}% (heart-beats every {} ms) | broadcast to all: median {:.1} ms \
+             (runs: {} ms){} |",
+            a.common.label,
+            r.sessions,
+            r.sources,
+            r.kib_per_session(),
+            r.sessions_per_second(),
+            r.idle_cpu_share * 100.0,
+            a.heartbeat_ms,
+            ms(r.broadcast_median()),
+            all.join(", "),
+            if r.broadcast_lost == 0 {
+                String::new()
+            } else {
+                format!(", {} undelivered", r.broadcast_lost)
+            }
+        ),
+    }];
+    for t in &r.tiers {
+        let vs = base.map_or(f64::NAN, |b| t.cpu_us_per_delivery() / b);
+        rows.push(match a.common.format {
+            Format::Kv => format!(
+                "scenario=scale-tier label={:?} subscribers={} deliveries_per_second={:.0} \
+                 server_cpu_us_per_delivery={:.3} vs_first_tier={vs:.2} lost={}",
+                a.common.label,
+                t.subscribers,
+                t.per_second(),
+                t.cpu_us_per_delivery(),
+                t.lost
+            ),
+            Format::Markdown => format!(
+                "| {} | {} subscribers | {:.1} k deliveries/s | {:.3} us server CPU per delivery \
+                 | {vs:.2}x the first tier | {} lost |",
+                a.common.label,
+                t.subscribers,
+                t.per_second() / 1e3,
+                t.cpu_us_per_delivery(),
+                t.lost
+            ),
+        });
+    }
+    rows
 }
