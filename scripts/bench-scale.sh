@@ -37,7 +37,6 @@ if ((sessions > fit)); then
 fi
 peer_sessions=${SCALE_PEER_SESSIONS:-$sessions}
 sources=${SCALE_SOURCES:-127.0.0.1-127.0.0.8}
-tiers=100,1000,10000,$sessions
 
 pids=()
 cleanup() {

@@ -50,23 +50,53 @@ pub fn raise_fd_limit() -> Result<u64, String> {
     rlimit::increase_nofile_limit(u64::MAX).map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))
 }
 
-pub async fn run(plan: IdlePlan) -> Result<IdleReport, String> {
+/// Raises this process's limit and refuses a run neither this process nor the server
+/// (`server_pid`) has the open-files limit for.
+pub fn check_fd_limits(sessions: usize, server_pid: u32) -> Result<(), String> {
     let own = raise_fd_limit()?;
-    if own < plan.sessions as u64 + 64 {
+    if own < sessions as u64 + 64 {
         return Err(format!(
-            "--sessions {}: this process may open only {own} files (raise the hard limit)",
-            plan.sessions
+            "--sessions {sessions}: this process may open only {own} files (raise the hard limit)"
         ));
     }
-    if let Some(limit) = procfs::open_files_limit(plan.server_pid) {
-        if limit < plan.sessions as u64 + 16 {
+    if let Some(limit) = procfs::open_files_limit(server_pid) {
+        if limit < sessions as u64 + 16 {
             return Err(format!(
-                "--sessions {}: the server (pid {}) may open only {limit} files; \
-                 start it with a higher `ulimit -n`",
-                plan.sessions, plan.server_pid
+                "--sessions {sessions}: the server (pid {server_pid}) may open only {limit} \
+                 files; start it with a higher `ulimit -n`"
             ));
         }
     }
+    Ok(())
+}
+
+/// Awaits every session-opening task; all opened, or the count that failed and the
+/// first error.
+pub async fn join_opened<T>(
+    opening: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+) -> Result<Vec<T>, String> {
+    let total = opening.len();
+    let mut held = Vec::with_capacity(total);
+    let mut first_error = None;
+    for o in opening {
+        match o.await.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(c) => held.push(c),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(format!(
+            "{} of {total} sessions failed to open; first: {e}",
+            total - held.len()
+        )),
+        None => Ok(held),
+    }
+}
+
+pub async fn run(plan: IdlePlan) -> Result<IdleReport, String> {
+    check_fd_limits(plan.sessions, plan.server_pid)?;
     tokio::time::sleep(plan.settle).await;
     let before = procfs::sample(plan.server_pid)?;
 
@@ -90,23 +120,7 @@ pub async fn run(plan: IdlePlan) -> Result<IdleReport, String> {
             Ok::<(Tx, Rx), String>((tx, rx))
         }));
     }
-    let mut held = Vec::with_capacity(plan.sessions);
-    let mut first_error = None;
-    for o in opening {
-        match o.await.map_err(|e| e.to_string()).and_then(|r| r) {
-            Ok(c) => held.push(c),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(format!(
-            "{} of {} sessions failed to open; first: {e}",
-            plan.sessions - held.len(),
-            plan.sessions
-        ));
-    }
+    let held = join_opened(opening).await?;
     let open_time = started.elapsed();
     tokio::time::sleep(plan.settle).await;
     let after = procfs::sample(plan.server_pid)?;

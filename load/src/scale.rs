@@ -27,7 +27,7 @@ use stomp_relay_codec::Command;
 use tokio::sync::Semaphore;
 
 use crate::client::{self, ClientError, ConnectOptions, Login, Target, Tx};
-use crate::idle::raise_fd_limit;
+use crate::idle::{check_fd_limits, join_opened};
 use crate::procfs::{self, ProcSample};
 use crate::wire;
 
@@ -144,22 +144,7 @@ pub fn parse_sources(spec: &str) -> Result<Vec<IpAddr>, String> {
 }
 
 pub async fn run(plan: ScalePlan) -> Result<ScaleReport, String> {
-    let own = raise_fd_limit()?;
-    if own < plan.sessions as u64 + 64 {
-        return Err(format!(
-            "--sessions {}: this process may open only {own} files (raise the hard limit)",
-            plan.sessions
-        ));
-    }
-    if let Some(limit) = procfs::open_files_limit(plan.server_pid) {
-        if limit < plan.sessions as u64 + 16 {
-            return Err(format!(
-                "--sessions {}: the server (pid {}) may open only {limit} files; \
-                 start it with a higher `ulimit -n`",
-                plan.sessions, plan.server_pid
-            ));
-        }
-    }
+    check_fd_limits(plan.sessions, plan.server_pid)?;
     let epoch = Instant::now();
     let counters = Arc::new(Counters::default());
     tokio::time::sleep(plan.settle).await;
@@ -271,24 +256,7 @@ async fn open_sessions(
             Ok::<Tx, String>(tx)
         }));
     }
-    let mut held = Vec::with_capacity(plan.sessions);
-    let mut first_error = None;
-    for o in opening {
-        match o.await.map_err(|e| e.to_string()).and_then(|r| r) {
-            Ok(tx) => held.push(tx),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(format!(
-            "{} of {} sessions failed to open; first: {e}",
-            plan.sessions - held.len(),
-            plan.sessions
-        )),
-        None => Ok(held),
-    }
+    join_opened(opening).await
 }
 
 async fn send(tx: &mut Tx, dest: &str, count: u64) -> Result<(), String> {
