@@ -63,19 +63,39 @@ rmqc_pid() {
     return 1
 }
 
-rmqc_start() {
+# A node that has been a member before keeps its cluster in its data directory.
+rmqc_member_before() { [ -d "$(rmqc_dir "$1")/mnesia/$(rmqc_name "$1")" ]; }
+
+rmqc_launch() {
     local n=$1
     rmqc_configure "$n"
-    if ! rmqc_pid "$n" >/dev/null; then
-        log "rabbitmq cluster: starting $(rmqc_name "$n")"
-        wait_port_closed "$(rmqc_stomp_port "$n")"
-        # shellcheck disable=SC2046 # rmqc_env is a list of NAME=value words
-        (ulimit -n $OPEN_FILES && cd /var/lib/rabbitmq && env $(rmqc_env "$n") \
-            setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
-            /usr/sbin/rabbitmq-server -detached) >/dev/null 2>&1
-    fi
-    wait_for "rabbitmq node $(rmqc_name "$n") STOMP on 127.0.0.1:$(rmqc_stomp_port "$n")" \
-        stomp_probe tcp "$(rmqc_stomp_port "$n")"
+    rmqc_pid "$n" >/dev/null && return 0
+    log "rabbitmq cluster: starting $(rmqc_name "$n")"
+    wait_port_closed "$(rmqc_stomp_port "$n")"
+    # shellcheck disable=SC2046 # rmqc_env is a list of NAME=value words
+    (ulimit -n $OPEN_FILES && cd /var/lib/rabbitmq && env $(rmqc_env "$n") \
+        setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+        /usr/sbin/rabbitmq-server -detached) >/dev/null 2>&1
+}
+
+rmqc_wait() {
+    wait_for "rabbitmq node $(rmqc_name "$1") STOMP on 127.0.0.1:$(rmqc_stomp_port "$1")" \
+        stomp_probe tcp "$(rmqc_stomp_port "$1")"
+}
+
+# Returning members start together: a node that did not stop last (all of them, after a
+# SIGKILL of every node) waits at boot for a peer's tables and opens no listener until one
+# is up, so starting them one after another would wait forever on the first. New nodes
+# then start one at a time, each joining the nodes already running.
+rmqc_start_all() {
+    local n fresh=()
+    for n in "${RMQ_CLUSTER_NODES[@]}"; do
+        if rmqc_member_before "$n"; then rmqc_launch "$n"; else fresh+=("$n"); fi
+    done
+    for n in "${RMQ_CLUSTER_NODES[@]}"; do
+        if rmqc_member_before "$n"; then rmqc_wait "$n"; fi
+    done
+    for n in "${fresh[@]}"; do rmqc_launch "$n" && rmqc_wait "$n"; done
 }
 
 # rmqc_ctl NODE ARGS...: rabbitmqctl against one cluster node.
@@ -239,8 +259,8 @@ amqp_bridged() { stomp_crosses "$(amqp_stomp_port pair-b)" "$(amqp_stomp_port pa
 cluster_up() {
     need_root
     install_packages activemq rabbitmq-server
-    local n b
-    for n in "${RMQ_CLUSTER_NODES[@]}"; do rmqc_start "$n"; done
+    local b
+    rmqc_start_all
     wait_for "rabbitmq cluster of ${#RMQ_CLUSTER_NODES[@]} running nodes" rmqc_joined c1
     wait_for "rabbitmq cluster routing c1 -> c3" stomp_crosses "$(rmqc_stomp_port c3)" "$(rmqc_stomp_port c1)"
     for b in "${AMQ_PAIR[@]}"; do amqp_start "$b"; done
