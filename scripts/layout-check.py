@@ -5,6 +5,8 @@
    that, through others, imports it back). Edges are `crate::`/`super::` paths in code,
    comments and test modules left out.
 2. No Rust source file of the workspace over 1,000 lines.
+3. README.md under 15,000 bytes: what the project is, the two commands, quick starts and
+   the configuration table; the rest belongs under docs/.
 
 Prints each violation and exits 1, else one line per rule and exits 0.
 """
@@ -14,6 +16,7 @@ import subprocess
 import sys
 
 MAX_LINES = 1000
+MAX_README_BYTES = 15000
 CRATES = ["codec/src", "relay-core/src", "std-host/src", "embedded-host/src", "embedded-host/firmware/src", "load/src"]
 
 
@@ -104,10 +107,15 @@ def main():
         if n > MAX_LINES:
             bad += 1
             print(f"layout: {path} has {n} lines (at most {MAX_LINES})")
+    readme = os.path.getsize("README.md")
+    if readme >= MAX_README_BYTES:
+        bad += 1
+        print(f"layout: README.md has {readme} bytes (under {MAX_README_BYTES}); move detail to docs/")
     if bad:
         sys.exit(1)
     print(f"layout: no import circle in {', '.join(CRATES)}")
     print(f"layout: no Rust source file over {MAX_LINES} lines")
+    print(f"layout: README.md {readme} bytes (under {MAX_README_BYTES})")
 
 
 main()
