@@ -188,6 +188,7 @@ amqp_start() {
     if ! amqp_pid "$b" >/dev/null; then
         log "activemq pair: starting $b"
         wait_port_closed "$(amqp_stomp_port "$b")"
+        rm -f "$(amqp_pidfile "$b")" # names a dead broker: see amq_start
         mkdir -p /var/run/activemq
         chown activemq: /var/run/activemq
         # What /etc/init.d/activemq does for an enabled instance, for one that is not

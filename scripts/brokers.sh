@@ -272,6 +272,9 @@ amq_start() {
     if ! amq_pid >/dev/null; then
         log "activemq: starting"
         wait_port_closed $AMQ_STOMP_PORT
+        # A pid file naming a dead broker (or its zombie, still called java) makes
+        # start-stop-daemon think it runs and start nothing.
+        rm -f "$AMQ_PIDFILE"
         (ulimit -n $OPEN_FILES && /etc/init.d/activemq start) >/dev/null
     fi
     wait_for "activemq STOMP on 127.0.0.1:$AMQ_STOMP_PORT" stomp_probe tcp $AMQ_STOMP_PORT
