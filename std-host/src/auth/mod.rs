@@ -27,9 +27,7 @@ use tokio::sync::Semaphore;
 use crate::abuse::{IpLimiter, TokenBucket};
 use crate::config::load_error::LoadError;
 use crate::config::origin::OriginPattern;
-pub use crate::config::security::{
-    AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig, SecurityFile,
-};
+pub use crate::config::security::{AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig};
 use crate::frame::OwnedFrame;
 pub use authorize::{Op, Rule};
 

@@ -2,8 +2,9 @@
 //! TOML file, merged into one [`Config`].
 //!
 //! Precedence is flag > environment variable > config file > built-in default. Every
-//! flag has the same-named kebab-case key in the file (`--tcp-listen` is `tcp-listen`),
-//! and the file rejects unknown keys so a typo never silently falls back to a default.
+//! flag has the same-named kebab-case key in the file (`--tcp-listen` is `tcp-listen`):
+//! [`Cli`] is both, declared once, and the `layer` module merges its two parsed copies. The file
+//! rejects unknown keys so a typo never silently falls back to a default.
 //! Errors are [`ConfigError`]s whose `Display` is one line naming the bad flag or key; the
 //! binary prints it and exits with status 2 (clap's own usage errors use 2 as well).
 
@@ -16,7 +17,9 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use layer::{Given, Layers};
 
+mod layer;
 pub mod load_error;
 pub mod origin;
 pub mod proxy;
@@ -49,7 +52,9 @@ fn dialect_parser() -> impl clap::builder::TypedValueParser<Value = Dialect> {
 
 /// The config file's `dialect` key: a dialect name; anything else is an error listing them.
 fn dialect_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dialect>, D::Error> {
-    let name = String::deserialize(d)?;
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
     name.parse().map(Some).map_err(|_| {
         let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
         serde::de::Error::custom(format!(
@@ -398,9 +403,11 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Command-line flags. Every flag can also be given as `STOMP_RELAY_<FLAG>` (upper case,
-/// `-` as `_`) and as the same-named key in the `--config` TOML file.
-#[derive(Debug, Parser, Default)]
+/// Command-line flags, and the top level of the `--config` TOML file: every flag can
+/// also be given as `STOMP_RELAY_<FLAG>` (upper case, `-` as `_`) and as the same-named
+/// key in the file, which rejects unknown keys.
+#[derive(Debug, Parser, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[command(
     name = "stomp-relay",
     version,
@@ -412,12 +419,15 @@ impl std::error::Error for ConfigError {}
 pub struct Cli {
     /// TOML config file; keys are the flag names (e.g. `tcp-listen = "127.0.0.1:61613"`).
     #[arg(long, env = "STOMP_RELAY_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// HTTP/WebSocket listen address: ws://ADDR/ws, /healthz, /readyz, /metrics [default: 127.0.0.1:8080]
     #[arg(long, env = "STOMP_RELAY_LISTEN", value_name = "ADDR")]
+    #[serde(deserialize_with = "layer::socket_addr")]
     pub listen: Option<SocketAddr>,
     /// Plain STOMP-over-TCP listen address [default: off]
     #[arg(long, env = "STOMP_RELAY_TCP_LISTEN", value_name = "ADDR")]
+    #[serde(deserialize_with = "layer::socket_addr")]
     pub tcp_listen: Option<SocketAddr>,
     /// Path that speaks STOMP over WebSocket, like Spring's addEndpoint; repeat or comma-separate [default: /ws]
     #[arg(
@@ -426,6 +436,7 @@ pub struct Cli {
         value_name = "PATH",
         value_delimiter = ','
     )]
+    #[serde(deserialize_with = "layer::one_or_many")]
     pub endpoint: Option<Vec<String>>,
     /// Every endpoint also speaks SockJS (websocket, xhr-streaming, xhr-polling, eventsource), like Spring's withSockJS [default: false]
     #[arg(
@@ -438,6 +449,7 @@ pub struct Cli {
     pub sockjs: Option<bool>,
     /// Idle time before a SockJS heart-beat frame `h` [default: 25s]
     #[arg(long, env = "STOMP_RELAY_SOCKJS_HEARTBEAT", value_name = "DURATION")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub sockjs_heartbeat: Option<String>,
     /// How long a SockJS session without a receiving request lives before it is closed [default: 5s]
     #[arg(
@@ -445,6 +457,7 @@ pub struct Cli {
         env = "STOMP_RELAY_SOCKJS_DISCONNECT_DELAY",
         value_name = "DURATION"
     )]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub sockjs_disconnect_delay: Option<String>,
     /// Application destination prefix (SENDs go to handlers); repeat or comma-separate [default: /pub/]
     #[arg(
@@ -453,6 +466,7 @@ pub struct Cli {
         value_name = "PREFIX",
         value_delimiter = ','
     )]
+    #[serde(deserialize_with = "layer::one_or_many")]
     pub app_prefix: Option<Vec<String>>,
     /// Broker destination prefix (broadcast destinations); repeat or comma-separate [default: /sub/,/topic/,/queue/]
     #[arg(
@@ -461,6 +475,7 @@ pub struct Cli {
         value_name = "PREFIX",
         value_delimiter = ','
     )]
+    #[serde(deserialize_with = "layer::one_or_many")]
     pub broker_prefix: Option<Vec<String>>,
     /// User destination prefix [default: /user/]
     #[arg(long, env = "STOMP_RELAY_USER_PREFIX", value_name = "PREFIX")]
@@ -475,6 +490,7 @@ pub struct Cli {
         value_name = "URL",
         value_delimiter = ','
     )]
+    #[serde(deserialize_with = "layer::one_or_many")]
     pub relay: Option<Vec<String>>,
     /// Login for client sessions' upstream connections; replaces what clients send [default: guest]
     #[arg(long, env = "STOMP_RELAY_RELAY_LOGIN", value_name = "L")]
@@ -496,6 +512,7 @@ pub struct Cli {
     pub relay_ca: Option<PathBuf>,
     /// How broker prefixes are spelled on the external broker: activemq, rabbitmq, artemis or generic [default: detected from the broker's CONNECTED server header, generic for brokers it does not name]
     #[arg(long, env = "STOMP_RELAY_DIALECT", value_parser = dialect_parser())]
+    #[serde(deserialize_with = "dialect_key")]
     pub dialect: Option<Dialect>,
     /// One upstream connection per client session, or one shared per instance [default: per-session]
     #[arg(long, env = "STOMP_RELAY_RELAY_MODE", value_enum)]
@@ -505,24 +522,30 @@ pub struct Cli {
     pub heartbeat: Option<String>,
     /// Largest STOMP frame after reassembly; bigger gets ERROR and close 1002 [default: 64KiB]
     #[arg(long, env = "STOMP_RELAY_MAX_FRAME_SIZE", value_name = "SIZE")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub max_frame_size: Option<String>,
     /// Per-session outbound buffer; a client that lets it fill is closed with 4500 [default: 512KiB]
     #[arg(long, env = "STOMP_RELAY_SEND_BUFFER", value_name = "SIZE")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub send_buffer: Option<String>,
     /// Longest a write to one client may block before it is closed with 4500 [default: 10s]
     #[arg(long, env = "STOMP_RELAY_SEND_TIME_LIMIT", value_name = "DURATION")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub send_time_limit: Option<String>,
     /// Longest a new connection may wait before its first frame [default: 60s]
     #[arg(long, env = "STOMP_RELAY_TIME_TO_FIRST_FRAME", value_name = "DURATION")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub time_to_first_frame: Option<String>,
     /// Most concurrent client connections; more are refused [default: 100000]
     #[arg(long, env = "STOMP_RELAY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Longest graceful shutdown waits for clients and upstream DISCONNECTs [default: 5s]
     #[arg(long, env = "STOMP_RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub shutdown_timeout: Option<String>,
     /// How often a stats line (sessions, frames, broker) is logged at info; 0 for never [default: 30m]
     #[arg(long, env = "STOMP_RELAY_STATS_INTERVAL", value_name = "DURATION")]
+    #[serde(deserialize_with = "layer::num_or_str")]
     pub stats_interval: Option<String>,
     /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -530,86 +553,17 @@ pub struct Cli {
     /// Key for POST /api/publish (X-API-Key: KEY or Authorization: Bearer KEY) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_API_KEY", value_name = "KEY")]
     pub api_key: Option<Secret>,
-    /// Security flags (authentication, authorization, TLS, origins, abuse limits).
+    /// Security flags (authentication, authorization, TLS, origins, abuse limits), the
+    /// `[security]` table.
     #[command(flatten)]
     pub security: security::SecurityArgs,
-    /// HTTP proxy flags (connect, subscribe and application back ends).
+    /// HTTP proxy flags (connect, subscribe and application back ends), the `[proxy]` table.
     #[command(flatten)]
     pub proxy: proxy::ProxyArgs,
-}
-
-/// The config file: the same keys as the flags, kebab-case; unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    listen: Option<String>,
-    tcp_listen: Option<String>,
-    endpoint: Option<OneOrMany>,
-    sockjs: Option<bool>,
-    sockjs_heartbeat: Option<NumOrStr>,
-    sockjs_disconnect_delay: Option<NumOrStr>,
-    app_prefix: Option<OneOrMany>,
-    broker_prefix: Option<OneOrMany>,
-    user_prefix: Option<String>,
-    broker: Option<BrokerKind>,
-    relay: Option<OneOrMany>,
-    relay_login: Option<String>,
-    relay_passcode: Option<Secret>,
-    system_login: Option<String>,
-    system_passcode: Option<Secret>,
-    virtual_host: Option<String>,
-    relay_ca: Option<PathBuf>,
-    #[serde(default, deserialize_with = "dialect_key")]
-    dialect: Option<Dialect>,
-    relay_mode: Option<RelayMode>,
-    heartbeat: Option<String>,
-    max_frame_size: Option<NumOrStr>,
-    send_buffer: Option<NumOrStr>,
-    send_time_limit: Option<NumOrStr>,
-    time_to_first_frame: Option<NumOrStr>,
-    max_connections: Option<usize>,
-    shutdown_timeout: Option<NumOrStr>,
-    stats_interval: Option<NumOrStr>,
-    admin_token: Option<Secret>,
-    api_key: Option<Secret>,
-    /// `[security]`: the security flags by name.
-    security: Option<security::SecurityFile>,
-    /// `[proxy]`: the proxy flags by name.
-    proxy: Option<proxy::ProxyFile>,
-    /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]`.
-    authorization: Option<security::AuthorizationFile>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum NumOrStr {
-    Num(u64),
-    Str(String),
-}
-
-impl NumOrStr {
-    fn into_string(self) -> String {
-        match self {
-            NumOrStr::Num(n) => n.to_string(),
-            NumOrStr::Str(s) => s,
-        }
-    }
+    /// `[authorization]`: `on-send-denied` and `[[authorization.rules]]` (file only; the
+    /// flags are `--on-send-denied` and `--rule`).
+    #[arg(skip)]
+    pub authorization: security::AuthorizationFile,
 }
 
 impl Config {
@@ -629,224 +583,177 @@ impl Config {
     }
 
     /// Merges parsed flags (already including environment variables) over the config file.
-    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => load_file(path)?,
-            None => FileConfig::default(),
+    pub fn from_cli(mut cli: Cli) -> Result<Config, ConfigError> {
+        let mut file = match cli.config.take() {
+            Some(path) => load_file(&path)?,
+            None => Cli::default(),
         };
+        let security = Layers::new(
+            std::mem::take(&mut cli.security),
+            std::mem::take(&mut file.security),
+            "security.",
+        );
+        let proxy = Layers::new(
+            std::mem::take(&mut cli.proxy),
+            std::mem::take(&mut file.proxy),
+            "proxy.",
+        );
+        let authorization = std::mem::take(&mut file.authorization);
+        let mut l = Layers::new(cli, file, "");
         let mut c = Config::default();
-        // `src` is "--flag" when the value came from flags/env, "key" when from the file,
-        // so the error names what the user actually has to fix.
-        fn pick<T>(flag: Option<T>, file: Option<T>, name: &str) -> Option<(T, String)> {
-            match (flag, file) {
-                (Some(v), _) => Some((v, format!("--{name}"))),
-                (None, Some(v)) => Some((v, format!("config key `{name}`"))),
-                _ => None,
-            }
+        if let Some(v) = l.value("listen", |c| &mut c.listen) {
+            c.listen = v;
         }
-        fn invalid(name: String, msg: String) -> ConfigError {
-            ConfigError::Invalid { name, msg }
+        c.tcp_listen = l.value("tcp-listen", |c| &mut c.tcp_listen);
+        if let Some(g) = l.pick("app-prefix", |c| &mut c.app_prefix) {
+            c.app_prefixes = check_prefixes(g)?;
         }
-        let file_addr =
-            |v: Option<String>, name: &str| -> Result<Option<SocketAddr>, ConfigError> {
-                v.map(|s| {
-                    s.parse::<SocketAddr>().map_err(|_| {
-                        invalid(
-                            format!("config key `{name}`"),
-                            format!("`{s}` is not an address like 127.0.0.1:8080"),
-                        )
-                    })
-                })
-                .transpose()
-            };
-        if let Some(a) = cli.listen.or(file_addr(file.listen, "listen")?) {
-            c.listen = a;
+        if let Some(g) = l.pick("broker-prefix", |c| &mut c.broker_prefix) {
+            c.broker_prefixes = check_prefixes(g)?;
         }
-        c.tcp_listen = cli.tcp_listen.or(file_addr(file.tcp_listen, "tcp-listen")?);
-        if let Some((v, src)) = pick(
-            cli.app_prefix,
-            file.app_prefix.map(OneOrMany::into_vec),
-            "app-prefix",
-        ) {
-            c.app_prefixes = check_prefixes(v, &src)?;
+        if let Some(g) = l.pick("user-prefix", |c| &mut c.user_prefix) {
+            c.user_prefix = check_prefixes(g.map(|p| vec![p]))?.remove(0);
         }
-        if let Some((v, src)) = pick(
-            cli.broker_prefix,
-            file.broker_prefix.map(OneOrMany::into_vec),
-            "broker-prefix",
-        ) {
-            c.broker_prefixes = check_prefixes(v, &src)?;
+        if let Some(v) = l.value("broker", |c| &mut c.broker) {
+            c.broker = v;
         }
-        if let Some((v, src)) = pick(cli.user_prefix, file.user_prefix, "user-prefix") {
-            c.user_prefix = check_prefixes(vec![v], &src)?.remove(0);
-        }
-        if let Some(b) = cli.broker.or(file.broker) {
-            c.broker = b;
-        }
-        if let Some((v, src)) = pick(cli.relay, file.relay.map(OneOrMany::into_vec), "relay") {
-            let addrs: Result<Vec<_>, _> = v
+        if let Some(g) = l.pick("relay", |c| &mut c.relay) {
+            let addrs: Result<Vec<_>, _> = g
+                .value
                 .iter()
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| RelayAddr::parse(s.trim()))
                 .collect();
-            c.relay = addrs.map_err(|m| invalid(src.clone(), m.to_string()))?;
+            c.relay = addrs.map_err(|m| g.invalid(m))?;
             if c.relay.is_empty() {
-                return Err(invalid(src, "at least one broker URL is needed".into()));
+                return Err(g.invalid("at least one broker URL is needed"));
             }
         }
-        if let Some(v) = cli.relay_login.or(file.relay_login) {
+        if let Some(v) = l.value("relay-login", |c| &mut c.relay_login) {
             c.relay_login = v;
         }
-        if let Some(v) = cli.relay_passcode.or(file.relay_passcode) {
+        if let Some(v) = l.value("relay-passcode", |c| &mut c.relay_passcode) {
             c.relay_passcode = v;
         }
-        if let Some(v) = cli.system_login.or(file.system_login) {
+        if let Some(v) = l.value("system-login", |c| &mut c.system_login) {
             c.system_login = v;
         }
-        if let Some(v) = cli.system_passcode.or(file.system_passcode) {
+        if let Some(v) = l.value("system-passcode", |c| &mut c.system_passcode) {
             c.system_passcode = v;
         }
-        c.virtual_host = cli.virtual_host.or(file.virtual_host);
-        if let Some((path, src)) = pick(cli.relay_ca, file.relay_ca, "relay-ca") {
+        c.virtual_host = l.value("virtual-host", |c| &mut c.virtual_host);
+        if let Some(g) = l.pick("relay-ca", |c| &mut c.relay_ca) {
             // Loaded now so a missing or certificate-less file is a startup error naming
             // the flag (exit 2), not a relay that never becomes available.
-            crate::relay::tls::client_config(Some(&path)).map_err(|e| invalid(src, e.0))?;
-            c.relay_ca = Some(path);
+            crate::relay::tls::client_config(Some(&g.value)).map_err(|e| g.invalid(e.0))?;
+            c.relay_ca = Some(g.value);
         }
-        if let Some(v) = cli.dialect.or(file.dialect) {
-            c.dialect = Some(v);
-        }
-        if let Some(v) = cli.relay_mode.or(file.relay_mode) {
+        c.dialect = l.value("dialect", |c| &mut c.dialect);
+        if let Some(v) = l.value("relay-mode", |c| &mut c.relay_mode) {
             c.relay_mode = v;
         }
-        if let Some((v, src)) = pick(cli.heartbeat, file.heartbeat, "heartbeat") {
-            c.heartbeat = HeartBeat::parse(&v).map_err(|m| invalid(src, m.to_string()))?;
+        if let Some(g) = l.pick("heartbeat", |c| &mut c.heartbeat) {
+            c.heartbeat = g.parse(|v| HeartBeat::parse(&v))?;
         }
-        let size = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
-            pick(flag, file.map(NumOrStr::into_string), name)
-                .map(|(v, src)| parse_size(&v).map_err(|m| invalid(src, m.to_string())))
-                .transpose()
-        };
-        let dur = |flag: Option<String>, file: Option<NumOrStr>, name: &str| {
-            pick(flag, file.map(NumOrStr::into_string), name)
-                .map(|(v, src)| parse_duration(&v).map_err(|m| invalid(src, m.to_string())))
-                .transpose()
-        };
-        if let Some(v) = size(cli.max_frame_size, file.max_frame_size, "max-frame-size")? {
+        let size = |g: Option<Given<String>>| g.map(|g| g.parse(|v| parse_size(&v))).transpose();
+        let dur = |g: Option<Given<String>>| g.map(|g| g.parse(|v| parse_duration(&v))).transpose();
+        if let Some(v) = size(l.pick("max-frame-size", |c| &mut c.max_frame_size))? {
             if v < 256 {
-                return Err(invalid(
-                    "--max-frame-size".into(),
-                    format!("{v} bytes is too small (at least 256)"),
-                ));
+                return Err(ConfigError::Invalid {
+                    name: "--max-frame-size".into(),
+                    msg: format!("{v} bytes is too small (at least 256)"),
+                });
             }
             c.limits.max_frame_size = v;
         }
-        if let Some(v) = size(cli.send_buffer, file.send_buffer, "send-buffer")? {
+        if let Some(v) = size(l.pick("send-buffer", |c| &mut c.send_buffer))? {
             c.limits.send_buffer = v;
         }
-        if let Some(v) = dur(cli.send_time_limit, file.send_time_limit, "send-time-limit")? {
+        if let Some(v) = dur(l.pick("send-time-limit", |c| &mut c.send_time_limit))? {
             c.limits.send_time_limit = v;
         }
-        if let Some(v) = dur(
-            cli.time_to_first_frame,
-            file.time_to_first_frame,
-            "time-to-first-frame",
-        )? {
+        if let Some(v) = dur(l.pick("time-to-first-frame", |c| &mut c.time_to_first_frame))? {
             c.limits.time_to_first_frame = v;
         }
-        if let Some(v) = cli.max_connections.or(file.max_connections) {
+        if let Some(v) = l.value("max-connections", |c| &mut c.max_connections) {
             c.limits.max_connections = v;
         }
-        if let Some(v) = dur(
-            cli.shutdown_timeout,
-            file.shutdown_timeout,
-            "shutdown-timeout",
-        )? {
+        if let Some(v) = dur(l.pick("shutdown-timeout", |c| &mut c.shutdown_timeout))? {
             c.limits.shutdown_timeout = v;
         }
-        if let Some(v) = dur(cli.stats_interval, file.stats_interval, "stats-interval")? {
+        if let Some(v) = dur(l.pick("stats-interval", |c| &mut c.stats_interval))? {
             c.stats_interval = v;
         }
-        if let Some((v, src)) = pick(
-            cli.endpoint,
-            file.endpoint.map(OneOrMany::into_vec),
-            "endpoint",
-        ) {
-            c.endpoints = check_endpoints(v, &src)?;
+        if let Some(g) = l.pick("endpoint", |c| &mut c.endpoint) {
+            c.endpoints = check_endpoints(g)?;
         }
-        let heartbeat = dur(
-            cli.sockjs_heartbeat,
-            file.sockjs_heartbeat,
-            "sockjs-heartbeat",
-        )?;
-        let delay = dur(
-            cli.sockjs_disconnect_delay,
-            file.sockjs_disconnect_delay,
-            "sockjs-disconnect-delay",
-        )?;
-        if cli.sockjs.or(file.sockjs).unwrap_or(false) {
-            let d = SockJsConfig::default();
-            let sockjs = SockJsConfig {
-                heartbeat: heartbeat.unwrap_or(d.heartbeat),
-                disconnect_delay: delay.unwrap_or(d.disconnect_delay),
-                ..d
-            };
-            for (v, name) in [
-                (sockjs.heartbeat, "sockjs-heartbeat"),
-                (sockjs.disconnect_delay, "sockjs-disconnect-delay"),
-            ] {
-                if v.is_zero() {
-                    return Err(invalid(format!("--{name}"), "must be more than 0".into()));
+        // Checked even without --sockjs, so a typo does not wait for the day it is turned on.
+        let mut sockjs = SockJsConfig::default();
+        for (g, slot) in [
+            (
+                l.pick("sockjs-heartbeat", |c| &mut c.sockjs_heartbeat),
+                &mut sockjs.heartbeat,
+            ),
+            (
+                l.pick("sockjs-disconnect-delay", |c| {
+                    &mut c.sockjs_disconnect_delay
+                }),
+                &mut sockjs.disconnect_delay,
+            ),
+        ] {
+            if let Some(g) = g {
+                let name = g.name().to_owned();
+                *slot = g.parse(|v| parse_duration(&v))?;
+                if slot.is_zero() {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        msg: "must be more than 0".into(),
+                    });
                 }
             }
+        }
+        if l.value("sockjs", |c| &mut c.sockjs).unwrap_or(false) {
             c.sockjs = Some(sockjs);
         }
-        for (v, name, slot) in [
+        for (g, key, slot) in [
             (
-                pick(cli.admin_token, file.admin_token, "admin-token"),
+                l.pick("admin-token", |c| &mut c.admin_token),
                 "admin-token",
                 &mut c.admin_token,
             ),
             (
-                pick(cli.api_key, file.api_key, "api-key"),
+                l.pick("api-key", |c| &mut c.api_key),
                 "api-key",
                 &mut c.api_key,
             ),
         ] {
-            if let Some((v, src)) = v {
-                if v.is_empty() {
-                    return Err(invalid(
-                        src,
-                        format!("`{name}` must not be empty (leave it out to disable)"),
-                    ));
+            if let Some(g) = g {
+                if g.value.is_empty() {
+                    return Err(g.invalid(format!(
+                        "`{key}` must not be empty (leave it out to disable)"
+                    )));
                 }
-                *slot = Some(v);
+                *slot = Some(g.value);
             }
         }
-        c.security =
-            security::SecurityConfig::merge(cli.security, file.security, file.authorization)?;
-        c.proxy = proxy::ProxyConfig::merge(cli.proxy, file.proxy)?;
+        c.security = security::SecurityConfig::merge(security, authorization)?;
+        c.proxy = proxy::ProxyConfig::merge(proxy)?;
         Ok(c)
     }
 }
 
-fn check_prefixes(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError> {
-    let v: Vec<String> = v
-        .into_iter()
+fn check_prefixes(g: Given<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let v: Vec<String> = g
+        .value
+        .iter()
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .collect();
     if v.is_empty() {
-        return Err(ConfigError::Invalid {
-            name: src.to_string(),
-            msg: "at least one prefix is needed".into(),
-        });
+        return Err(g.invalid("at least one prefix is needed"));
     }
     if let Some(bad) = v.iter().find(|p| !p.starts_with('/')) {
-        return Err(ConfigError::Invalid {
-            name: src.to_string(),
-            msg: format!("`{bad}` must start with `/`"),
-        });
+        return Err(g.invalid(format!("`{bad}` must start with `/`")));
     }
     Ok(v)
 }
@@ -862,13 +769,10 @@ const RESERVED_PATHS: [&str; 7] = [
     "/openapi.json",
 ];
 
-fn check_endpoints(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError> {
-    let bad = |msg: String| ConfigError::Invalid {
-        name: src.to_string(),
-        msg,
-    };
+fn check_endpoints(g: Given<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let bad = |msg: String| g.invalid(msg);
     let mut out: Vec<String> = Vec::new();
-    for p in v.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+    for p in g.value.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let path = p.trim_end_matches('/');
         let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
         if !p.starts_with('/') || path.is_empty() {
@@ -904,12 +808,12 @@ fn check_endpoints(v: Vec<String>, src: &str) -> Result<Vec<String>, ConfigError
     Ok(out)
 }
 
-fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+fn load_file(path: &Path) -> Result<Cli, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
         path: path.to_path_buf(),
         err,
     })?;
-    toml::from_str::<FileConfig>(&text).map_err(|e| {
+    toml::from_str::<Cli>(&text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use super::layer::Layers;
 use super::{parse_duration, ConfigError, ValueError};
 
 /// Where an application back end's error goes.
@@ -82,7 +83,8 @@ impl ProxyConfig {
 }
 
 /// The proxy flags (each also `STOMP_RELAY_<FLAG>` and a key of the `[proxy]` table).
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProxyArgs {
     /// Back end asked to allow each CONNECT (POST JSON; see docs/proxies.md) [default: none]
     #[arg(long, env = "STOMP_RELAY_CONNECT_PROXY", value_name = "URL")]
@@ -105,6 +107,7 @@ pub struct ProxyArgs {
     pub app_proxy: Option<Vec<String>>,
     /// Longest one proxy call may take [default: 5s]
     #[arg(long, env = "STOMP_RELAY_PROXY_TIMEOUT", value_name = "DURATION")]
+    #[serde(deserialize_with = "super::layer::num_or_str")]
     pub proxy_timeout: Option<String>,
     /// Proxy calls in flight at once on this instance [default: 256]
     #[arg(long, env = "STOMP_RELAY_PROXY_CONCURRENCY", value_name = "N")]
@@ -132,30 +135,8 @@ pub struct ProxyArgs {
         env = "STOMP_RELAY_PROXY_BREAKER_COOLDOWN",
         value_name = "DURATION"
     )]
+    #[serde(deserialize_with = "super::layer::num_or_str")]
     pub proxy_breaker_cooldown: Option<String>,
-}
-
-/// The `[proxy]` table of the config file (keys are the flag names).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ProxyFile {
-    connect_proxy: Option<String>,
-    subscribe_proxy: Option<Vec<String>>,
-    app_proxy: Option<Vec<String>>,
-    proxy_timeout: Option<String>,
-    proxy_concurrency: Option<usize>,
-    proxy_http_header: Option<Vec<String>>,
-    connect_proxy_passcode: Option<bool>,
-    app_proxy_errors: Option<AppErrors>,
-    proxy_breaker_failures: Option<u32>,
-    proxy_breaker_cooldown: Option<String>,
-}
-
-fn invalid(name: String, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        msg: msg.into(),
-    }
 }
 
 /// An http:// or https:// URL with a host.
@@ -192,82 +173,60 @@ fn parse_route(s: &str) -> Result<ProxyRoute, ValueError> {
 
 impl ProxyConfig {
     /// Merges the flags over the `[proxy]` table.
-    pub fn merge(args: ProxyArgs, file: Option<ProxyFile>) -> Result<ProxyConfig, ConfigError> {
-        let f = file.unwrap_or_default();
+    pub(crate) fn merge(mut l: Layers<ProxyArgs>) -> Result<ProxyConfig, ConfigError> {
         let mut c = ProxyConfig::default();
-        let src = |flag_given: bool, name: &str| {
-            if flag_given {
-                format!("--{name}")
-            } else {
-                format!("config key `proxy.{name}`")
-            }
-        };
-        let g = args.connect_proxy.is_some();
-        if let Some(u) = args.connect_proxy.or(f.connect_proxy) {
-            c.connect =
-                Some(check_url(&u).map_err(|m| invalid(src(g, "connect-proxy"), m.to_string()))?);
+        if let Some(g) = l.pick("connect-proxy", |p| &mut p.connect_proxy) {
+            c.connect = Some(g.parse(|u| check_url(&u))?);
         }
-        for (flag, file, name, slot) in [
+        for (g, slot) in [
             (
-                args.subscribe_proxy,
-                f.subscribe_proxy,
-                "subscribe-proxy",
+                l.pick("subscribe-proxy", |p| &mut p.subscribe_proxy),
                 &mut c.subscribe,
             ),
-            (args.app_proxy, f.app_proxy, "app-proxy", &mut c.app),
+            (l.pick("app-proxy", |p| &mut p.app_proxy), &mut c.app),
         ] {
-            let g = flag.is_some();
-            for r in flag.or(file).unwrap_or_default() {
-                if r.trim().is_empty() {
-                    continue;
-                }
-                slot.push(parse_route(&r).map_err(|m| invalid(src(g, name), m.to_string()))?);
+            let Some(g) = g else { continue };
+            for r in g.value.iter().filter(|r| !r.trim().is_empty()) {
+                slot.push(parse_route(r).map_err(|m| g.invalid(m))?);
             }
         }
-        for (flag, file, name, slot) in [
+        for (g, slot) in [
             (
-                args.proxy_timeout,
-                f.proxy_timeout,
-                "proxy-timeout",
+                l.pick("proxy-timeout", |p| &mut p.proxy_timeout),
                 &mut c.timeout,
             ),
             (
-                args.proxy_breaker_cooldown,
-                f.proxy_breaker_cooldown,
-                "proxy-breaker-cooldown",
+                l.pick("proxy-breaker-cooldown", |p| &mut p.proxy_breaker_cooldown),
                 &mut c.breaker_cooldown,
             ),
         ] {
-            let g = flag.is_some();
-            if let Some(v) = flag.or(file) {
-                let d = parse_duration(&v).map_err(|m| invalid(src(g, name), m.to_string()))?;
-                if d.is_zero() {
-                    return Err(invalid(src(g, name), "must be more than 0"));
-                }
-                *slot = d;
+            let Some(g) = g else { continue };
+            let d = parse_duration(&g.value).map_err(|m| g.invalid(m))?;
+            if d.is_zero() {
+                return Err(g.invalid("must be more than 0"));
             }
+            *slot = d;
         }
-        let g = args.proxy_concurrency.is_some();
-        if let Some(n) = args.proxy_concurrency.or(f.proxy_concurrency) {
-            if n == 0 {
-                return Err(invalid(src(g, "proxy-concurrency"), "must be at least 1"));
+        if let Some(g) = l.pick("proxy-concurrency", |p| &mut p.proxy_concurrency) {
+            if g.value == 0 {
+                return Err(g.invalid("must be at least 1"));
             }
-            c.concurrency = n;
+            c.concurrency = g.value;
         }
-        if let Some(list) = args.proxy_http_header.or(f.proxy_http_header) {
+        if let Some(list) = l.value("proxy-http-header", |p| &mut p.proxy_http_header) {
             c.http_headers = list
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect();
         }
-        if let Some(v) = args.connect_proxy_passcode.or(f.connect_proxy_passcode) {
+        if let Some(v) = l.value("connect-proxy-passcode", |p| &mut p.connect_proxy_passcode) {
             c.connect_passcode = v;
         }
-        if let Some(v) = args.app_proxy_errors.or(f.app_proxy_errors) {
+        if let Some(v) = l.value("app-proxy-errors", |p| &mut p.app_proxy_errors) {
             c.app_errors = v;
         }
-        if let Some(v) = args.proxy_breaker_failures.or(f.proxy_breaker_failures) {
+        if let Some(v) = l.value("proxy-breaker-failures", |p| &mut p.proxy_breaker_failures) {
             c.breaker_failures = v;
         }
         Ok(c)
@@ -296,16 +255,18 @@ mod tests {
             app_proxy: Some(vec!["/app/**=backend:9000".into()]),
             ..Default::default()
         };
-        let e = ProxyConfig::merge(args, None).unwrap_err().to_string();
+        let e = ProxyConfig::merge(Layers::new(args, ProxyArgs::default(), "proxy."))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("--app-proxy") && e.contains("backend:9000"),
             "{e}"
         );
-        let file = ProxyFile {
+        let file = ProxyArgs {
             proxy_timeout: Some("soon".into()),
             ..Default::default()
         };
-        let e = ProxyConfig::merge(ProxyArgs::default(), Some(file))
+        let e = ProxyConfig::merge(Layers::new(ProxyArgs::default(), file, "proxy."))
             .unwrap_err()
             .to_string();
         assert!(e.contains("proxy.proxy-timeout"), "{e}");
@@ -317,12 +278,12 @@ mod tests {
             proxy_timeout: Some("250ms".into()),
             ..Default::default()
         };
-        let file = ProxyFile {
+        let file = ProxyArgs {
             proxy_timeout: Some("9s".into()),
             connect_proxy: Some("http://127.0.0.1:1/connect".into()),
             ..Default::default()
         };
-        let c = ProxyConfig::merge(args, Some(file)).unwrap();
+        let c = ProxyConfig::merge(Layers::new(args, file, "proxy.")).unwrap();
         assert_eq!(c.timeout, Duration::from_millis(250));
         assert_eq!(c.connect.as_deref(), Some("http://127.0.0.1:1/connect"));
         assert!(c.any());

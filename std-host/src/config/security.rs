@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use super::layer::{Given, Layers};
 use super::origin::OriginPattern;
 use super::{parse_duration, ConfigError};
 use crate::auth::authorize::{parse_rule, Rule};
@@ -112,8 +113,10 @@ impl SecurityConfig {
     }
 }
 
-/// The security flags (each also `STOMP_RELAY_<FLAG>` and a key of the `[security]` table).
-#[derive(Debug, Args, Default)]
+/// The security flags, each also `STOMP_RELAY_<FLAG>` and a key of the `[security]`
+/// table (but `--rule` and `--on-send-denied`, whose file form is `[authorization]`).
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SecurityArgs {
     /// HS256 secret for JWTs in CONNECT `passcode`/`Authorization` or the WebSocket handshake [default: none]
     #[arg(long, env = "STOMP_RELAY_JWT_SECRET", value_name = "SECRET")]
@@ -146,6 +149,7 @@ pub struct SecurityArgs {
         value_name = "ORIGIN",
         value_delimiter = ','
     )]
+    #[serde(deserialize_with = "super::layer::one_or_many")]
     pub allowed_origin: Option<Vec<String>>,
     /// PEM certificate chain: serve wss:// and STOMP over TLS (needs --tls-key) [default: none]
     #[arg(long, env = "STOMP_RELAY_TLS_CERT", value_name = "FILE")]
@@ -167,6 +171,7 @@ pub struct SecurityArgs {
     pub send_burst: Option<u32>,
     /// Time for a new connection's TLS handshake and HTTP request head, and for any started STOMP frame to complete [default: 10s]
     #[arg(long, env = "STOMP_RELAY_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    #[serde(deserialize_with = "super::layer::num_or_str")]
     pub header_read_timeout: Option<String>,
     /// Authorization rule, e.g. "allow subscribe /sub/chat/{room} if claim rooms contains {room}"; repeatable, first match wins [default: none, all allowed]
     #[arg(
@@ -175,32 +180,12 @@ pub struct SecurityArgs {
         value_name = "RULE",
         value_delimiter = ';'
     )]
+    #[serde(skip)]
     pub rules: Option<Vec<String>>,
     /// What a denied SEND gets: close (ERROR then close) or error (ERROR, stay open) [default: close]
     #[arg(long, env = "STOMP_RELAY_ON_SEND_DENIED", value_enum)]
+    #[serde(skip)]
     pub on_send_denied: Option<OnSendDenied>,
-}
-
-/// The `[security]` table of the config file (keys are the flag names).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SecurityFile {
-    jwt_secret: Option<crate::secret::Secret>,
-    jwt_public_key: Option<PathBuf>,
-    jwt_issuer: Option<String>,
-    jwt_audience: Option<String>,
-    token_query_param: Option<String>,
-    token_cookie: Option<String>,
-    users_file: Option<PathBuf>,
-    allow_anonymous: Option<bool>,
-    allowed_origin: Option<Vec<String>>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    max_connections_per_ip: Option<usize>,
-    max_subscriptions: Option<usize>,
-    send_rate: Option<u32>,
-    send_burst: Option<u32>,
-    header_read_timeout: Option<String>,
 }
 
 /// The `[authorization]` table of the config file.
@@ -285,94 +270,77 @@ fn invalid(name: impl Into<String>, msg: impl Into<String>) -> ConfigError {
 }
 
 impl SecurityConfig {
-    /// Merges the flags over the file tables.
-    pub fn merge(
-        args: SecurityArgs,
-        file: Option<SecurityFile>,
-        authz: Option<AuthorizationFile>,
+    /// Merges the flags over the `[security]` table, and `--rule`/`--on-send-denied` over
+    /// the `[authorization]` table.
+    pub(crate) fn merge(
+        mut l: Layers<SecurityArgs>,
+        authz: AuthorizationFile,
     ) -> Result<SecurityConfig, ConfigError> {
-        let f = file.unwrap_or_default();
-        let a = authz.unwrap_or_default();
         let mut c = SecurityConfig::default();
-        // The name of what set a value, for errors: the flag if given, else the file key.
-        let src = |flag_given: bool, name: &str| {
-            if flag_given {
-                format!("--{name}")
-            } else {
-                format!("config key `security.{name}`")
-            }
+        let non_empty = |g: Option<Given<String>>| match g {
+            Some(g) if g.value.is_empty() => Err(g.invalid("must not be empty")),
+            other => Ok(other.map(|g| g.value)),
         };
-        let non_empty = |v: Option<String>, given: bool, name: &str| match v {
-            Some(s) if s.is_empty() => Err(invalid(src(given, name), "must not be empty")),
-            other => Ok(other),
-        };
-        let g = args.jwt_secret.is_some();
         c.jwt_secret = non_empty(
-            args.jwt_secret
-                .or(f.jwt_secret)
-                .map(|s| s.expose().to_owned()),
-            g,
-            "jwt-secret",
+            l.pick("jwt-secret", |s| &mut s.jwt_secret)
+                .map(|g| g.map(|s| s.expose().to_owned())),
         )?
         .map(crate::secret::Secret::from);
-        c.jwt_public_key = args.jwt_public_key.or(f.jwt_public_key);
-        c.jwt_issuer = args.jwt_issuer.or(f.jwt_issuer);
-        c.jwt_audience = args.jwt_audience.or(f.jwt_audience);
-        let g = args.token_query_param.is_some();
-        c.token_query_param = non_empty(
-            args.token_query_param.or(f.token_query_param),
-            g,
-            "token-query-param",
-        )?;
-        let g = args.token_cookie.is_some();
-        c.token_cookie = non_empty(args.token_cookie.or(f.token_cookie), g, "token-cookie")?;
-        c.users_file = args.users_file.or(f.users_file);
-        c.allow_anonymous = args.allow_anonymous.or(f.allow_anonymous);
-        let g = args.allowed_origin.is_some();
-        if let Some(list) = args.allowed_origin.or(f.allowed_origin) {
-            for o in &list {
-                OriginPattern::parse(o)
-                    .map_err(|e| invalid(src(g, "allowed-origin"), e.to_string()))?;
+        c.jwt_public_key = l.value("jwt-public-key", |s| &mut s.jwt_public_key);
+        c.jwt_issuer = l.value("jwt-issuer", |s| &mut s.jwt_issuer);
+        c.jwt_audience = l.value("jwt-audience", |s| &mut s.jwt_audience);
+        c.token_query_param = non_empty(l.pick("token-query-param", |s| &mut s.token_query_param))?;
+        c.token_cookie = non_empty(l.pick("token-cookie", |s| &mut s.token_cookie))?;
+        c.users_file = l.value("users-file", |s| &mut s.users_file);
+        c.allow_anonymous = l.value("allow-anonymous", |s| &mut s.allow_anonymous);
+        if let Some(g) = l.pick("allowed-origin", |s| &mut s.allowed_origin) {
+            for o in &g.value {
+                OriginPattern::parse(o).map_err(|e| g.invalid(e))?;
             }
-            c.allowed_origins = list
+            c.allowed_origins = g
+                .value
                 .into_iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect();
         }
-        let g = args.tls_cert.is_some() || args.tls_key.is_some();
-        c.tls_cert = args.tls_cert.or(f.tls_cert);
-        c.tls_key = args.tls_key.or(f.tls_key);
-        if c.tls_cert.is_some() != c.tls_key.is_some() {
-            return Err(invalid(
-                src(g, "tls-cert"),
-                "--tls-cert and --tls-key go together",
-            ));
+        let cert = l.pick("tls-cert", |s| &mut s.tls_cert);
+        let key = l.pick("tls-key", |s| &mut s.tls_key);
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                c.tls_cert = Some(cert.value);
+                c.tls_key = Some(key.value);
+            }
+            (Some(g), None) => return Err(g.invalid("--tls-cert and --tls-key go together")),
+            (None, Some(g)) => return Err(g.invalid("--tls-cert and --tls-key go together")),
+            (None, None) => {}
         }
-        if let Some(v) = args.max_connections_per_ip.or(f.max_connections_per_ip) {
+        if let Some(v) = l.value("max-connections-per-ip", |s| &mut s.max_connections_per_ip) {
             c.max_connections_per_ip = v;
         }
-        if let Some(v) = args.max_subscriptions.or(f.max_subscriptions) {
+        if let Some(v) = l.value("max-subscriptions", |s| &mut s.max_subscriptions) {
             c.max_subscriptions = v;
         }
-        if let Some(v) = args.send_rate.or(f.send_rate) {
+        if let Some(v) = l.value("send-rate", |s| &mut s.send_rate) {
             c.send_rate = v;
         }
-        c.send_burst = args.send_burst.or(f.send_burst).unwrap_or(c.send_rate);
-        let g = args.header_read_timeout.is_some();
-        if let Some(v) = args.header_read_timeout.or(f.header_read_timeout) {
-            c.header_read_timeout = parse_duration(&v)
-                .map_err(|m| invalid(src(g, "header-read-timeout"), m.to_string()))?;
+        c.send_burst = l
+            .value("send-burst", |s| &mut s.send_burst)
+            .unwrap_or(c.send_rate);
+        if let Some(g) = l.pick("header-read-timeout", |s| &mut s.header_read_timeout) {
+            c.header_read_timeout = g.parse(|v| parse_duration(&v))?;
         }
-        c.on_send_denied = args.on_send_denied.or(a.on_send_denied).unwrap_or_default();
-        match args.rules {
-            Some(texts) => {
-                for t in texts.iter().filter(|t| !t.trim().is_empty()) {
-                    c.rules
-                        .push(parse_rule(t).map_err(|m| invalid("--rule", m.to_string()))?);
+        c.on_send_denied = l
+            .value("on-send-denied", |s| &mut s.on_send_denied)
+            .or(authz.on_send_denied)
+            .unwrap_or_default();
+        match l.pick("rule", |s| &mut s.rules) {
+            Some(g) => {
+                for t in g.value.iter().filter(|t| !t.trim().is_empty()) {
+                    c.rules.push(parse_rule(t).map_err(|m| g.invalid(m))?);
                 }
             }
             None => {
-                for (i, r) in a.rules.iter().enumerate() {
+                for (i, r) in authz.rules.iter().enumerate() {
                     let name = format!("config key `authorization.rules[{i}]`");
                     let text = r
                         .to_text()

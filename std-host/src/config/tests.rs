@@ -1,5 +1,6 @@
 //! Config merging: flags, environment and file, and the one-line errors naming what to fix.
 
+use super::security::OnSendDenied;
 use super::*;
 
 #[test]
@@ -270,5 +271,76 @@ fn proxies_from_flags_and_the_proxy_table() {
     std::fs::write(&toml, "[proxy]\nconect-proxy = \"http://x\"\n").unwrap();
     let e = Config::from_args(["x", "--config", toml.to_str().unwrap()]).unwrap_err();
     assert!(e.to_string().contains("conect-proxy"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn security_and_authorization_tables_under_the_flags() {
+    let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("s.toml");
+    std::fs::write(
+        &toml,
+        "[security]\nallowed-origin = \"https://a.example, https://b.example\"\n\
+         header-read-timeout = 2500\nmax-subscriptions = 7\n\
+         [authorization]\non-send-denied = \"error\"\n\
+         [[authorization.rules]]\nrule = \"deny send /sub/**\"\n",
+    )
+    .unwrap();
+    let p = toml.to_str().unwrap();
+    let c = Config::from_args(["x", "--config", p]).unwrap().security;
+    assert_eq!(
+        c.allowed_origins,
+        ["https://a.example", "https://b.example"]
+    );
+    assert_eq!(c.header_read_timeout, Duration::from_millis(2500));
+    assert_eq!(c.max_subscriptions, 7);
+    assert_eq!(c.on_send_denied, OnSendDenied::Error);
+    assert_eq!(c.rules.len(), 1);
+    // Flags win key by key; the rest of the table still applies.
+    let c = Config::from_args([
+        "x",
+        "--config",
+        p,
+        "--max-subscriptions",
+        "9",
+        "--on-send-denied",
+        "close",
+        "--rule",
+        "allow send /sub/**",
+        "--rule",
+        "deny subscribe /sub/**",
+    ])
+    .unwrap()
+    .security;
+    assert_eq!(c.max_subscriptions, 9);
+    assert_eq!(c.header_read_timeout, Duration::from_millis(2500));
+    assert_eq!(c.on_send_denied, OnSendDenied::Close);
+    assert_eq!(c.rules.len(), 2);
+
+    // A bad value names the table's key; rules belong to [authorization], and the file
+    // cannot name another config file.
+    for (text, named) in [
+        (
+            "[security]\nheader-read-timeout = \"soon\"\n",
+            "config key `security.header-read-timeout`",
+        ),
+        (
+            "[security]\ntls-key = \"/k.pem\"\n",
+            "config key `security.tls-key`",
+        ),
+        ("[security]\nrules = [\"deny send /**\"]\n", "rules"),
+        ("config = \"other.toml\"\n", "config"),
+        (
+            "listen = \"8080\"\n",
+            "is not an address like 127.0.0.1:8080",
+        ),
+    ] {
+        std::fs::write(&toml, text).unwrap();
+        let e = Config::from_args(["x", "--config", p]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains(named), "{text}: {s}");
+        assert_eq!((e.exit_code(), s.lines().count()), (2, 1), "{s}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
