@@ -11,7 +11,9 @@
 //!   subscribers miss what was published while their instance resubscribed on the next
 //!   node (topics are not durable), one gap, and receive everything after it in order;
 //! - an instance killed with SIGKILL loses only its own clients, who reconnect through
-//!   nginx to the others.
+//!   nginx to the others;
+//! - every request of a SockJS session reaches the instance holding it (the config's
+//!   session-id hash), while sessions spread over the instances.
 //!
 //! Skipped (with the reason) where nginx or the cluster is missing, except under CI=true.
 
@@ -102,10 +104,31 @@ fn brokers_sh(args: &[&str]) -> std::process::Output {
         .expect("bash scripts/brokers.sh")
 }
 
+/// Why nginx cannot run here, if it cannot.
+fn nginx_missing() -> Option<String> {
+    Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_err()
+        .then(|| "nginx is not installed (apt-get install nginx-light)".to_string())
+}
+
+/// Skips (returns false) for `why`, or panics under CI=true, where nothing may be missing.
+fn skip_unless_ci(why: Option<String>) -> bool {
+    match why {
+        None => true,
+        Some(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
 /// True when nginx and the cluster are there; otherwise skips (fails under CI=true).
 fn require_cluster() -> bool {
-    let why = if Command::new("nginx").arg("-v").output().is_err() {
-        Some("nginx is not installed (apt-get install nginx-light)".to_string())
+    let why = if let Some(why) = nginx_missing() {
+        Some(why)
     } else {
         let out = brokers_sh(&["cluster", "status"]);
         (!out.status.success()).then(|| {
@@ -115,14 +138,7 @@ fn require_cluster() -> bool {
             )
         })
     };
-    match why {
-        None => true,
-        Some(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
+    skip_unless_ci(why)
 }
 
 /// Brings every cluster node back when a test that killed one ends, failed or not.
@@ -752,5 +768,86 @@ async fn instance_killed_loses_only_its_clients_who_reconnect_through_nginx() {
             .iter()
             .map(|s| s.missing(total).len())
             .collect::<Vec<_>>()
+    );
+}
+
+/// SockJS's HTTP transports spread one session over many requests; the shipped config's
+/// `hash $sockjs_session` must send all of them to the instance holding the session
+/// (without it, a session's xhr_send lands on another instance and gets 404), while
+/// different sessions still spread over the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockjs_sessions_keep_their_instance_through_nginx() {
+    if !skip_unless_ci(nginx_missing()) {
+        return;
+    }
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(instance(&["--sockjs".to_string()]).await);
+    }
+    let addrs: Vec<SocketAddr> = instances.iter().map(|b| b.http).collect();
+    let lb = Nginx::start(&addrs).await;
+    let lb_addr: SocketAddr = format!("127.0.0.1:{}", lb.port).parse().unwrap();
+    let post = |path: String, body: Vec<u8>| async move {
+        common::http_request(lb_addr, "POST", &path, &[], &body).await
+    };
+    let sockjs_send = |command: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let frame = String::from_utf8(common::frame_bytes(command, headers, body)).unwrap();
+        serde_json::to_vec(&[frame]).unwrap()
+    };
+    const SESSIONS: u64 = 12;
+    let nonce = std::process::id();
+    for i in 0..SESSIONS {
+        let at = |t: &str| format!("/ws/{:03}/s{nonce}x{i}/{t}", i % 1000);
+        let open = post(at("xhr"), Vec::new()).await;
+        assert_eq!(open.body, "o\n", "session {i} open: {open:?}");
+        // Separate requests, each a new connection to nginx: only affinity keeps them
+        // on the instance that opened the session.
+        let topic = format!("/topic/affinity.{nonce}.{i}");
+        for body in [
+            sockjs_send(
+                "CONNECT",
+                &[("accept-version", "1.2"), ("host", "localhost")],
+                b"",
+            ),
+            sockjs_send("SUBSCRIBE", &[("id", "0"), ("destination", &topic)], b""),
+            sockjs_send(
+                "SEND",
+                &[("destination", &topic)],
+                format!("hi {i}").as_bytes(),
+            ),
+        ] {
+            let sent = post(at("xhr_send"), body).await;
+            assert_eq!(sent.status, 204, "session {i}: {sent:?}");
+        }
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.contains(&format!("hi {i}")) {
+            assert!(Instant::now() < deadline, "session {i} got only {seen:?}");
+            seen.push_str(&post(at("xhr"), Vec::new()).await.body);
+        }
+        assert!(
+            seen.starts_with("a[\"CONNECTED\\n"),
+            "session {i}: {seen:?}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let per_instance = loop {
+        let mut n = Vec::new();
+        for a in &addrs {
+            n.push(sessions_current(*a).await);
+        }
+        if n.iter().sum::<u64>() == SESSIONS || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        per_instance.iter().sum::<u64>(),
+        SESSIONS,
+        "{per_instance:?}"
+    );
+    assert!(
+        per_instance.iter().all(|&n| n < SESSIONS),
+        "every session on one instance: {per_instance:?}"
     );
 }
