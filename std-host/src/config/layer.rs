@@ -67,11 +67,6 @@ pub(crate) struct Given<V> {
 }
 
 impl<V> Given<V> {
-    /// What set the value, as errors name it.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The same setting with its value changed by `f`.
     pub(crate) fn map<U>(self, f: impl FnOnce(V) -> U) -> Given<U> {
         Given {
@@ -98,6 +93,17 @@ impl<V> Given<V> {
             name,
             msg: e.to_string(),
         })
+    }
+}
+
+impl Given<String> {
+    /// The value as a duration that is more than zero (a timeout, a heart-beat period).
+    pub(crate) fn positive_duration(&self) -> Result<std::time::Duration, ConfigError> {
+        let d = super::parse_duration(&self.value).map_err(|m| self.invalid(m))?;
+        if d.is_zero() {
+            return Err(self.invalid("must be more than 0"));
+        }
+        Ok(d)
     }
 }
 
@@ -159,10 +165,10 @@ mod tests {
     fn flag_wins_and_each_source_is_named() {
         let mut l = Layers::new(T { a: Some(1) }, T { a: Some(2) }, "security.");
         let g = l.pick("a", |t| &mut t.a).unwrap();
-        assert_eq!((g.value, g.name()), (1, "--a"));
+        assert_eq!((g.value, g.name.as_str()), (1, "--a"));
         let mut l = Layers::new(T::default(), T { a: Some(2) }, "security.");
         let g = l.pick("a", |t| &mut t.a).unwrap();
-        assert_eq!((g.value, g.name()), (2, "config key `security.a`"));
+        assert_eq!((g.value, g.name.as_str()), (2, "config key `security.a`"));
         let mut l = Layers::new(T::default(), T::default(), "");
         assert!(l.pick("a", |t| &mut t.a).is_none());
     }

@@ -702,14 +702,7 @@ impl Config {
             ),
         ] {
             if let Some(g) = g {
-                let name = g.name().to_owned();
-                *slot = g.parse(|v| parse_duration(&v))?;
-                if slot.is_zero() {
-                    return Err(ConfigError::Invalid {
-                        name,
-                        msg: "must be more than 0".into(),
-                    });
-                }
+                *slot = g.positive_duration()?;
             }
         }
         if l.value("sockjs", |c| &mut c.sockjs).unwrap_or(false) {

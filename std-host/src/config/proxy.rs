@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::layer::Layers;
-use super::{parse_duration, ConfigError, ValueError};
+use super::{ConfigError, ValueError};
 
 /// Where an application back end's error goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -200,12 +200,9 @@ impl ProxyConfig {
                 &mut c.breaker_cooldown,
             ),
         ] {
-            let Some(g) = g else { continue };
-            let d = parse_duration(&g.value).map_err(|m| g.invalid(m))?;
-            if d.is_zero() {
-                return Err(g.invalid("must be more than 0"));
+            if let Some(g) = g {
+                *slot = g.positive_duration()?;
             }
-            *slot = d;
         }
         if let Some(g) = l.pick("proxy-concurrency", |p| &mut p.proxy_concurrency) {
             if g.value == 0 {
