@@ -17,7 +17,7 @@ import sys
 
 MAX_LINES = 1000
 MAX_README_BYTES = 15000
-CRATES = ["codec/src", "relay-core/src", "std-host/src", "embedded-host/src", "embedded-host/firmware/src", "load/src"]
+CRATES = ["codec/src", "relay-core/src", "std-host/src", "embedded-host/src", "embedded-host/firmware/src", "load/src", "test-client/src"]
 
 
 def modules(root):

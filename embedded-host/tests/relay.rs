@@ -89,10 +89,10 @@ async fn publish_and_fan_out(
     })
     .await;
 
-    let mut b = Client::connect(peer, edge_addr()).await;
+    let mut b = Client::connected(peer, edge_addr()).await;
     b.subscribe("b-sensors", "/topic/sensors").await;
     b.subscribe("b-cmd", "/topic/cmd").await;
-    let mut a = Client::connect(peer, edge_addr()).await;
+    let mut a = Client::connected(peer, edge_addr()).await;
     a.subscribe("a-cmd", "/topic/cmd").await;
     wait_upstream_subscribed(sim, "/topic/sensors").await;
     wait_upstream_subscribed(sim, "/topic/cmd").await;
@@ -109,8 +109,8 @@ async fn publish_and_fan_out(
 
     let sent = bodies("reading", 30);
     for body in &sent {
-        a.send(
-            Command::Send,
+        a.send_frame(
+            "SEND",
             &[("destination", "/topic/sensors"), ("unit", "celsius")],
             body.as_bytes(),
         )
@@ -190,10 +190,10 @@ fn outage_store_and_forward_delivers_in_order_and_restores_subscriptions() {
             edge.upstream_connected()
         })
         .await;
-        let mut b = Client::connect(peer, edge_addr()).await;
+        let mut b = Client::connected(peer, edge_addr()).await;
         b.subscribe("b1", "/queue/telemetry").await;
         wait_upstream_subscribed(sim, "/queue/telemetry").await;
-        let mut a = Client::connect(peer, edge_addr()).await;
+        let mut a = Client::connected(peer, edge_addr()).await;
 
         sim.set_online(false);
         eventually(Duration::from_secs(10), "edge notices the outage", || {
@@ -203,8 +203,8 @@ fn outage_store_and_forward_delivers_in_order_and_restores_subscriptions() {
         let during = bodies("offline", 12);
         for (n, body) in during.iter().enumerate() {
             let receipt = format!("r{}", n);
-            a.send(
-                Command::Send,
+            a.send_frame(
+                "SEND",
                 &[("destination", "/queue/telemetry"), ("receipt", &receipt)],
                 body.as_bytes(),
             )
@@ -262,7 +262,7 @@ fn overflow_during_outage_drops_oldest_and_counts() {
             edge.upstream_connected()
         })
         .await;
-        let mut a = Client::connect(peer, edge_addr()).await;
+        let mut a = Client::connected(peer, edge_addr()).await;
         sim.set_online(false);
         eventually(Duration::from_secs(10), "edge notices the outage", || {
             !edge.upstream_connected()
@@ -270,12 +270,8 @@ fn overflow_during_outage_drops_oldest_and_counts() {
         .await;
         let sent = bodies("overflow", 40);
         for body in &sent {
-            a.send(
-                Command::Send,
-                &[("destination", "/queue/q")],
-                body.as_bytes(),
-            )
-            .await;
+            a.send_frame("SEND", &[("destination", "/queue/q")], body.as_bytes())
+                .await;
         }
         eventually(Duration::from_secs(5), "all 40 stored or dropped", || {
             edge.stats().stored == 40
@@ -303,8 +299,8 @@ fn overflow_during_outage_drops_oldest_and_counts() {
             "the oldest were dropped, the rest arrive in order"
         );
         // The session was never disturbed.
-        a.send(
-            Command::Send,
+        a.send_frame(
+            "SEND",
             &[("destination", "/queue/q"), ("receipt", "after")],
             b"after",
         )
@@ -325,7 +321,7 @@ fn connection_beyond_n_gets_too_many_sessions_others_unaffected() {
         .await;
         let mut devices = Vec::new();
         for _ in 0..4 {
-            devices.push(Client::connect(peer, edge_addr()).await);
+            devices.push(Client::connected(peer, edge_addr()).await);
         }
         eventually(Duration::from_secs(5), "4 sessions", || {
             edge.active_sessions() == 4
@@ -334,8 +330,8 @@ fn connection_beyond_n_gets_too_many_sessions_others_unaffected() {
 
         let mut extra = Client::open(peer, edge_addr()).await;
         extra
-            .send(
-                Command::Connect,
+            .send_frame(
+                "CONNECT",
                 &[("accept-version", "1.2"), ("host", "edge")],
                 b"",
             )
@@ -353,8 +349,8 @@ fn connection_beyond_n_gets_too_many_sessions_others_unaffected() {
         // The four are unaffected.
         for (n, d) in devices.iter_mut().enumerate() {
             let receipt = format!("still-{}", n);
-            d.send(
-                Command::Send,
+            d.send_frame(
+                "SEND",
                 &[("destination", "/queue/x"), ("receipt", &receipt)],
                 b"hi",
             )
@@ -365,7 +361,7 @@ fn connection_beyond_n_gets_too_many_sessions_others_unaffected() {
 
         // A freed slot serves the next device.
         devices[0]
-            .send(Command::Disconnect, &[("receipt", "bye")], b"")
+            .send_frame("DISCONNECT", &[("receipt", "bye")], b"")
             .await;
         assert_eq!(
             devices[0]
@@ -379,7 +375,7 @@ fn connection_beyond_n_gets_too_many_sessions_others_unaffected() {
             edge.active_sessions() == 3
         })
         .await;
-        let _again = Client::connect(peer, edge_addr()).await;
+        let _again = Client::connected(peer, edge_addr()).await;
         eventually(Duration::from_secs(10), "all forwarded", || {
             edge.stats().forwarded == 4
         })
@@ -393,7 +389,7 @@ fn protocol_errors_get_error_frames_and_close() {
     with_edge(None, |peer, _edge, _sim| async move {
         // Anything before CONNECT.
         let mut c = Client::open(peer, edge_addr()).await;
-        c.send(Command::Send, &[("destination", "/queue/x")], b"early")
+        c.send_frame("SEND", &[("destination", "/queue/x")], b"early")
             .await;
         let f = c.recv().await.expect("ERROR");
         assert_eq!(f.command, Command::Error);
@@ -402,7 +398,7 @@ fn protocol_errors_get_error_frames_and_close() {
 
         // Unsupported version.
         let mut c = Client::open(peer, edge_addr()).await;
-        c.send(Command::Connect, &[("accept-version", "9.9")], b"")
+        c.send_frame("CONNECT", &[("accept-version", "9.9")], b"")
             .await;
         let f = c.recv().await.expect("ERROR");
         assert_eq!(
@@ -412,8 +408,8 @@ fn protocol_errors_get_error_frames_and_close() {
         assert_eq!(f.header("version"), Some("1.0,1.1,1.2"));
 
         // SUBSCRIBE without destination carries the receipt-id back.
-        let mut c = Client::connect(peer, edge_addr()).await;
-        c.send(Command::Subscribe, &[("id", "1"), ("receipt", "77")], b"")
+        let mut c = Client::connected(peer, edge_addr()).await;
+        c.send_frame("SUBSCRIBE", &[("id", "1"), ("receipt", "77")], b"")
             .await;
         let f = c.recv().await.expect("ERROR");
         assert_eq!(f.command, Command::Error);
@@ -421,7 +417,7 @@ fn protocol_errors_get_error_frames_and_close() {
         assert!(c.closed_within(Duration::from_secs(3)).await);
 
         // Garbage.
-        let mut c = Client::connect(peer, edge_addr()).await;
+        let mut c = Client::connected(peer, edge_addr()).await;
         c.send_raw(b"NOT-A-COMMAND\n\n\0").await;
         let f = c.recv().await.expect("ERROR");
         assert!(f.header("message").unwrap().starts_with("Invalid frame"));
@@ -432,8 +428,8 @@ fn protocol_errors_get_error_frames_and_close() {
 fn silent_device_is_closed_after_missed_heart_beats() {
     with_edge(None, |peer, edge, _sim| async move {
         let mut c = Client::open(peer, edge_addr()).await;
-        c.send(
-            Command::Connect,
+        c.send_frame(
+            "CONNECT",
             &[("accept-version", "1.2"), ("heart-beat", "200,200")],
             b"",
         )
@@ -461,11 +457,11 @@ fn slow_consumer_is_closed_and_others_get_everything() {
             edge.upstream_connected()
         })
         .await;
-        let mut fast = Client::connect(peer, edge_addr()).await;
+        let mut fast = Client::connected(peer, edge_addr()).await;
         fast.subscribe("fast", "/topic/flood").await;
         // A device with a 256-byte window that stops reading after subscribing.
         let mut slow = Client::open_with_window(peer, edge_addr(), 256).await;
-        slow.send(Command::Connect, &[("accept-version", "1.2")], b"")
+        slow.send_frame("CONNECT", &[("accept-version", "1.2")], b"")
             .await;
         assert_eq!(
             slow.recv().await.expect("CONNECTED").command,
@@ -530,13 +526,13 @@ fn dialect_maps_destinations_to_the_broker_and_back() {
         })
         .await;
         *sim.observe.borrow_mut() = Some("/topic/sub.chat.room1".into());
-        let mut b = Client::connect(peer, edge_addr()).await;
+        let mut b = Client::connected(peer, edge_addr()).await;
         b.subscribe("b", "/sub/chat/room1").await;
         // ActiveMQ would make /sub/... a queue: the edge subscribes the broadcast form.
         wait_upstream_subscribed(sim, "/topic/sub.chat.room1").await;
-        let mut a = Client::connect(peer, edge_addr()).await;
-        a.send(
-            Command::Send,
+        let mut a = Client::connected(peer, edge_addr()).await;
+        a.send_frame(
+            "SEND",
             &[("destination", "/sub/chat/room1"), ("receipt", "r")],
             b"hello room",
         )

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command as Cmd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,15 +18,15 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration as StdDuration, Instant};
 
-use common::{frame_bytes, FrameReader, Owned};
 use embassy_futures::join::join;
 use embassy_futures::select::select;
 use embassy_net::{IpEndpoint, Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::Duration;
-use stomp_relay_codec::Command;
+use futures_executor::block_on;
 use stomp_relay_edge::{Config, Edge, EdgeResources};
+use stomp_relay_test_client::blocking::Client;
 
 const TAP: &str = "tap-edge-e2e";
 const HOST_IP: &str = "192.168.71.1";
@@ -129,64 +129,21 @@ fn cut_bridge() {
     }
 }
 
-/// A blocking STOMP client on a kernel socket.
-struct Client {
-    stream: TcpStream,
-    reader: FrameReader,
+/// A client on a kernel socket: ActiveMQ's own subscriber, or a host-side device.
+async fn connected(addr: &str, login: &str) -> Client {
+    let mut c = Client::tcp_blocking(addr);
+    c.expect_connected(&[("login", login), ("passcode", login)])
+        .await;
+    c
 }
 
-impl Client {
-    fn connect(addr: &str, login: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {}: {}", addr, e));
-        stream
-            .set_read_timeout(Some(StdDuration::from_secs(10)))
-            .unwrap();
-        let mut c = Client {
-            stream,
-            reader: FrameReader::default(),
-        };
-        c.send(
-            Command::Connect,
-            &[
-                ("accept-version", "1.2"),
-                ("host", "/"),
-                ("login", login),
-                ("passcode", login),
-            ],
-            b"",
-        );
-        let f = c.recv();
-        assert_eq!(f.command, Command::Connected, "{:?}", f);
-        c
+/// The bodies of the next `n` frames.
+async fn bodies(c: &mut Client, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(c.expect_frame().await.body_str().to_string());
     }
-
-    fn send(&mut self, command: Command, headers: &[(&str, &str)], body: &[u8]) {
-        self.stream
-            .write_all(&frame_bytes(command, headers, body))
-            .unwrap();
-    }
-
-    fn recv(&mut self) -> Owned {
-        loop {
-            if let Some(f) = self.reader.next() {
-                return f;
-            }
-            let mut buf = [0u8; 4096];
-            let n = self.stream.read(&mut buf).expect("frame within 10 s");
-            assert!(n > 0, "connection closed");
-            self.reader.push(&buf[..n]);
-        }
-    }
-
-    fn subscribe(&mut self, id: &str, destination: &str) {
-        self.send(
-            Command::Subscribe,
-            &[("id", id), ("destination", destination), ("receipt", id)],
-            b"",
-        );
-        let r = self.recv();
-        assert_eq!(r.command, Command::Receipt, "{:?}", r);
-    }
+    out
 }
 
 #[test]
@@ -250,108 +207,111 @@ fn tap_end_to_end_with_activemq() {
         thread::sleep(StdDuration::from_millis(50));
     }
 
-    let topic = format!("/topic/edge-e2e-{}", std::process::id());
-    let edge_addr = format!("{}:61613", EDGE_IP);
-    let mut upstream_sub = Client::connect(ACTIVEMQ, "admin");
-    upstream_sub.subscribe("u", &topic);
-    let mut b = Client::connect(&edge_addr, "device-b");
-    b.subscribe("b", &topic);
-    // The device's RECEIPT comes from the edge node; wait for the upstream SUBSCRIBE to
-    // be in place by round-tripping probes until one comes back to B.
-    let probe_deadline = Instant::now() + StdDuration::from_secs(10);
-    loop {
-        upstream_sub.send(Command::Send, &[("destination", &topic)], b"probe");
-        assert_eq!(upstream_sub.recv().body_str(), "probe");
-        b.stream
-            .set_read_timeout(Some(StdDuration::from_millis(300)))
-            .unwrap();
-        let mut buf = [0u8; 4096];
-        if let Ok(n) = b.stream.read(&mut buf) {
-            b.reader.push(&buf[..n]);
-            if b.reader.next().is_some_and(|f| f.body_str() == "probe") {
+    block_on(async {
+        let topic = format!("/topic/edge-e2e-{}", std::process::id());
+        let edge_addr = format!("{}:61613", EDGE_IP);
+        let mut upstream_sub = connected(ACTIVEMQ, "admin").await;
+        upstream_sub.subscribe("u", &topic).await;
+        let mut b = connected(&edge_addr, "device-b").await;
+        b.subscribe("b", &topic).await;
+        // The device's RECEIPT comes from the edge node; wait for the upstream SUBSCRIBE to
+        // be in place by round-tripping probes until one comes back to B.
+        let probe_deadline = Instant::now() + StdDuration::from_secs(10);
+        loop {
+            upstream_sub
+                .send_frame("SEND", &[("destination", &topic)], b"probe")
+                .await;
+            assert_eq!(upstream_sub.expect_frame().await.body_str(), "probe");
+            if b.next_frame(StdDuration::from_millis(300))
+                .await
+                .is_some_and(|f| f.body_str() == "probe")
+            {
                 break;
             }
+            assert!(
+                Instant::now() < probe_deadline,
+                "edge subscription never reached ActiveMQ"
+            );
         }
-        assert!(
-            Instant::now() < probe_deadline,
-            "edge subscription never reached ActiveMQ"
+        // Late probes may still be in flight to B: drain them.
+        thread::sleep(StdDuration::from_millis(300));
+        let mut a = connected(&edge_addr, "device-a").await;
+        let sent: Vec<String> = (0..20).map(|i| format!("tap-{:02}", i)).collect();
+        for body in &sent {
+            a.send_frame("SEND", &[("destination", &topic)], body.as_bytes())
+                .await;
+        }
+        let mut got_b = Vec::new();
+        while got_b.len() < sent.len() {
+            let f = b.expect_frame().await;
+            if f.body_str() != "probe" {
+                assert_eq!(f.header("subscription"), Some("b"));
+                got_b.push(f.body_str().to_string());
+            }
+        }
+        assert_eq!(
+            got_b, sent,
+            "device B got every reading in order through the TAP"
         );
-    }
-    b.stream
-        .set_read_timeout(Some(StdDuration::from_secs(10)))
-        .unwrap();
-    // Late probes may still be in flight to B: drain them.
-    thread::sleep(StdDuration::from_millis(300));
-    let mut a = Client::connect(&edge_addr, "device-a");
-    let sent: Vec<String> = (0..20).map(|i| format!("tap-{:02}", i)).collect();
-    for body in &sent {
-        a.send(Command::Send, &[("destination", &topic)], body.as_bytes());
-    }
-    let mut got_b = Vec::new();
-    while got_b.len() < sent.len() {
-        let f = b.recv();
-        if f.body_str() != "probe" {
-            assert_eq!(f.header("subscription"), Some("b"));
-            got_b.push(f.body_str().to_string());
+        let mut got_up = Vec::new();
+        while got_up.len() < sent.len() {
+            let f = upstream_sub.expect_frame().await;
+            if f.body_str() != "probe" {
+                got_up.push(f.body_str().to_string());
+            }
         }
-    }
-    assert_eq!(
-        got_b, sent,
-        "device B got every reading in order through the TAP"
-    );
-    let mut got_up = Vec::new();
-    while got_up.len() < sent.len() {
-        let f = upstream_sub.recv();
-        if f.body_str() != "probe" {
-            got_up.push(f.body_str().to_string());
-        }
-    }
-    assert_eq!(
-        got_up, sent,
-        "the ActiveMQ subscriber got every reading in order"
-    );
+        assert_eq!(
+            got_up, sent,
+            "the ActiveMQ subscriber got every reading in order"
+        );
 
-    upstream_sub.send(Command::Send, &[("destination", &topic)], b"from-upstream");
-    assert_eq!(b.recv().body_str(), "from-upstream");
-    assert_eq!(upstream_sub.recv().body_str(), "from-upstream");
+        upstream_sub
+            .send_frame("SEND", &[("destination", &topic)], b"from-upstream")
+            .await;
+        assert_eq!(b.expect_frame().await.body_str(), "from-upstream");
+        assert_eq!(
+            upstream_sub.expect_frame().await.body_str(),
+            "from-upstream"
+        );
 
-    // Upstream outage: the devices stay connected, their SENDs wait in the ring and
-    // reach ActiveMQ in order once the edge node is back, and B's subscription is
-    // restored.
-    cut_bridge();
-    let deadline = Instant::now() + StdDuration::from_secs(20);
-    while UPSTREAM_UP.load(Ordering::Relaxed) {
-        assert!(
-            Instant::now() < deadline,
-            "edge node never noticed the outage"
+        // Upstream outage: the devices stay connected, their SENDs wait in the ring and
+        // reach ActiveMQ in order once the edge node is back, and B's subscription is
+        // restored.
+        cut_bridge();
+        let deadline = Instant::now() + StdDuration::from_secs(20);
+        while UPSTREAM_UP.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "edge node never noticed the outage"
+            );
+            thread::sleep(StdDuration::from_millis(20));
+        }
+        let during: Vec<String> = (0..10).map(|i| format!("outage-{:02}", i)).collect();
+        for (n, body) in during.iter().enumerate() {
+            let receipt = format!("o{}", n);
+            a.send_frame(
+                "SEND",
+                &[("destination", &topic), ("receipt", &receipt)],
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(
+                a.expect_frame().await.header("receipt-id"),
+                Some(receipt.as_str())
+            );
+        }
+        BRIDGE_UP.store(true, Ordering::SeqCst);
+        let got = bodies(&mut upstream_sub, during.len()).await;
+        assert_eq!(
+            got, during,
+            "stored SENDs reach ActiveMQ in order after the reconnect"
         );
-        thread::sleep(StdDuration::from_millis(20));
-    }
-    let during: Vec<String> = (0..10).map(|i| format!("outage-{:02}", i)).collect();
-    for (n, body) in during.iter().enumerate() {
-        let receipt = format!("o{}", n);
-        a.send(
-            Command::Send,
-            &[("destination", &topic), ("receipt", &receipt)],
-            body.as_bytes(),
+        let got_b = bodies(&mut b, during.len()).await;
+        assert_eq!(
+            got_b, during,
+            "device B is subscribed again after the reconnect"
         );
-        assert_eq!(a.recv().header("receipt-id"), Some(receipt.as_str()));
-    }
-    BRIDGE_UP.store(true, Ordering::SeqCst);
-    let got: Vec<String> = (0..during.len())
-        .map(|_| upstream_sub.recv().body_str().to_string())
-        .collect();
-    assert_eq!(
-        got, during,
-        "stored SENDs reach ActiveMQ in order after the reconnect"
-    );
-    let got_b: Vec<String> = (0..during.len())
-        .map(|_| b.recv().body_str().to_string())
-        .collect();
-    assert_eq!(
-        got_b, during,
-        "device B is subscribed again after the reconnect"
-    );
+    });
     STOP.store(true, Ordering::Relaxed);
     edge_thread.join().expect("edge thread ended cleanly");
     println!(

@@ -158,12 +158,12 @@ async fn flags_win_over_env_over_file() {
     .await
     .unwrap();
     let url = format!("ws://{http}/ws");
-    let mut c = WsClient::connected(&url, &[]).await;
+    let mut c = Client::connected(&url, &[]).await;
     c.subscribe("1", "/flag/x").await;
     c.send_frame("SEND", &[("destination", "/app/x")], b"routed")
         .await;
     let m = c.expect_frame().await;
-    assert_eq!(m.header_str("destination"), Some("/flag/x"));
+    assert_eq!(m.header("destination"), Some("/flag/x"));
     c.send_frame("SEND", &[("destination", "/env/x")], b"")
         .await;
     assert_eq!(c.expect_frame().await.command.as_str(), "ERROR");
@@ -175,8 +175,8 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         let mut bin =
             spawn_binary(&["--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0"]).await;
         let url = format!("ws://{}/ws", bin.http);
-        let mut a = WsClient::connected(&url, &[]).await;
-        let mut b = WsClient::connected(&url, &[]).await;
+        let mut a = Client::connected(&url, &[]).await;
+        let mut b = Client::connected(&url, &[]).await;
         b.subscribe("1", "/sub/x").await;
         let pid = bin.child.id().unwrap().to_string();
         let t0 = std::time::Instant::now();
@@ -190,7 +190,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         for c in [&mut a, &mut b] {
             let e = c.expect_frame().await;
             assert_eq!(e.command.as_str(), "ERROR");
-            assert_eq!(e.header_str("message"), Some("Server shutting down"));
+            assert_eq!(e.header("message"), Some("Server shutting down"));
             assert_eq!(c.expect_close().await, Some(1001));
         }
         let status = tokio::time::timeout(Duration::from_secs(10), bin.child.wait())
@@ -209,7 +209,7 @@ async fn default_binary_serves_the_simple_broker() {
     // Everything default except the port: a client can talk to itself through /sub/.
     let bin = spawn_binary(&["--listen", "127.0.0.1:0"]).await;
     let url = format!("ws://{}/ws", bin.http);
-    let mut c = WsClient::connected(&url, &[]).await;
+    let mut c = Client::connected(&url, &[]).await;
     c.subscribe("1", "/sub/hello").await;
     c.send_frame("SEND", &[("destination", "/pub/hello")], b"world")
         .await;
@@ -222,7 +222,7 @@ async fn default_binary_serves_the_simple_broker() {
 async fn subscribe_until_refused(args: &[&str], accepted: usize) {
     let b = spawn_binary(args).await;
     let url = format!("ws://{}/ws", b.http);
-    let mut c = WsClient::connected(&url, &[]).await;
+    let mut c = Client::connected(&url, &[]).await;
     for i in 0..accepted {
         c.subscribe(&i.to_string(), &format!("/sub/s{i}")).await;
     }
@@ -239,7 +239,7 @@ async fn subscribe_until_refused(args: &[&str], accepted: usize) {
     let e = c.expect_frame().await;
     assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
     assert_eq!(
-        e.header_str("message"),
+        e.header("message"),
         Some(format!("Too many subscriptions (at most {accepted} per session)").as_str())
     );
 }
@@ -260,7 +260,7 @@ async fn subscription_limit_can_be_raised_lowered_and_defaults_to_1000() {
 async fn subscription_limit_0_is_unlimited() {
     let b = spawn_binary(&["--listen", "127.0.0.1:0", "--max-subscriptions", "0"]).await;
     let url = format!("ws://{}/ws", b.http);
-    let mut c = WsClient::connected(&url, &[]).await;
+    let mut c = Client::connected(&url, &[]).await;
     for i in 0..1_500 {
         c.subscribe(&i.to_string(), &format!("/sub/s{i}")).await;
     }
@@ -269,5 +269,5 @@ async fn subscription_limit_0_is_unlimited() {
         .await;
     let m = c.expect_frame().await;
     assert_eq!(m.command.as_str(), "MESSAGE", "{m:?}");
-    assert_eq!(m.header_str("subscription"), Some("1499"));
+    assert_eq!(m.header("subscription"), Some("1499"));
 }

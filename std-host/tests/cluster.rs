@@ -26,8 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{self, KillOnDrop};
-use common::{spawn_binary, Binary, Event, TcpClient, WsClient};
-use stomp_relay::OwnedFrame;
+use common::{spawn_binary, Binary, Client, Event, Frame};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Cluster {
@@ -289,8 +288,8 @@ impl Deployment {
     }
 }
 
-fn seq_of(f: &OwnedFrame) -> Option<u32> {
-    f.header_str("seq")?.parse().ok()
+fn seq_of(f: &Frame) -> Option<u32> {
+    f.header("seq")?.parse().ok()
 }
 
 /// What one subscriber saw.
@@ -347,7 +346,7 @@ impl Window {
             .filter(|d| !d.is_zero())
     }
 
-    fn record(&mut self, seen: &mut Seen, f: &OwnedFrame) {
+    fn record(&mut self, seen: &mut Seen, f: &Frame) {
         if let Some(s) = seq_of(f) {
             seen.seqs.push(s);
             let linger = Instant::now() + Duration::from_millis(500);
@@ -363,7 +362,7 @@ impl Window {
 /// (through the same url) and resubscribes.
 async fn collect(url: String, dest: String, last: u32, until: Instant, reconnect: bool) -> Seen {
     let mut seen = Seen::default();
-    let mut c = WsClient::connected(&url, &[]).await;
+    let mut c = Client::connected(&url, &[]).await;
     c.subscribe("s", &dest).await;
     let mut window = Window::new(last, until);
     loop {
@@ -376,7 +375,7 @@ async fn collect(url: String, dest: String, last: u32, until: Instant, reconnect
             }
             Some(Event::Frame(f)) if f.command.as_str() == "ERROR" => {
                 seen.errors
-                    .push(f.header_str("message").unwrap_or("?").to_string());
+                    .push(f.header("message").unwrap_or("?").to_string());
                 return seen;
             }
             Some(Event::Closed(_)) => {
@@ -384,7 +383,7 @@ async fn collect(url: String, dest: String, last: u32, until: Instant, reconnect
                 if !reconnect {
                     return seen;
                 }
-                c = WsClient::connected(&url, &[]).await;
+                c = Client::connected(&url, &[]).await;
                 c.subscribe("s", &dest).await;
             }
             Some(_) => {}
@@ -421,13 +420,13 @@ async fn seen_by(tasks: Vec<tokio::task::JoinHandle<Seen>>) -> Vec<Seen> {
 /// Sends `total` SENDs with `seq` headers at `rate`/s, each with a receipt; returns the
 /// seqs the relay confirmed, and the ERRORs and closes the publisher saw.
 async fn publish(url: String, dest: String, total: u32, rate: u32) -> (HashSet<u32>, Seen) {
-    let mut p = WsClient::connected(&url, &[]).await;
+    let mut p = Client::connected(&url, &[]).await;
     let mut confirmed = HashSet::new();
     let mut trouble = Seen::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
     let on = |e: Option<Event>, confirmed: &mut HashSet<u32>, trouble: &mut Seen| match e {
         Some(Event::Frame(f)) if f.command.as_str() == "RECEIPT" => {
-            if let Some(s) = f.header_str("receipt-id").and_then(|r| r.parse().ok()) {
+            if let Some(s) = f.header("receipt-id").and_then(|r| r.parse().ok()) {
                 confirmed.insert(s);
             }
             true
@@ -435,7 +434,7 @@ async fn publish(url: String, dest: String, total: u32, rate: u32) -> (HashSet<u
         Some(Event::Frame(f)) if f.command.as_str() == "ERROR" => {
             trouble
                 .errors
-                .push(f.header_str("message").unwrap_or("?").to_string());
+                .push(f.header("message").unwrap_or("?").to_string());
             false
         }
         Some(Event::Closed(_)) => {
@@ -478,8 +477,8 @@ async fn publish(url: String, dest: String, total: u32, rate: u32) -> (HashSet<u
 }
 
 /// A subscriber straight on a broker node (raw STOMP over TCP), beside the relays.
-async fn witness(port: u16, login: &str, dest: &str) -> TcpClient {
-    let mut w = TcpClient::open(format!("127.0.0.1:{port}").parse().unwrap()).await;
+async fn witness(port: u16, login: &str, dest: &str) -> Client {
+    let mut w = Client::tcp(format!("127.0.0.1:{port}").parse().unwrap()).await;
     w.send_frame(
         "CONNECT",
         &[
@@ -502,7 +501,7 @@ async fn witness(port: u16, login: &str, dest: &str) -> TcpClient {
     w
 }
 
-async fn witness_collect(mut w: TcpClient, last: u32, until: Instant) -> Seen {
+async fn witness_collect(mut w: Client, last: u32, until: Instant) -> Seen {
     let mut seen = Seen::default();
     let mut window = Window::new(last, until);
     loop {
@@ -537,7 +536,7 @@ async fn instances_behind_nginx_share_topics_on_the_cluster() {
             let dest = format!("/topic/cluster-share-{mode}-{}", std::process::id());
             let mut subs = Vec::new();
             for _ in 0..6 {
-                let mut c = WsClient::connected(&d.lb.ws_url(), &[]).await;
+                let mut c = Client::connected(&d.lb.ws_url(), &[]).await;
                 c.subscribe("s", &dest).await;
                 subs.push(c);
             }

@@ -47,7 +47,7 @@ async fn stats_lines_outage_warnings_and_session_lines() {
         if let (Some(addr), false) = (http, client_done) {
             client_done = true;
             // A client comes and goes (refused: the broker is down).
-            let mut c = WsClient::open(&format!("ws://{addr}/ws"), &["v12.stomp"]).await;
+            let mut c = Client::open(&format!("ws://{addr}/ws"), &["v12.stomp"]).await;
             c.send_frame("CONNECT", &[("accept-version", "1.2")], b"")
                 .await;
             let e = c.expect_frame().await;

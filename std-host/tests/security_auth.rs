@@ -56,7 +56,7 @@ async fn hs256_token_in_passcode() {
     let mut c = ws_with(&r, WsOpts::default()).await;
     let f = c.connect(&[("passcode", &hs("alice", 60, SECRET))]).await;
     assert_eq!(f.command.as_str(), "CONNECTED", "{f:?}");
-    assert_eq!(f.header_str("user-name"), Some("alice"), "{f:?}");
+    assert_eq!(f.header("user-name"), Some("alice"), "{f:?}");
 
     // Failing: wrong secret, expired, garbage; each ERROR + close, no key material.
     for bad in [
@@ -65,18 +65,18 @@ async fn hs256_token_in_passcode() {
         "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.".to_string(),
     ] {
         let mut c = ws_with(&r, WsOpts::default()).await;
-        c.send(
+        c.send_frame(
             "CONNECT",
             &[("accept-version", "1.2"), ("passcode", &bad)],
             b"",
         )
         .await;
-        let f = c.frame().await;
+        let f = c.expect_frame().await;
         assert_eq!(f.command.as_str(), "ERROR", "{f:?}");
-        assert_eq!(f.header_str("message"), Some(AUTH_FAILED));
+        assert_eq!(f.header("message"), Some(AUTH_FAILED));
         let whole = format!("{:?}{}", f.headers, String::from_utf8_lossy(&f.body));
         assert!(!whole.contains(SECRET) && !whole.contains(&bad), "{whole}");
-        c.closed().await;
+        c.expect_only_close().await;
     }
 }
 
@@ -85,13 +85,13 @@ async fn hs256_token_in_connect_authorization_header_over_tcp() {
     let r = start(hs_config()).await;
     let mut c = Client::tcp(r.tcp).await;
     let auth = format!("Bearer {}", hs("bob", 60, SECRET));
-    c.connected(&[("Authorization", &auth)]).await;
+    c.expect_connected(&[("Authorization", &auth)]).await;
 
     let mut c = Client::tcp(r.tcp).await;
     let auth = format!("Bearer {}", hs("bob", 60, "wrong"));
     let f = c.connect(&[("Authorization", &auth)]).await;
-    assert_eq!(f.header_str("message"), Some(AUTH_FAILED), "{f:?}");
-    c.closed().await;
+    assert_eq!(f.header("message"), Some(AUTH_FAILED), "{f:?}");
+    c.expect_only_close().await;
 }
 
 #[tokio::test]
@@ -115,12 +115,12 @@ async fn token_from_the_websocket_handshake() {
         let mut c = ws_with(&r, make(&good)).await;
         let f = c.connect(&[]).await;
         assert_eq!(f.command.as_str(), "CONNECTED", "{f:?}");
-        assert_eq!(f.header_str("user-name"), Some("carol"));
+        assert_eq!(f.header("user-name"), Some("carol"));
 
         let mut c = ws_with(&r, make(&bad)).await;
         let f = c.connect(&[]).await;
-        assert_eq!(f.header_str("message"), Some(AUTH_FAILED), "{f:?}");
-        c.closed().await;
+        assert_eq!(f.header("message"), Some(AUTH_FAILED), "{f:?}");
+        c.expect_only_close().await;
     }
     // A parameter name other than the configured one is not a credential.
     let mut c = ws_with(
@@ -132,7 +132,7 @@ async fn token_from_the_websocket_handshake() {
     )
     .await;
     let f = c.connect(&[]).await;
-    assert_eq!(f.header_str("message"), Some(AUTH_FAILED), "{f:?}");
+    assert_eq!(f.header("message"), Some(AUTH_FAILED), "{f:?}");
 }
 
 #[tokio::test]
@@ -176,11 +176,11 @@ async fn rs256_and_es256_public_keys() {
     c.security.jwt_public_key = Some(rsa_public);
     let r = start(c).await;
     let mut ok = Client::tcp(r.tcp).await;
-    ok.connected(&[("passcode", &rs)]).await;
+    ok.expect_connected(&[("passcode", &rs)]).await;
     for bad in [&es, &confused] {
         let mut c = Client::tcp(r.tcp).await;
         assert_eq!(
-            c.connect(&[("passcode", bad)]).await.header_str("message"),
+            c.connect(&[("passcode", bad)]).await.header("message"),
             Some(AUTH_FAILED)
         );
     }
@@ -189,11 +189,11 @@ async fn rs256_and_es256_public_keys() {
     c.security.jwt_public_key = Some(ec_public);
     let r = start(c).await;
     let mut ok = Client::tcp(r.tcp).await;
-    ok.connected(&[("passcode", &es)]).await;
+    ok.expect_connected(&[("passcode", &es)]).await;
     for bad in [&es_other, &rs] {
         let mut c = Client::tcp(r.tcp).await;
         assert_eq!(
-            c.connect(&[("passcode", bad)]).await.header_str("message"),
+            c.connect(&[("passcode", bad)]).await.header("message"),
             Some(AUTH_FAILED)
         );
     }
@@ -240,7 +240,7 @@ async fn users_file_with_argon2_hashes() {
         .connect(&[("login", "erin"), ("passcode", "correct horse")])
         .await;
     assert_eq!(f.command.as_str(), "CONNECTED", "{f:?}");
-    assert_eq!(f.header_str("user-name"), Some("erin"));
+    assert_eq!(f.header("user-name"), Some("erin"));
 
     for (login, pass) in [
         ("erin", "wrong"),
@@ -250,11 +250,11 @@ async fn users_file_with_argon2_hashes() {
         let mut c = Client::tcp(r.tcp).await;
         let f = c.connect(&[("login", login), ("passcode", pass)]).await;
         assert_eq!(
-            f.header_str("message"),
+            f.header("message"),
             Some(AUTH_FAILED),
             "{login}/{pass}: {f:?}"
         );
-        c.closed().await;
+        c.expect_only_close().await;
     }
 }
 
@@ -279,18 +279,15 @@ async fn anonymous_only_when_allowed() {
     // Zero setup: anonymous is fine, `login` names the user.
     let r = start(config()).await;
     let mut c = Client::tcp(r.tcp).await;
-    c.connected(&[("login", "zed")]).await;
+    c.expect_connected(&[("login", "zed")]).await;
     let mut c = Client::tcp(r.tcp).await;
-    c.connected(&[]).await;
+    c.expect_connected(&[]).await;
 
     // Authentication configured: no credentials is refused...
     let r = start(hs_config()).await;
     let mut c = Client::tcp(r.tcp).await;
-    assert_eq!(
-        c.connect(&[]).await.header_str("message"),
-        Some(AUTH_FAILED)
-    );
-    c.closed().await;
+    assert_eq!(c.connect(&[]).await.header("message"), Some(AUTH_FAILED));
+    c.expect_only_close().await;
 
     // ...unless anonymous is switched on; wrong credentials still fail.
     let mut cfg = hs_config();
@@ -299,24 +296,17 @@ async fn anonymous_only_when_allowed() {
     let mut c = Client::tcp(r.tcp).await;
     let f = c.connect(&[]).await;
     assert_eq!(f.command.as_str(), "CONNECTED");
-    assert_eq!(
-        f.header_str("user-name"),
-        None,
-        "anonymous has no user name"
-    );
+    assert_eq!(f.header("user-name"), None, "anonymous has no user name");
     let mut c = Client::tcp(r.tcp).await;
     let f = c.connect(&[("passcode", &hs("x", 60, "bad"))]).await;
-    assert_eq!(f.header_str("message"), Some(AUTH_FAILED));
+    assert_eq!(f.header("message"), Some(AUTH_FAILED));
 
     // No authentication and anonymous switched off: nobody gets in.
     let mut cfg = config();
     cfg.security.allow_anonymous = Some(false);
     let r = start(cfg).await;
     let mut c = Client::tcp(r.tcp).await;
-    assert_eq!(
-        c.connect(&[]).await.header_str("message"),
-        Some(AUTH_FAILED)
-    );
+    assert_eq!(c.connect(&[]).await.header("message"), Some(AUTH_FAILED));
 }
 
 #[tokio::test]
@@ -324,14 +314,14 @@ async fn sub_claim_is_the_user_of_user_destinations() {
     let r = start(hs_config()).await;
     let mut alice = Client::tcp(r.tcp).await;
     alice
-        .connected(&[("passcode", &hs("alice", 60, SECRET))])
+        .expect_connected(&[("passcode", &hs("alice", 60, SECRET))])
         .await;
-    alice.subscribe("a", "/user/queue/notes").await.unwrap();
+    alice.try_subscribe("a", "/user/queue/notes").await.unwrap();
     let mut bob = Client::tcp(r.tcp).await;
     // `login` cannot override the token's subject.
-    bob.connected(&[("login", "alice"), ("passcode", &hs("bob", 60, SECRET))])
+    bob.expect_connected(&[("login", "alice"), ("passcode", &hs("bob", 60, SECRET))])
         .await;
-    bob.subscribe("b", "/user/queue/notes").await.unwrap();
+    bob.try_subscribe("b", "/user/queue/notes").await.unwrap();
     bob.send_receipted("/user/alice/queue/notes", "for alice", "s1")
         .await
         .unwrap();
@@ -359,16 +349,17 @@ async fn secrets_stay_out_of_logs_and_error_frames() {
     let f = c
         .connect(&[("login", "eve"), ("passcode", user_pass)])
         .await;
-    assert_eq!(f.header_str("message"), Some(AUTH_FAILED));
+    assert_eq!(f.header("message"), Some(AUTH_FAILED));
     let mut c = Client::tcp(tcp).await;
     let f = c
         .connect(&[("Authorization", &format!("Bearer {bad_token}"))])
         .await;
-    assert_eq!(f.header_str("message"), Some(AUTH_FAILED));
+    assert_eq!(f.header("message"), Some(AUTH_FAILED));
     let mut c = Client::tcp(tcp).await;
-    c.connected(&[("passcode", &hs("ok", 60, SECRET))]).await;
-    c.send("DISCONNECT", &[], b"").await;
-    let _ = c.next(Duration::from_millis(300)).await;
+    c.expect_connected(&[("passcode", &hs("ok", 60, SECRET))])
+        .await;
+    c.send_frame("DISCONNECT", &[], b"").await;
+    let _ = c.next_event(Duration::from_millis(300)).await;
     drop(c);
     let log = bin.stop().await;
     assert!(log.contains("authentication failed"), "{log}");

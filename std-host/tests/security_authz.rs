@@ -43,7 +43,8 @@ fn rules_config(on_send_denied: OnSendDenied) -> stomp_relay::Config {
 
 async fn user(r: &Running, name: &str, rooms: &[&str]) -> Client {
     let mut c = Client::tcp(r.tcp).await;
-    c.connected(&[("passcode", &token(name, rooms))]).await;
+    c.expect_connected(&[("passcode", &token(name, rooms))])
+        .await;
     c
 }
 
@@ -51,17 +52,17 @@ async fn user(r: &Running, name: &str, rooms: &[&str]) -> Client {
 async fn subscribe_allowed_by_claim_and_denied_without_it() {
     let r = start(rules_config(OnSendDenied::Close)).await;
     let mut alice = user(&r, "alice", &["a"]).await;
-    alice.subscribe("1", "/sub/chat/a").await.unwrap();
-    let err = alice.subscribe("2", "/sub/chat/b").await.unwrap_err();
+    alice.try_subscribe("1", "/sub/chat/a").await.unwrap();
+    let err = alice.try_subscribe("2", "/sub/chat/b").await.unwrap_err();
     assert_eq!(err, "Access denied: SUBSCRIBE to /sub/chat/b");
-    alice.closed().await;
+    alice.expect_only_close().await;
 }
 
 #[tokio::test]
 async fn deny_rule_first_match_wins_and_app_route_allowed() {
     let r = start(rules_config(OnSendDenied::Close)).await;
     let mut reader = user(&r, "reader", &["a"]).await;
-    reader.subscribe("1", "/sub/chat/a").await.unwrap();
+    reader.try_subscribe("1", "/sub/chat/a").await.unwrap();
     let mut writer = user(&r, "writer", &["a"]).await;
     // Passing: through the application prefix, to a room in the claim.
     writer
@@ -78,7 +79,7 @@ async fn deny_rule_first_match_wins_and_app_route_allowed() {
         .await
         .unwrap_err();
     assert_eq!(err, "Access denied: SEND to /sub/chat/a");
-    writer.closed().await;
+    writer.expect_only_close().await;
     assert_eq!(reader.message(Duration::from_millis(500)).await, None);
 }
 
@@ -87,16 +88,16 @@ async fn default_deny_when_no_rule_matches() {
     let r = start(rules_config(OnSendDenied::Close)).await;
     let mut c = user(&r, "x", &["a"]).await;
     // Passing: a rule matches.
-    c.subscribe("1", "/sub/public/news").await.unwrap();
+    c.try_subscribe("1", "/sub/public/news").await.unwrap();
     // Failing: no rule names /topic/.
-    let err = c.subscribe("2", "/topic/anything").await.unwrap_err();
+    let err = c.try_subscribe("2", "/topic/anything").await.unwrap_err();
     assert_eq!(err, "Access denied: SUBSCRIBE to /topic/anything");
-    c.closed().await;
+    c.expect_only_close().await;
     // Without rules everything is allowed (zero setup).
     let r = start(config()).await;
     let mut c = Client::tcp(r.tcp).await;
-    c.connected(&[]).await;
-    c.subscribe("1", "/topic/anything").await.unwrap();
+    c.expect_connected(&[]).await;
+    c.try_subscribe("1", "/topic/anything").await.unwrap();
     c.send_receipted("/topic/anything", "x", "s").await.unwrap();
 }
 
@@ -104,59 +105,59 @@ async fn default_deny_when_no_rule_matches() {
 async fn denied_send_can_answer_error_without_closing() {
     let r = start(rules_config(OnSendDenied::Error)).await;
     let mut reader = user(&r, "reader", &["a"]).await;
-    reader.subscribe("1", "/sub/chat/a").await.unwrap();
+    reader.try_subscribe("1", "/sub/chat/a").await.unwrap();
     let mut w = user(&r, "w", &["a"]).await;
-    w.send(
+    w.send_frame(
         "SEND",
         &[("destination", "/sub/chat/a"), ("receipt", "denied-1")],
         b"bypass",
     )
     .await;
-    let f = w.frame().await;
+    let f = w.expect_frame().await;
     assert_eq!(f.command.as_str(), "ERROR");
     assert_eq!(
-        f.header_str("message"),
+        f.header("message"),
         Some("Access denied: SEND to /sub/chat/a")
     );
-    assert_eq!(f.header_str("receipt-id"), Some("denied-1"));
+    assert_eq!(f.header("receipt-id"), Some("denied-1"));
     // Still open: an allowed SEND goes through, and the next frame is its RECEIPT
     // (the refused frame's receipt was answered by the ERROR, never by a RECEIPT).
-    w.send(
+    w.send_frame(
         "SEND",
         &[("destination", "/pub/chat/a"), ("receipt", "s2")],
         b"after the refusal",
     )
     .await;
-    let f = w.frame().await;
+    let f = w.expect_frame().await;
     assert_eq!(f.command.as_str(), "RECEIPT");
-    assert_eq!(f.header_str("receipt-id"), Some("s2"));
+    assert_eq!(f.header("receipt-id"), Some("s2"));
     assert_eq!(
         reader.message(WAIT).await.as_deref(),
         Some("after the refusal")
     );
     // A denied SUBSCRIBE still closes.
-    assert!(w.subscribe("9", "/sub/chat/z").await.is_err());
-    w.closed().await;
+    assert!(w.try_subscribe("9", "/sub/chat/z").await.is_err());
+    w.expect_only_close().await;
 }
 
 #[tokio::test]
 async fn denied_client_receives_nothing_from_a_topic_it_may_not_read() {
     let r = start(rules_config(OnSendDenied::Error)).await;
     let mut member = user(&r, "member", &["secret"]).await;
-    member.subscribe("1", "/sub/chat/secret").await.unwrap();
+    member.try_subscribe("1", "/sub/chat/secret").await.unwrap();
 
     // Try every way in: the exact topic, a wildcard over it, and a room-variable
     // wildcard; each attempt on a fresh connection.
     for dest in ["/sub/chat/secret", "/sub/chat/*", "/sub/**", "/sub/chat/**"] {
         let mut spy = user(&r, "spy", &["lobby", "*", "**"]).await;
-        let err = spy.subscribe("s", dest).await.unwrap_err();
+        let err = spy.try_subscribe("s", dest).await.unwrap_err();
         assert!(err.contains("Access denied: SUBSCRIBE"), "{dest}: {err}");
-        spy.closed().await;
+        spy.expect_only_close().await;
     }
     // A spy that subscribed to what it may read gets nothing of the secret topic.
     let mut spy = user(&r, "spy", &["lobby"]).await;
-    spy.subscribe("1", "/sub/chat/lobby").await.unwrap();
-    let denied = spy.subscribe("2", "/sub/chat/secret").await;
+    spy.try_subscribe("1", "/sub/chat/lobby").await.unwrap();
+    let denied = spy.try_subscribe("2", "/sub/chat/secret").await;
     assert!(denied.is_err());
     for i in 0..5 {
         publish(&r, "/sub/chat/secret", &format!("classified {i}"));
@@ -164,7 +165,7 @@ async fn denied_client_receives_nothing_from_a_topic_it_may_not_read() {
     for i in 0..5 {
         assert_eq!(member.message(WAIT).await, Some(format!("classified {i}")));
     }
-    while let Some(Ev::Frame(f)) = spy.next(Duration::from_millis(500)).await {
+    while let Some(Event::Frame(f)) = spy.next_event(Duration::from_millis(500)).await {
         assert_ne!(f.command.as_str(), "MESSAGE", "spy received {f:?}");
     }
 }

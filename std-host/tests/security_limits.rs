@@ -19,7 +19,7 @@ async fn ws_from(from: &str, to: SocketAddr) -> Result<Client, String> {
     let s = tcp_from(Some(ip(from)), to)
         .await
         .map_err(|e| e.to_string())?;
-    Client::ws_over(Box::new(s), "ws", to, &WsOpts::default())
+    Client::ws_over(Box::new(s), &format!("ws://{to}/ws"), &WsOpts::default())
         .await
         .map_err(|e| e.to_string())
 }
@@ -39,10 +39,10 @@ async fn origin_allow_list() {
     let mut ok = Client::ws(r.http, &origin("https://app.example.com"))
         .await
         .expect("allowed origin");
-    ok.connected(&[]).await;
+    ok.expect_connected(&[]).await;
     // Non-browser clients send no Origin and are not what the check is about.
     let mut ok = Client::ws(r.http, &WsOpts::default()).await.unwrap();
-    ok.connected(&[]).await;
+    ok.expect_connected(&[]).await;
     let err = Client::ws(r.http, &origin("https://evil.example.net"))
         .await
         .err()
@@ -68,7 +68,7 @@ async fn origin_patterns_match_and_same_origin_is_always_allowed() {
         let mut ok = Client::ws(r.http, &origin(allowed))
             .await
             .unwrap_or_else(|e| panic!("{allowed} refused: {e}"));
-        ok.connected(&[]).await;
+        ok.expect_connected(&[]).await;
     }
     for refused in [
         "https://example.com",
@@ -113,7 +113,7 @@ async fn connections_per_ip() {
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut c = ws_from("127.0.0.2", r.http).await.expect("under the limit");
-        c.connected(&[]).await;
+        c.expect_connected(&[]).await;
         held.push(c);
     }
     assert!(
@@ -124,13 +124,14 @@ async fn connections_per_ip() {
     let mut t = Client::raw(Box::new(
         tcp_from(Some(ip("127.0.0.2")), r.tcp).await.unwrap(),
     ));
-    t.send("CONNECT", &[("accept-version", "1.2")], b"").await;
-    assert!(matches!(t.next(WAIT).await, Some(Ev::Closed)));
+    t.send_frame("CONNECT", &[("accept-version", "1.2")], b"")
+        .await;
+    assert!(matches!(t.next_event(WAIT).await, Some(Event::Closed(_))));
     // Another address is not affected.
     let mut other = ws_from("127.0.0.3", r.http).await.expect("other IP");
-    other.connected(&[]).await;
+    other.expect_connected(&[]).await;
     // A slot frees when a connection ends.
-    held.pop().unwrap().send("DISCONNECT", &[], b"").await;
+    held.pop().unwrap().send_frame("DISCONNECT", &[], b"").await;
     let mut again = None;
     for _ in 0..50 {
         if let Ok(c) = ws_from("127.0.0.2", r.http).await {
@@ -139,7 +140,7 @@ async fn connections_per_ip() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    again.expect("slot released").connected(&[]).await;
+    again.expect("slot released").expect_connected(&[]).await;
 }
 
 #[tokio::test]
@@ -148,9 +149,9 @@ async fn max_connections_total() {
     c.limits.max_connections = 2;
     let r = start(c).await;
     let mut a = Client::ws(r.http, &WsOpts::default()).await.unwrap();
-    a.connected(&[]).await;
+    a.expect_connected(&[]).await;
     let mut b = Client::tcp(r.tcp).await;
-    b.connected(&[]).await;
+    b.expect_connected(&[]).await;
     let err = Client::ws(r.http, &WsOpts::default()).await.err().unwrap();
     assert!(err.to_string().contains("503"), "{err}");
 }
@@ -161,12 +162,12 @@ async fn subscriptions_per_session() {
     c.security.max_subscriptions = 2;
     let r = start(c).await;
     let mut s = Client::tcp(r.tcp).await;
-    s.connected(&[]).await;
-    s.subscribe("1", "/topic/a").await.unwrap();
-    s.subscribe("2", "/topic/b").await.unwrap();
-    let err = s.subscribe("3", "/topic/c").await.unwrap_err();
+    s.expect_connected(&[]).await;
+    s.try_subscribe("1", "/topic/a").await.unwrap();
+    s.try_subscribe("2", "/topic/b").await.unwrap();
+    let err = s.try_subscribe("3", "/topic/c").await.unwrap_err();
     assert_eq!(err, "Too many subscriptions (at most 2 per session)");
-    s.closed().await;
+    s.expect_only_close().await;
 }
 
 #[tokio::test]
@@ -176,11 +177,11 @@ async fn send_rate_token_bucket() {
     c.security.send_burst = 5;
     let r = start(c).await;
     let mut sub = Client::tcp(r.tcp).await;
-    sub.connected(&[]).await;
-    sub.subscribe("1", "/topic/rate").await.unwrap();
+    sub.expect_connected(&[]).await;
+    sub.try_subscribe("1", "/topic/rate").await.unwrap();
     // Passing: a burst of 5, then a steady 10 per second (under 20/s).
     let mut ok = Client::tcp(r.tcp).await;
-    ok.connected(&[]).await;
+    ok.expect_connected(&[]).await;
     for i in 0..5 {
         ok.send_receipted("/topic/rate", &format!("b{i}"), &format!("b{i}"))
             .await
@@ -197,7 +198,7 @@ async fn send_rate_token_bucket() {
     }
     // Failing: a flood well above the rate gets ERROR and close.
     let mut flood = Client::tcp(r.tcp).await;
-    flood.connected(&[]).await;
+    flood.expect_connected(&[]).await;
     let mut batch = Vec::new();
     for i in 0..100 {
         batch.extend(frame_bytes(
@@ -217,23 +218,23 @@ async fn frame_and_header_limits() {
     c.limits.max_frame_size = 1024;
     let r = start(c).await;
     let mut ok = Client::tcp(r.tcp).await;
-    ok.connected(&[]).await;
+    ok.expect_connected(&[]).await;
     ok.send_receipted("/topic/x", &"a".repeat(800), "r1")
         .await
         .unwrap();
     let mut big = Client::tcp(r.tcp).await;
-    big.connected(&[]).await;
-    big.send("SEND", &[("destination", "/topic/x")], &[b'a'; 4000])
+    big.expect_connected(&[]).await;
+    big.send_frame("SEND", &[("destination", "/topic/x")], &[b'a'; 4000])
         .await;
     let msg = big.error_then_close().await;
     assert!(msg.contains("1024"), "{msg}");
     // Too many headers.
     let mut many = Client::tcp(r.tcp).await;
-    many.connected(&[]).await;
+    many.expect_connected(&[]).await;
     let names: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
     let mut hs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
     hs.push(("destination", "/topic/x"));
-    many.send("SEND", &hs, b"").await;
+    many.send_frame("SEND", &hs, b"").await;
     let msg = many.error_then_close().await;
     assert!(msg.to_lowercase().contains("header"), "{msg}");
 }
@@ -276,9 +277,9 @@ async fn slow_loris_request_head_and_first_frame() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     // ...while a WebSocket client that connects promptly stays.
     let mut ws = Client::ws(r.http, &WsOpts::default()).await.unwrap();
-    ws.connected(&[]).await;
+    ws.expect_connected(&[]).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
-    ws.subscribe("1", "/topic/still-here").await.unwrap();
+    ws.try_subscribe("1", "/topic/still-here").await.unwrap();
 }
 
 #[tokio::test]
@@ -287,11 +288,11 @@ async fn a_frame_trickled_in_too_slowly_is_cut_off() {
     c.security.header_read_timeout = Duration::from_millis(600);
     let r = start(c).await;
     let mut sub = Client::tcp(r.tcp).await;
-    sub.connected(&[]).await;
-    sub.subscribe("1", "/topic/trickle").await.unwrap();
+    sub.expect_connected(&[]).await;
+    sub.try_subscribe("1", "/topic/trickle").await.unwrap();
     // Passing: a frame in three pieces well within the timeout arrives.
     let mut ok = Client::tcp(r.tcp).await;
-    ok.connected(&[]).await;
+    ok.expect_connected(&[]).await;
     let whole = frame_bytes("SEND", &[("destination", "/topic/trickle")], b"in pieces");
     for piece in whole.chunks(whole.len() / 3 + 1) {
         ok.send_raw(piece).await;
@@ -300,7 +301,7 @@ async fn a_frame_trickled_in_too_slowly_is_cut_off() {
     assert_eq!(sub.message(WAIT).await.as_deref(), Some("in pieces"));
     // Failing: one byte every 100 ms never completes a frame in time.
     let mut slow = Client::tcp(r.tcp).await;
-    slow.connected(&[]).await;
+    slow.expect_connected(&[]).await;
     let t0 = tokio::time::Instant::now();
     let bytes = frame_bytes("SEND", &[("destination", "/topic/trickle")], &[b'x'; 200]);
     let mut closed_with = None;
@@ -308,18 +309,16 @@ async fn a_frame_trickled_in_too_slowly_is_cut_off() {
         if !slow.send_raw(b).await {
             break;
         }
-        if let Some(ev) = slow.next(Duration::from_millis(100)).await {
+        if let Some(ev) = slow.next_event(Duration::from_millis(100)).await {
             closed_with = Some(ev);
             break;
         }
     }
     match closed_with {
-        Some(Ev::Frame(f)) => {
+        Some(Event::Frame(f)) => {
             assert_eq!(f.command.as_str(), "ERROR", "{f:?}");
             assert!(
-                f.header_str("message")
-                    .unwrap()
-                    .contains("Frame not completed"),
+                f.header("message").unwrap().contains("Frame not completed"),
                 "{f:?}"
             );
         }
@@ -346,8 +345,8 @@ async fn a_thousand_abusive_connections_do_not_stop_a_good_client() {
     let r = start(c).await;
 
     let mut good = Client::ws(r.http, &WsOpts::default()).await.unwrap();
-    good.connected(&[]).await;
-    good.subscribe("1", "/topic/good").await.unwrap();
+    good.expect_connected(&[]).await;
+    good.try_subscribe("1", "/topic/good").await.unwrap();
 
     let (http, tcp) = (r.http, r.tcp);
     let mut abusers = tokio::task::JoinSet::new();

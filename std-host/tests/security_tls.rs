@@ -73,14 +73,14 @@ async fn wss_with_a_trusted_certificate() {
     let p = pki("wss");
     let r = tls_server(&p).await;
     let io = tls_io(r.http, Some(&p.cert_der)).await.unwrap();
-    let mut a = Client::ws_over(io, "wss", r.http, &WsOpts::default())
+    let mut a = Client::ws_over(io, &format!("wss://{}/ws", r.http), &WsOpts::default())
         .await
         .expect("wss handshake");
-    a.connected(&[]).await;
-    a.subscribe("1", "/topic/tls").await.unwrap();
+    a.expect_connected(&[]).await;
+    a.try_subscribe("1", "/topic/tls").await.unwrap();
     let io = tls_io(r.tcp, Some(&p.cert_der)).await.unwrap();
     let mut b = Client::raw(io);
-    b.connected(&[]).await;
+    b.expect_connected(&[]).await;
     b.send_receipted("/topic/tls", "over TLS both ways", "r")
         .await
         .unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{start, test_config, Event, WsClient};
+use common::{start, test_config, Client, Event, Frame};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,7 +114,7 @@ async fn stats(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
 }
 
 /// The next MESSAGE within `wait`, or `None`.
-async fn next_message(c: &mut WsClient, wait: Duration) -> Option<stomp_relay::OwnedFrame> {
+async fn next_message(c: &mut Client, wait: Duration) -> Option<Frame> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -131,7 +131,7 @@ async fn next_message(c: &mut WsClient, wait: Duration) -> Option<stomp_relay::O
 #[tokio::test]
 async fn publish_reaches_subscribers_with_headers_and_utf8() {
     let srv = start(test_config()).await;
-    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    let mut c = Client::connected(&srv.ws_url(), &[]).await;
     c.subscribe("s1", "/sub/news").await;
 
     let r = publish(
@@ -146,12 +146,9 @@ async fn publish_reaches_subscribers_with_headers_and_utf8() {
     let m = next_message(&mut c, Duration::from_secs(5))
         .await
         .expect("MESSAGE");
-    assert_eq!(m.header_str("destination"), Some("/sub/news"));
-    assert_eq!(m.header_str("x-trace"), Some("t-42"));
-    assert_eq!(
-        m.header_str("content-type"),
-        Some("text/plain;charset=UTF-8")
-    );
+    assert_eq!(m.header("destination"), Some("/sub/news"));
+    assert_eq!(m.header("x-trace"), Some("t-42"));
+    assert_eq!(m.header("content-type"), Some("text/plain;charset=UTF-8"));
     assert_eq!(std::str::from_utf8(&m.body).unwrap(), "안녕하세요, world");
 
     // A JSON value body is sent as JSON text, like convertAndSend with a converter.
@@ -165,7 +162,7 @@ async fn publish_reaches_subscribers_with_headers_and_utf8() {
     let m = next_message(&mut c, Duration::from_secs(5))
         .await
         .expect("MESSAGE");
-    assert_eq!(m.header_str("content-type"), Some("application/json"));
+    assert_eq!(m.header("content-type"), Some("application/json"));
     let v: Value = serde_json::from_slice(&m.body).unwrap();
     assert_eq!(v["sym"], "ACME");
 
@@ -175,7 +172,7 @@ async fn publish_reaches_subscribers_with_headers_and_utf8() {
     let m = next_message(&mut c, Duration::from_secs(5))
         .await
         .expect("MESSAGE");
-    assert_eq!(m.header_str("content-type"), Some("text/html"));
+    assert_eq!(m.header("content-type"), Some("text/html"));
     srv.shutdown.shutdown();
 }
 
@@ -187,11 +184,11 @@ async fn publish_to_a_user_reaches_each_of_their_sessions() {
     let srv = start(test_config()).await;
     let mut bobs = Vec::new();
     for _ in 0..2 {
-        let mut c = WsClient::connected(&srv.ws_url(), &[("login", "bob")]).await;
+        let mut c = Client::connected(&srv.ws_url(), &[("login", "bob")]).await;
         c.subscribe("n", "/user/queue/notes").await;
         bobs.push(c);
     }
-    let mut alice = WsClient::connected(&srv.ws_url(), &[("login", "alice")]).await;
+    let mut alice = Client::connected(&srv.ws_url(), &[("login", "alice")]).await;
     alice.subscribe("n", "/user/queue/notes").await;
 
     let r = publish(
@@ -207,7 +204,7 @@ async fn publish_to_a_user_reaches_each_of_their_sessions() {
         let m = next_message(bob, Duration::from_secs(5))
             .await
             .expect("MESSAGE");
-        assert_eq!(m.header_str("destination"), Some("/user/queue/notes"));
+        assert_eq!(m.header("destination"), Some("/user/queue/notes"));
         assert_eq!(&m.body[..], b"for bob");
     }
     assert!(next_message(&mut alice, Duration::from_millis(300))
@@ -268,7 +265,7 @@ async fn publish_to_a_user_reaches_each_of_their_sessions() {
 #[tokio::test]
 async fn bad_publish_requests_get_400_with_a_reason_and_deliver_nothing() {
     let srv = start(test_config()).await;
-    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    let mut c = Client::connected(&srv.ws_url(), &[]).await;
     c.subscribe("s1", "/sub/news").await;
     let cases: &[(&str, &str)] = &[
         ("not json at all", "not a valid publish request"),
@@ -361,7 +358,7 @@ async fn api_key_is_required_when_configured() {
     let mut cfg = test_config();
     cfg.api_key = Some("k-123".into());
     let srv = start(cfg).await;
-    let mut c = WsClient::connected(&srv.ws_url(), &[]).await;
+    let mut c = Client::connected(&srv.ws_url(), &[]).await;
     c.subscribe("s1", "/sub/news").await;
     let body = r#"{"destination": "/sub/news", "body": "secret"}"#;
     for headers in [
@@ -400,8 +397,8 @@ async fn api_key_is_required_when_configured() {
 #[tokio::test]
 async fn stats_show_sessions_subscriptions_rates_and_errors() {
     let srv = start(test_config()).await;
-    let mut a = WsClient::connected(&srv.ws_url(), &[("login", "alice")]).await;
-    let mut b = WsClient::connected(&srv.ws_url(), &[]).await;
+    let mut a = Client::connected(&srv.ws_url(), &[("login", "alice")]).await;
+    let mut b = Client::connected(&srv.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/chat/lobby").await;
     a.subscribe("a2", "/sub/chat/random").await;
     b.subscribe("b1", "/sub/chat/lobby").await;
@@ -708,7 +705,7 @@ async fn publish_goes_through_the_broker_in_relay_mode() {
         }
     }
     let topic = format!("/sub/web-api-{}", std::process::id());
-    let mut c = WsClient::connected(&b.ws_url(), &[]).await;
+    let mut c = Client::connected(&b.ws_url(), &[]).await;
     c.subscribe("s1", &topic).await;
     let r = publish(
         a.http,
@@ -724,7 +721,7 @@ async fn publish_goes_through_the_broker_in_relay_mode() {
         std::str::from_utf8(&m.body).unwrap(),
         "through ActiveMQ 한국어"
     );
-    assert_eq!(m.header_str("destination"), Some(topic.as_str()));
+    assert_eq!(m.header("destination"), Some(topic.as_str()));
 
     let s = stats(b.http, &[]).await.json();
     assert_eq!(s["broker"]["mode"], "relay");

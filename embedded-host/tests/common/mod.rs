@@ -1,5 +1,6 @@
 //! Test plumbing: two embassy-net stacks joined back to back in memory (with optional
-//! packet loss), a STOMP test client over embassy-net, and a simulated upstream broker.
+//! packet loss) and a simulated upstream broker. Devices are the workspace's one test
+//! client (`stomp-relay-test-client` over embassy-net).
 //!
 //! The simulated upstream is a scripted in-memory peer speaking real STOMP over real
 //! TCP through the stacks: CONNECT/CONNECTED, SUBSCRIBE/UNSUBSCRIBE, SEND with RECEIPT,
@@ -15,16 +16,17 @@ use std::vec::Vec;
 use embassy_futures::join::{join, join3, join_array};
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::TcpSocket;
-use embassy_net::{IpEndpoint, Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_net_driver_channel as ch;
 use embassy_net_driver_channel::driver::{HardwareAddress, LinkState};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Duration, Timer};
 use embedded_io_async::Write as _;
-use stomp_relay_codec::{
-    encode, Command, Decoded, Decoder, Frame, Header, Limits, Status, Version,
-};
+use stomp_relay_codec::Command;
+#[allow(unused_imports)]
+pub use stomp_relay_test_client::embassy::Client;
+pub use stomp_relay_test_client::{frame_bytes, Frame, FrameReader};
 
 pub const MTU: usize = 1500;
 pub const EDGE_IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -98,185 +100,6 @@ pub fn network(
         .await;
     };
     (edge, peer, bg)
-}
-
-/// A decoded frame owned by the test.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned {
-    pub command: Command,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Owned {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn body_str(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap_or("<binary>")
-    }
-}
-
-pub fn frame_bytes(command: Command, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let hs: Vec<Header<'_>> = headers
-        .iter()
-        .map(|(n, v)| Header::new(n.as_bytes(), v.as_bytes()))
-        .collect();
-    let frame = Frame::new(command, &hs, body);
-    let mut out = vec![0u8; 64 * 1024];
-    let n = encode(&frame, Version::V1_2, &mut out).expect("test frame encodes");
-    out.truncate(n);
-    out
-}
-
-/// Accumulates bytes and splits them into frames.
-#[derive(Default)]
-pub struct FrameReader {
-    buf: Vec<u8>,
-}
-
-impl FrameReader {
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The next complete frame (heart-beats skipped), or `None` if more bytes are needed.
-    pub fn next(&mut self) -> Option<Owned> {
-        let decoder = Decoder::with_limits(Version::V1_2, Limits::UNLIMITED);
-        loop {
-            let mut storage = [Header::EMPTY; 64];
-            match decoder
-                .decode(&self.buf, &mut storage)
-                .expect("peer sent a valid frame")
-            {
-                Status::Partial => return None,
-                Status::Complete((Decoded::HeartBeat, n)) => {
-                    self.buf.drain(..n);
-                }
-                Status::Complete((Decoded::Frame(f), n)) => {
-                    let owned = Owned {
-                        command: f.command,
-                        headers: f
-                            .header_pairs()
-                            .map(|(name, value)| {
-                                (
-                                    String::from_utf8_lossy(&name.bytes().collect::<Vec<u8>>())
-                                        .into_owned(),
-                                    String::from_utf8_lossy(&value.bytes().collect::<Vec<u8>>())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect(),
-                        body: f.body.to_vec(),
-                    };
-                    self.buf.drain(..n);
-                    return Some(owned);
-                }
-            }
-        }
-    }
-}
-
-/// A STOMP device (or any client) on an embassy-net stack.
-pub struct Client {
-    socket: TcpSocket<'static>,
-    reader: FrameReader,
-}
-
-impl Client {
-    pub async fn open(stack: Stack<'static>, to: IpEndpoint) -> Client {
-        Client::open_with_window(stack, to, 8192).await
-    }
-
-    /// Opens a connection whose receive buffer (TCP window) is `rx` bytes.
-    pub async fn open_with_window(stack: Stack<'static>, to: IpEndpoint, rx: usize) -> Client {
-        let rx = Box::leak(vec![0u8; rx].into_boxed_slice());
-        let tx = leak([0u8; 8192]);
-        let mut socket = TcpSocket::new(stack, rx, tx);
-        socket.connect(to).await.expect("tcp connect");
-        Client {
-            socket,
-            reader: FrameReader::default(),
-        }
-    }
-
-    /// Opens a connection and completes the STOMP handshake.
-    pub async fn connect(stack: Stack<'static>, to: IpEndpoint) -> Client {
-        let mut c = Client::open(stack, to).await;
-        c.send(
-            Command::Connect,
-            &[("accept-version", "1.2"), ("host", "edge")],
-            b"",
-        )
-        .await;
-        let f = c.recv().await.expect("CONNECTED");
-        assert_eq!(f.command, Command::Connected, "handshake answer: {:?}", f);
-        c
-    }
-
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.socket.write_all(bytes).await.expect("write");
-        self.socket.flush().await.expect("flush");
-    }
-
-    pub async fn send(&mut self, command: Command, headers: &[(&str, &str)], body: &[u8]) {
-        let bytes = frame_bytes(command, headers, body);
-        self.send_raw(&bytes).await;
-    }
-
-    /// The next frame, or `None` at EOF.
-    pub async fn recv(&mut self) -> Option<Owned> {
-        loop {
-            if let Some(f) = self.reader.next() {
-                return Some(f);
-            }
-            let mut buf = [0u8; 2048];
-            match self.socket.read(&mut buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.reader.push(&buf[..n]),
-            }
-        }
-    }
-
-    /// Whether the peer closed the connection (EOF) within `within`.
-    pub async fn closed_within(&mut self, within: Duration) -> bool {
-        with_timeout(within, async {
-            loop {
-                let mut buf = [0u8; 256];
-                match self.socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => self.reader.push(&buf[..n]),
-                }
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    pub async fn subscribe(&mut self, id: &str, destination: &str) {
-        let receipt = format!("sub-{}", id);
-        self.send(
-            Command::Subscribe,
-            &[
-                ("id", id),
-                ("destination", destination),
-                ("receipt", &receipt),
-            ],
-            b"",
-        )
-        .await;
-        let f = self.recv().await.expect("RECEIPT for SUBSCRIBE");
-        assert_eq!(f.command, Command::Receipt, "{:?}", f);
-        assert_eq!(f.header("receipt-id"), Some(receipt.as_str()));
-    }
-
-    pub fn abort(&mut self) {
-        self.socket.abort();
-    }
 }
 
 /// One frame the simulated upstream received by SEND.
@@ -382,7 +205,7 @@ impl SimUpstream {
             for (n, v) in extra {
                 headers.push((n, v));
             }
-            let bytes = frame_bytes(Command::Message, &headers, body.as_bytes());
+            let bytes = frame_bytes("MESSAGE", &headers, body.as_bytes());
             self.outbox[sub.conn].borrow_mut().extend_from_slice(&bytes);
             self.wake[sub.conn].signal(());
         }
@@ -420,7 +243,7 @@ impl SimUpstream {
         let reader = async {
             let mut frames = FrameReader::default();
             loop {
-                while let Some(f) = frames.next() {
+                while let Some(f) = frames.next_frame() {
                     self.on_frame(conn, f);
                     self.wake[conn].signal(());
                 }
@@ -447,11 +270,11 @@ impl SimUpstream {
     }
 
     fn reply(&self, conn: usize, command: Command, headers: &[(&str, &str)]) {
-        let bytes = frame_bytes(command, headers, b"");
+        let bytes = frame_bytes(command.as_str(), headers, b"");
         self.outbox[conn].borrow_mut().extend_from_slice(&bytes);
     }
 
-    fn on_frame(&self, conn: usize, f: Owned) {
+    fn on_frame(&self, conn: usize, f: Frame) {
         match f.command {
             Command::Connect | Command::Stomp => {
                 self.connects.set(self.connects.get() + 1);

@@ -18,8 +18,8 @@ async fn failover_to_second_address() {
         let s2 = start(relay_config(Kind::ActiveMq, mode, addrs)).await;
         wait_ready(&s1, 200, RECOVER).await;
         wait_ready(&s2, 200, RECOVER).await;
-        let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-        let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+        let mut a = Client::connected(&s1.ws_url(), &[]).await;
+        let mut b = Client::connected(&s2.ws_url(), &[]).await;
         a.subscribe("a1", "/sub/failover").await;
         send(&mut b, "/sub/failover", "B-0").await;
         let got = collect(&mut a, 1, Duration::from_secs(10)).await;
@@ -55,8 +55,8 @@ async fn tls_to_activemq() {
     for s in &servers {
         wait_ready(s, 200, RECOVER).await;
     }
-    let mut a = WsClient::connected(&servers[0].ws_url(), &[]).await;
-    let mut b = WsClient::connected(&servers[1].ws_url(), &[]).await;
+    let mut a = Client::connected(&servers[0].ws_url(), &[]).await;
+    let mut b = Client::connected(&servers[1].ws_url(), &[]).await;
     a.subscribe("a1", "/sub/tls").await;
     b.subscribe("b1", "/sub/tls").await;
     send(&mut a, "/sub/tls", "A-0").await;
@@ -99,7 +99,7 @@ async fn relay_ca_flag_trusts_activemq_tls() {
         let bin = spawn_binary(&args).await;
         wait_ready_at(bin.http, 200, RECOVER).await;
         let ws = format!("ws://{}/ws", bin.http);
-        let mut a = WsClient::connected(&ws, &[]).await;
+        let mut a = Client::connected(&ws, &[]).await;
         a.subscribe("a1", "/sub/tls-flag").await;
         send(&mut a, "/sub/tls-flag", "A-0").await;
         send(&mut a, "/pub/tls-flag", "A-1").await;
@@ -140,8 +140,8 @@ async fn restart_per_session_activemq() {
     let _lock = broker_lock().await;
     let kind = Kind::ActiveMq;
     let (s1, s2) = relay_pair(kind, RelayMode::PerSession).await;
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/restart").await;
     b.subscribe("b1", "/sub/restart").await;
 
@@ -150,14 +150,11 @@ async fn restart_per_session_activemq() {
     for c in [&mut a, &mut b] {
         let f = c.expect_frame().await;
         assert_eq!(f.command.as_str(), "ERROR", "{f:?}");
-        assert_eq!(
-            f.header_str("message"),
-            Some("Connection to broker closed.")
-        );
+        assert_eq!(f.header("message"), Some("Connection to broker closed."));
         assert_eq!(c.expect_close().await, Some(1002));
     }
     wait_ready(&s1, 503, Duration::from_secs(10)).await;
-    let mut c = WsClient::open(&s1.ws_url(), &["v12.stomp"]).await;
+    let mut c = Client::open(&s1.ws_url(), &["v12.stomp"]).await;
     c.send_frame(
         "CONNECT",
         &[("accept-version", "1.2"), ("host", "localhost")],
@@ -166,13 +163,13 @@ async fn restart_per_session_activemq() {
     .await;
     let f = c.expect_frame().await;
     assert_eq!(f.command.as_str(), "ERROR", "{f:?}");
-    assert_eq!(f.header_str("message"), Some("Broker not available."));
+    assert_eq!(f.header("message"), Some("Broker not available."));
 
     drop(guard); // starts the broker and waits for STOMP CONNECTED
     wait_ready(&s1, 200, RECOVER).await;
     wait_ready(&s2, 200, RECOVER).await;
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/restart").await;
     b.subscribe("b1", "/sub/restart").await;
     send(&mut b, "/sub/restart", "B-after-0").await;
@@ -198,7 +195,7 @@ async fn restart_per_session_activemq() {
 async fn frames_before_connected_are_held() {
     let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(Kind::ActiveMq, RelayMode::PerSession).await;
-    let mut a = WsClient::open(&s1.ws_url(), &["v12.stomp"]).await;
+    let mut a = Client::open(&s1.ws_url(), &["v12.stomp"]).await;
     let mut burst = frame_bytes(
         "CONNECT",
         &[("accept-version", "1.2"), ("host", "localhost")],
@@ -221,7 +218,7 @@ async fn frames_before_connected_are_held() {
     a.send_binary(&burst).await;
     assert_eq!(a.expect_frame().await.command.as_str(), "CONNECTED");
     let r = a.expect_frame().await;
-    assert_eq!(r.header_str("receipt-id"), Some("sub-a1"), "{r:?}");
+    assert_eq!(r.header("receipt-id"), Some("sub-a1"), "{r:?}");
     let got = collect(&mut a, 1, Duration::from_secs(10)).await;
     assert_eq!(seqs(&got), ["A-0"]);
     stop(s1).await;
@@ -247,8 +244,8 @@ async fn broker_heartbeats_keep_idle_sessions() {
         wait_ready(&s2, 200, RECOVER).await;
         // The clients ask for no heart-beats with the server.
         let hb = [("heart-beat", "0,0")];
-        let mut a = WsClient::connected(&s1.ws_url(), &hb).await;
-        let mut b = WsClient::connected(&s2.ws_url(), &hb).await;
+        let mut a = Client::connected(&s1.ws_url(), &hb).await;
+        let mut b = Client::connected(&s2.ws_url(), &hb).await;
         a.subscribe("a1", "/sub/idle").await;
         tokio::time::sleep(Duration::from_millis(4500)).await;
         send(&mut b, "/sub/idle", "B-0").await;
@@ -265,8 +262,8 @@ async fn broker_heartbeats_keep_idle_sessions() {
 async fn restart_shared(kind: Kind) {
     let _lock = broker_lock().await;
     let (s1, s2) = relay_pair(kind, RelayMode::Shared).await;
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/restart").await;
     b.subscribe("b1", "/sub/restart").await;
 
@@ -297,7 +294,7 @@ async fn restart_shared(kind: Kind) {
         while let Some(e) = a.next_event(Duration::from_millis(300)).await {
             match e {
                 Event::Frame(f) if f.command.as_str() == "MESSAGE" => {
-                    let s = f.header_str("seq").unwrap().to_owned();
+                    let s = f.header("seq").unwrap().to_owned();
                     if s.starts_with("probe-") {
                         break 'probe;
                     }
@@ -320,7 +317,7 @@ async fn restart_shared(kind: Kind) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match c.next_event(left).await {
                 Some(Event::Frame(f)) if f.command.as_str() == "MESSAGE" => {
-                    let s = f.header_str("seq").unwrap().to_owned();
+                    let s = f.header("seq").unwrap().to_owned();
                     if s.starts_with("A-held-") {
                         held.push(s);
                     } else if !s.starts_with("probe-") {
@@ -334,7 +331,7 @@ async fn restart_shared(kind: Kind) {
         if who == "A" {
             while let Some(e) = c.next_event(QUIET).await {
                 if let Event::Frame(f) = e {
-                    let s = f.header_str("seq").unwrap_or("?").to_owned();
+                    let s = f.header("seq").unwrap_or("?").to_owned();
                     if s.starts_with("A-held-") {
                         held.push(s);
                     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use common::*;
 use stomp_relay::config::{BrokerKind, Dialect, RelayAddr, RelayMode};
 use stomp_relay::relay::{self, RelayOptions};
-use stomp_relay::{Config, OwnedFrame, Server};
+use stomp_relay::{Config, Server};
 
 const ACTIVEMQ: u16 = 61613;
 const ACTIVEMQ_TLS: u16 = 61614;
@@ -234,7 +234,7 @@ async fn stop(srv: TestServer) {
 }
 
 /// Sends `body` to `dest` with a `seq` header naming sender and path.
-async fn send(c: &mut WsClient, dest: &str, seq: &str) {
+async fn send(c: &mut Client, dest: &str, seq: &str) {
     c.send_frame(
         "SEND",
         &[
@@ -249,7 +249,7 @@ async fn send(c: &mut WsClient, dest: &str, seq: &str) {
 
 /// Collects MESSAGE frames until `n` arrived (panics after `within`), then watches for
 /// `QUIET` more to catch duplicates.
-async fn collect(c: &mut WsClient, n: usize, within: Duration) -> Vec<OwnedFrame> {
+async fn collect(c: &mut Client, n: usize, within: Duration) -> Vec<Frame> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + within;
     while got.len() < n {
@@ -275,11 +275,11 @@ async fn collect(c: &mut WsClient, n: usize, within: Duration) -> Vec<OwnedFrame
     got
 }
 
-fn seqs(frames: &[OwnedFrame]) -> Vec<String> {
+fn seqs(frames: &[Frame]) -> Vec<String> {
     frames
         .iter()
         .map(|f| {
-            f.header_str("seq")
+            f.header("seq")
                 .expect("seq header passed through")
                 .to_owned()
         })

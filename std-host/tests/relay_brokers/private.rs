@@ -5,8 +5,8 @@
 use super::*;
 
 /// A client logged in as `user`, with the session id its CONNECTED names.
-async fn login(srv: &TestServer, user: &str) -> (WsClient, String) {
-    let mut c = WsClient::open(&srv.ws_url(), &["v12.stomp"]).await;
+async fn login(srv: &TestServer, user: &str) -> (Client, String) {
+    let mut c = Client::open(&srv.ws_url(), &["v12.stomp"]).await;
     c.send_frame(
         "CONNECT",
         &[
@@ -19,16 +19,16 @@ async fn login(srv: &TestServer, user: &str) -> (WsClient, String) {
     .await;
     let f = c.expect_frame().await;
     assert_eq!(f.command.as_str(), "CONNECTED", "{f:?}");
-    let id = f.header_str("session").expect("session header").to_owned();
+    let id = f.header("session").expect("session header").to_owned();
     (c, id)
 }
 
 /// `from` sends `n` private messages to `to`'s `queue`; `to` (subscribed there) must
 /// get exactly those, and `other` (subscribed to its own) none of them.
 async fn exchange(
-    from: &mut WsClient,
-    to: (&str, &mut WsClient),
-    other: (&str, &mut WsClient),
+    from: &mut Client,
+    to: (&str, &mut Client),
+    other: (&str, &mut Client),
     queue: &str,
     n: usize,
 ) {
@@ -60,8 +60,8 @@ async fn exchange(
 /// only their own.
 async fn both_ways(
     queue: &str,
-    (bob, alice): (&mut WsClient, &mut WsClient),
-    (dave, carol): (&mut WsClient, &mut WsClient),
+    (bob, alice): (&mut Client, &mut Client),
+    (dave, carol): (&mut Client, &mut Client),
 ) {
     exchange(
         bob,
@@ -96,7 +96,7 @@ async fn private_scenario(kind: Kind, mode: RelayMode) {
         .await;
     let e = eve.expect_frame().await;
     assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
-    let message = e.header_str("message").unwrap_or_default();
+    let message = e.header("message").unwrap_or_default();
     assert!(
         message.contains(&theirs),
         "the ERROR names the destination: {message}"
@@ -219,7 +219,7 @@ async fn across_instances_scenario(kind: Kind, mode: RelayMode) {
         assert_eq!(all, ["a0", "a1", "a2", "api", "c0", "c1", "c2"], "{name}");
         for f in &got {
             assert_eq!(
-                f.header_str("destination"),
+                f.header("destination"),
                 Some(user_queue.as_str()),
                 "{name}: {f:?}"
             );
@@ -264,7 +264,7 @@ async fn across_instances_scenario(kind: Kind, mode: RelayMode) {
     let e = eve.expect_frame().await;
     assert_eq!(e.command.as_str(), "ERROR", "{e:?}");
     assert!(
-        e.header_str("message")
+        e.header("message")
             .unwrap_or_default()
             .contains("user registry"),
         "{e:?}"

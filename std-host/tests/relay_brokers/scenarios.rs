@@ -21,8 +21,8 @@ async fn seed_scenario_with(kind: Kind, mode: RelayMode, dialect: Option<Dialect
         let want = format!(r#""dialect":"{}""#, kind.dialect());
         assert!(body.contains(&want), "{want} not in {body}");
     }
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/same").await;
     b.subscribe("b1", "/sub/same").await;
     const N: usize = 10;
@@ -42,13 +42,9 @@ async fn seed_scenario_with(kind: Kind, mode: RelayMode, dialect: Option<Dialect
             "{who} must get every message once: {seqs:?}"
         );
         for f in &got {
-            assert_eq!(
-                f.header_str("destination"),
-                Some("/sub/same"),
-                "{who}: {f:?}"
-            );
-            assert_eq!(f.header_str("content-type"), Some("text/plain"));
-            assert_eq!(f.body, f.header_str("seq").unwrap().as_bytes());
+            assert_eq!(f.header("destination"), Some("/sub/same"), "{who}: {f:?}");
+            assert_eq!(f.header("content-type"), Some("text/plain"));
+            assert_eq!(f.body, f.header("seq").unwrap().as_bytes());
         }
         for stream in ["A-direct-", "B-direct-", "A-pub-", "B-pub-"] {
             let order: Vec<usize> = seqs
@@ -105,8 +101,8 @@ async fn simple_mode_instances_do_not_share() {
     let _lock = broker_lock().await;
     let s1 = start(quick_config()).await;
     let s2 = start(quick_config()).await;
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("a1", "/sub/same").await;
     b.subscribe("b1", "/sub/same").await;
     send(&mut b, "/sub/same", "B-direct-0").await;
@@ -130,11 +126,11 @@ async fn queue_scenario(kind: Kind, mode: RelayMode) {
     let (s1, s2) = relay_pair(kind, mode).await;
     // A fresh queue name: ActiveMQ keeps undelivered queue messages across runs.
     let queue = format!("/queue/work-{}-{}", std::process::id(), nonce());
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("qa", &queue).await;
     b.subscribe("qb", &queue).await;
-    let mut p = WsClient::connected(&s1.ws_url(), &[]).await;
+    let mut p = Client::connected(&s1.ws_url(), &[]).await;
     const N: usize = 40;
     for i in 0..N {
         send(&mut p, &queue, &format!("job-{i}")).await;
@@ -147,7 +143,7 @@ async fn queue_scenario(kind: Kind, mode: RelayMode) {
             while let Some(e) = c.next_event(Duration::from_millis(50)).await {
                 if let Event::Frame(f) = e {
                     assert_eq!(f.command.as_str(), "MESSAGE", "{f:?}");
-                    seen.push(f.header_str("seq").unwrap().to_owned());
+                    seen.push(f.header("seq").unwrap().to_owned());
                     per[i] += 1;
                 }
             }
@@ -157,7 +153,7 @@ async fn queue_scenario(kind: Kind, mode: RelayMode) {
     for c in [&mut a, &mut b] {
         while let Some(e) = c.next_event(Duration::from_millis(700)).await {
             if let Event::Frame(f) = e {
-                seen.push(f.header_str("seq").unwrap_or("?").to_owned());
+                seen.push(f.header("seq").unwrap_or("?").to_owned());
             }
         }
     }
@@ -203,11 +199,11 @@ async fn dotted_scenario(kind: Kind, mode: RelayMode) {
     let (s1, s2) = relay_pair(kind, mode).await;
     let base = format!("/sub/dots{}", nonce());
     let (dotted, slashed) = (format!("{base}/a.b"), format!("{base}/a/b"));
-    let mut a = WsClient::connected(&s1.ws_url(), &[]).await;
-    let mut b = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut a = Client::connected(&s1.ws_url(), &[]).await;
+    let mut b = Client::connected(&s2.ws_url(), &[]).await;
     a.subscribe("d", &dotted).await;
     b.subscribe("s", &slashed).await;
-    let mut p = WsClient::connected(&s2.ws_url(), &[]).await;
+    let mut p = Client::connected(&s2.ws_url(), &[]).await;
     send(&mut p, &dotted, "to-dotted").await;
     send(&mut p, &slashed, "to-slashed").await;
     for (who, c, dest, seq) in [
@@ -216,7 +212,7 @@ async fn dotted_scenario(kind: Kind, mode: RelayMode) {
     ] {
         let got = collect(c, 1, Duration::from_secs(10)).await;
         assert_eq!(seqs(&got), [seq], "{who} ({kind:?} {mode:?})");
-        assert_eq!(got[0].header_str("destination"), Some(dest.as_str()));
+        assert_eq!(got[0].header("destination"), Some(dest.as_str()));
     }
     stop(s1).await;
     stop(s2).await;
