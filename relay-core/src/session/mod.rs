@@ -40,7 +40,7 @@ mod versions;
 pub use error::{CloseReason, ProtocolError, TransmitError};
 pub use event::{Connect, Event, SessionConfig};
 pub use heart_beat::{heart_beat_after, negotiate_heart_beat, parse_heart_beat};
-pub use table::{AckMode, InlineTable, SubscriptionTable};
+pub use table::{AckMode, HostTable, InlineTable, SubscriptionTable};
 pub use versions::Versions;
 
 use core::fmt::Write as _;
@@ -56,19 +56,23 @@ use receipts::{PendingError, ReceiptQueue};
 
 /// Longest subscription id stored in the table.
 pub const SUB_ID_MAX: usize = 64;
-/// Longest `receipt` value answered.
+/// Longest `receipt` value answered (less with a receipt queue under
+/// [`RECEIPT_QUEUE_BYTES`]: half of it, less one).
 pub const RECEIPT_MAX: usize = 128;
-/// Longest destination (or other value) that needs unescaping (`\c` etc.); plain
-/// destinations of any length are borrowed from the frame instead.
+/// Default unescaping space of a session: the longest destination (or other value)
+/// that needs unescaping (`\c` etc.); plain destinations of any length are borrowed
+/// from the frame instead.
 pub const ESCAPED_VALUE_MAX: usize = 256;
-/// Longest ERROR `message` text; longer text is cut at a character boundary.
+/// Default longest ERROR `message` text; longer text is cut at a character boundary.
 pub const ERROR_MESSAGE_MAX: usize = 192;
-/// Longest authenticated user name ([`Session::set_user`]).
+/// Default longest authenticated user name ([`Session::set_user`]).
 pub const USER_MAX: usize = 64;
 /// An output buffer of this size always fits the session's own frames.
 pub const MAX_CONTROL_FRAME: usize = 1024;
-
-pub(crate) const RECEIPT_QUEUE_BYTES: usize = 2 * (RECEIPT_MAX + 1) + 8;
+/// Default size of a session's RECEIPT queue: each waiting id takes its length plus
+/// one byte, so two of the longest fit, or dozens of short ones (a client pipelining
+/// frames while CONNECTED waits for the broker).
+pub const RECEIPT_QUEUE_BYTES: usize = 2 * (RECEIPT_MAX + 1) + 8;
 
 /// A session's id, chosen by the host; it appears in CONNECTED's `session` header and
 /// in resolved user destinations (`/queue/x-user<id>`), always as
@@ -151,7 +155,13 @@ enum State {
 }
 
 /// One client's STOMP session. `SUBS` is the capacity of the default inline
-/// subscription table; a host may supply its own table as `T` instead.
+/// subscription table; a host may supply its own table as `T` instead. The other
+/// parameters size the inline buffers, so a microcontroller host can keep a session in
+/// a few hundred bytes: `RECEIPTS` bytes of RECEIPT queue ([`RECEIPT_QUEUE_BYTES`]),
+/// `SCRATCH` bytes to unescape header values ([`ESCAPED_VALUE_MAX`]), `MESSAGE` bytes
+/// of ERROR text ([`ERROR_MESSAGE_MAX`]) and `USER` bytes of user name ([`USER_MAX`]).
+/// A value longer than its buffer is a protocol error naming the limit (ERROR text is
+/// cut instead).
 ///
 /// Its methods, by what they do:
 ///
@@ -183,7 +193,14 @@ enum State {
 /// [`close_with_error`](Session::close_with_error) act on the frame being handled),
 /// then [`poll_transmit`](Session::poll_transmit) until `None`, then
 /// [`poll_timeout`](Session::poll_timeout) to re-arm the host's timer.
-pub struct Session<const SUBS: usize = 32, T: SubscriptionTable = InlineTable<SUBS>> {
+pub struct Session<
+    const SUBS: usize = 32,
+    T: SubscriptionTable = InlineTable<SUBS>,
+    const RECEIPTS: usize = { RECEIPT_QUEUE_BYTES },
+    const SCRATCH: usize = { ESCAPED_VALUE_MAX },
+    const MESSAGE: usize = { ERROR_MESSAGE_MAX },
+    const USER: usize = { USER_MAX },
+> {
     id: SessionId,
     config: SessionConfig,
     state: State,
@@ -200,17 +217,25 @@ pub struct Session<const SUBS: usize = 32, T: SubscriptionTable = InlineTable<SU
     /// CONNECTED went out (receipts may follow it, never precede it).
     connected_sent: bool,
     heartbeat_pending: bool,
-    receipts: ReceiptQueue,
+    receipts: ReceiptQueue<RECEIPTS>,
     /// The frame being handled pushed the newest receipt (a later ERROR takes it).
     current_receipt: bool,
-    error: Option<PendingError>,
+    error: Option<PendingError<MESSAGE>>,
     close_reason: Option<CloseReason>,
-    user: Bytes<USER_MAX>,
+    user: Bytes<USER>,
     subs: T,
-    scratch: [u8; ESCAPED_VALUE_MAX],
+    scratch: [u8; SCRATCH],
 }
 
-impl<const SUBS: usize, T: SubscriptionTable> core::fmt::Debug for Session<SUBS, T> {
+impl<
+        const SUBS: usize,
+        T: SubscriptionTable,
+        const RECEIPTS: usize,
+        const SCRATCH: usize,
+        const MESSAGE: usize,
+        const USER: usize,
+    > core::fmt::Debug for Session<SUBS, T, RECEIPTS, SCRATCH, MESSAGE, USER>
+{
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.id)
@@ -218,6 +243,14 @@ impl<const SUBS: usize, T: SubscriptionTable> core::fmt::Debug for Session<SUBS,
             .field("version", &self.version)
             .field("close_reason", &self.close_reason)
             .finish_non_exhaustive()
+    }
+}
+
+/// Scratch bytes `v` needs: none when it is borrowed as it is.
+fn needs_scratch(v: HeaderValue<'_>) -> usize {
+    match v.as_plain() {
+        Some(_) => 0,
+        None => v.unescaped_len(),
     }
 }
 
@@ -236,7 +269,15 @@ fn plain<'a>(
         .map_err(|_| ProtocolError::HeaderTooLong(name, max))
 }
 
-impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
+impl<
+        const SUBS: usize,
+        T: SubscriptionTable,
+        const RECEIPTS: usize,
+        const SCRATCH: usize,
+        const MESSAGE: usize,
+        const USER: usize,
+    > Session<SUBS, T, RECEIPTS, SCRATCH, MESSAGE, USER>
+{
     /// A new session, started (transport open) at `now`, with an empty table.
     pub fn new(id: SessionId, config: SessionConfig, now: Instant) -> Self
     where
@@ -261,16 +302,13 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
             connected_pending: false,
             connected_sent: false,
             heartbeat_pending: false,
-            receipts: ReceiptQueue {
-                len: 0,
-                buf: [0; RECEIPT_QUEUE_BYTES],
-            },
+            receipts: ReceiptQueue::EMPTY,
             current_receipt: false,
             error: None,
             close_reason: None,
             user: Bytes::EMPTY,
             subs: table,
-            scratch: [0; ESCAPED_VALUE_MAX],
+            scratch: [0; SCRATCH],
         }
     }
 
@@ -326,9 +364,9 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
     }
 
     /// Records the authenticated user name (sent as CONNECTED's `user-name`). Names
-    /// longer than [`USER_MAX`] are refused with `false`.
+    /// longer than `USER` bytes ([`USER_MAX`] by default) are refused with `false`.
     pub fn set_user(&mut self, name: &[u8]) -> bool {
-        if name.len() > USER_MAX || name.iter().any(|&b| b == b'\n' || b == b'\r') {
+        if name.len() > USER || name.iter().any(|&b| b == b'\n' || b == b'\r') {
             return false;
         }
         self.user.set_plain(name).is_some()
@@ -391,19 +429,15 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
         }
         let mut err = PendingError {
             message: Bytes::EMPTY,
-            receipt: None,
+            // The frame's receipt stays the newest in the queue and becomes `receipt-id`.
+            receipt: self.current_receipt,
             versions: None,
         };
         let mut c = Cursor::new(&mut err.message.buf);
         let _ = write!(c, "{}", message);
         let n = c.finish_truncated().len();
         err.message.set_len(n);
-        if self.current_receipt {
-            let mut r = Bytes::EMPTY;
-            self.receipts.pop_back(&mut r);
-            err.receipt = Some(r);
-            self.current_receipt = false;
-        }
+        self.current_receipt = false;
         self.error = Some(err);
         self.close_reason = Some(reason);
         self.state = State::Closing;
@@ -447,8 +481,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
         if !self.current_receipt {
             return false;
         }
-        let mut r = Bytes::EMPTY;
-        self.receipts.pop_back(&mut r);
+        self.receipts.pop_back();
         self.current_receipt = false;
         true
     }
@@ -474,10 +507,9 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                     let local = self.config.local_receipts || kind == Command::Disconnect;
                     if local && !kind.is_connect() {
                         let mut r = Bytes::<RECEIPT_MAX>::EMPTY;
-                        if r.set(receipt).is_none() {
-                            return Err(
-                                self.fail(ProtocolError::HeaderTooLong("receipt", RECEIPT_MAX))
-                            );
+                        let max = ReceiptQueue::<RECEIPTS>::ID_MAX;
+                        if r.set(receipt).is_none() || r.get().len() > max {
+                            return Err(self.fail(ProtocolError::HeaderTooLong("receipt", max)));
                         }
                         if !self.receipts.push(r.get()) {
                             return Err(self.fail(ProtocolError::TooManyReceipts));
@@ -535,10 +567,10 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 return Err(ProtocolError::ServerCommand(cmd))
             }
             Command::Send => {
-                need("destination")?;
+                self.fits_scratch(need("destination")?, 0, "destination")?;
             }
             Command::Subscribe => {
-                need("destination")?;
+                let destination = need("destination")?;
                 let id = match frame.id() {
                     Some(id) => id,
                     // 1.0 makes the id optional: the destination names the subscription.
@@ -559,6 +591,13 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 if self.subscription(sub_id.get()).is_some() {
                     return Err(ProtocolError::DuplicateSubscription);
                 }
+                // The event carries the id from the table, or (a host table that
+                // keeps ids elsewhere) unescaped behind the destination in scratch.
+                let id_room = match self.subs.get(sub_id.get()) {
+                    Some(_) => 0,
+                    None => needs_scratch(id),
+                };
+                self.fits_scratch(destination, id_room, "destination")?;
                 if !self.subs.insert(sub_id.get(), ack) {
                     return Err(ProtocolError::TooManySubscriptions(self.subs.capacity()));
                 }
@@ -572,7 +611,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 // The id, unescaped, stays in scratch for the event; one longer than
                 // any stored id cannot name a subscription.
                 let len = id
-                    .copy_unescaped(&mut self.scratch[..SUB_ID_MAX])
+                    .copy_unescaped(&mut self.scratch[..SUB_ID_MAX.min(SCRATCH)])
                     .map_err(|_| ProtocolError::UnknownSubscription)?
                     .len();
                 if !self.subs.remove(&self.scratch[..len]) {
@@ -585,14 +624,28 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 } else {
                     "message-id"
                 };
-                need(name)?;
+                self.fits_scratch(need(name)?, 0, name)?;
             }
             Command::Begin | Command::Commit | Command::Abort => {
-                need("transaction")?;
+                self.fits_scratch(need("transaction")?, 0, "transaction")?;
             }
             Command::Disconnect => {}
         }
         Ok(cmd)
+    }
+
+    /// Refuses a value whose unescaped form (plus `more` bytes) does not fit the
+    /// scratch space the event is built in.
+    fn fits_scratch(
+        &self,
+        v: HeaderValue<'_>,
+        more: usize,
+        name: &'static str,
+    ) -> Result<(), ProtocolError> {
+        if needs_scratch(v) + more > SCRATCH {
+            return Err(ProtocolError::HeaderTooLong(name, SCRATCH.saturating_sub(more)));
+        }
+        Ok(())
     }
 
     fn connect(&mut self, now: Instant, frame: &Frame<'_>) -> Result<(), ProtocolError> {
@@ -659,24 +712,30 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 destination: value(b"destination", scratch),
             },
             Command::Subscribe => {
-                let destination = value(b"destination", scratch);
-                // The newest entry with this id is the one just inserted.
                 let id_value = frame.id().or_else(|| frame.destination());
+                let ack = match frame.ack() {
+                    Some(v) => v.as_plain().and_then(AckMode::parse).unwrap_or_default(),
+                    None => AckMode::Auto,
+                };
+                let room = frame.destination().map_or(0, needs_scratch);
+                let (dest_room, id_room) = scratch.split_at_mut(room.min(SCRATCH));
+                let destination = value(b"destination", dest_room);
+                // The newest entry with this id is the one just inserted.
                 let sub = self
                     .subs
                     .iter()
                     .find(|(id, _)| id_value.is_some_and(|v| v.eq_bytes(id)));
-                match sub {
-                    Some((id, ack)) => Event::Subscribe {
-                        id,
-                        destination,
-                        ack,
-                    },
-                    None => Event::Subscribe {
-                        id: b"",
-                        destination,
-                        ack: AckMode::Auto,
-                    },
+                let id = match sub {
+                    Some((id, _)) => id,
+                    // A host table that keeps ids elsewhere: the frame's own.
+                    None => id_value.map_or(&b""[..], |v| {
+                        plain(v, id_room, "id").unwrap_or(b"")
+                    }),
+                };
+                Event::Subscribe {
+                    id,
+                    destination,
+                    ack,
                 }
             }
             Command::Unsubscribe => {
@@ -715,7 +774,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
     fn finish_if_drained(&mut self) {
         if self.state == State::Closing
             && self.error.is_none()
-            && self.receipts.len == 0
+            && self.receipts.is_empty()
             && !self.connected_pending
         {
             self.state = State::Closed;
@@ -785,10 +844,16 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
         now: Instant,
         out: &mut [u8],
     ) -> Result<Option<usize>, TransmitError> {
+        let error_receipt = self.error.as_ref().is_some_and(|e| e.receipt);
         if !self.connected_sent && !self.connected_pending && self.state != State::AwaitingAccept {
             // Closed before CONNECTED: receipts for frames sent meanwhile would break
-            // the CONNECTED-first rule, and the session is over anyway.
-            self.receipts.len = 0;
+            // the CONNECTED-first rule, and the session is over anyway. The ERROR's
+            // own `receipt-id` stays.
+            if error_receipt {
+                self.receipts.keep_last();
+            } else {
+                self.receipts.clear();
+            }
             self.finish_if_drained();
         }
         let n = if self.connected_pending {
@@ -796,11 +861,9 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
             self.connected_pending = false;
             self.connected_sent = true;
             n
-        } else if let Some(id) = self
-            .receipts
-            .front()
-            .filter(|_| self.state != State::AwaitingAccept)
-        {
+        } else if let Some(id) = self.receipts.front().filter(|_| {
+            self.state != State::AwaitingAccept && !(error_receipt && self.receipts.is_single())
+        }) {
             let headers = [Header::new(b"receipt-id", id)];
             let n = self.encode(&Frame::new(Command::Receipt, &headers, b""), out)?;
             self.receipts.pop_front();
@@ -812,8 +875,8 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 Header::EMPTY,
             ];
             let mut count = 1;
-            if let Some(r) = &err.receipt {
-                headers[count] = Header::new(b"receipt-id", r.get());
+            if let Some(r) = self.receipts.front().filter(|_| err.receipt) {
+                headers[count] = Header::new(b"receipt-id", r);
                 count += 1;
             }
             let mut listed = [0u8; 16];
@@ -825,6 +888,7 @@ impl<const SUBS: usize, T: SubscriptionTable> Session<SUBS, T> {
                 count += 1;
             }
             let n = self.encode(&Frame::new(Command::Error, &headers[..count], b""), out)?;
+            self.receipts.clear();
             self.error = None;
             self.state = State::Closed;
             n

@@ -133,3 +133,39 @@ impl<const N: usize> SubscriptionTable for InlineTable<N> {
         self.slots.iter().flatten().map(|s| (s.id.get(), s.ack))
     }
 }
+
+/// A table for a host that keeps its sessions' subscriptions itself, in one table for
+/// all of them (the edge node's [`Fanout`](crate::fanout::Fanout) over inline storage):
+/// the session stores nothing, passes every SUBSCRIBE and UNSUBSCRIBE on as an event
+/// (ids unescaped from the frame), and the host refuses a duplicate id, an unknown id or
+/// a full table with [`Session::close_with_error`](super::Session::close_with_error).
+/// Counts and look-ups ([`Session::subscription`](super::Session::subscription) and
+/// the like) are then the host's to answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostTable;
+
+impl SubscriptionTable for HostTable {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+
+    fn len(&self) -> usize {
+        0
+    }
+
+    fn get(&self, _id: &[u8]) -> Option<(&[u8], AckMode)> {
+        None
+    }
+
+    fn insert(&mut self, _id: &[u8], _ack: AckMode) -> bool {
+        true
+    }
+
+    fn remove(&mut self, _id: &[u8]) -> bool {
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], AckMode)> + '_ {
+        core::iter::empty()
+    }
+}

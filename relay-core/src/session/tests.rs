@@ -31,7 +31,17 @@ fn t(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
-fn drain(s: &mut S, now: Instant) -> Vec<Out> {
+fn drain<
+    const A: usize,
+    T: SubscriptionTable,
+    const R: usize,
+    const SC: usize,
+    const M: usize,
+    const U: usize,
+>(
+    s: &mut Session<A, T, R, SC, M, U>,
+    now: Instant,
+) -> Vec<Out> {
     let mut outs = Vec::new();
     let mut buf = [0u8; MAX_CONTROL_FRAME];
     while let Some(n) = s.poll_transmit(now, &mut buf).unwrap() {
@@ -740,6 +750,113 @@ fn a_session_stays_small() {
     assert!(core::mem::size_of::<Session<8>>() <= 1_700);
     // A host-supplied table leaves only the fixed part (~1 KiB).
     assert!(core::mem::size_of::<Session<0>>() <= 1_100);
+}
+
+/// A microcontroller's session: the host keeps subscriptions, 34 B of receipts (ids up
+/// to 16 B), 16 B of unescaping space, 24 B of ERROR text, no user name.
+type Lean = Session<0, HostTable, 34, 16, 24, 0>;
+
+fn lean_connected() -> Lean {
+    let mut s = Lean::new(SessionId::new(3), SessionConfig::default(), t(0));
+    let h = [Header::new(b"accept-version", b"1.2")];
+    assert!(s.handle_frame(t(0), &connect_frame(&h)).is_ok());
+    assert!(drain(&mut s, t(0))[0].is(Command::Connected));
+    s
+}
+
+fn escaped<'a>(command: Command, headers: &'a [Header<'a>]) -> Frame<'a> {
+    Frame {
+        command,
+        headers,
+        body: b"",
+        form: HeaderForm::Escaped,
+    }
+}
+
+#[test]
+fn a_lean_session_passes_subscriptions_to_the_host_and_names_its_limits() {
+    assert!(core::mem::size_of::<Lean>() <= 320, "{}", core::mem::size_of::<Lean>());
+    let mut s = lean_connected();
+    assert!(!s.set_user(b"u"), "no room for a user name");
+    // Id and destination both unescaped into the 16 scratch bytes; the same id again
+    // is the host table's to refuse.
+    let h = [
+        Header::new(b"destination", b"/a\\cb"),
+        Header::new(b"id", b"x\\cy"),
+        Header::new(b"ack", b"client"),
+        Header::new(b"receipt", b"r1"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(
+            s.handle_frame(t(1), &escaped(Command::Subscribe, &h)),
+            Ok(Some(Event::Subscribe {
+                id: b"x:y",
+                destination: b"/a:b",
+                ack: AckMode::Client,
+            }))
+        );
+        assert_eq!(drain(&mut s, t(1))[0].get("receipt-id"), Some("r1"));
+    }
+    let h = [Header::new(b"id", b"never\\csubscribed")];
+    assert_eq!(
+        s.handle_frame(t(1), &escaped(Command::Unsubscribe, &h)),
+        Ok(Some(Event::Unsubscribe {
+            id: b"never:subscribed"
+        }))
+    );
+
+    // An escaped destination longer than the scratch space.
+    let h = [
+        Header::new(b"destination", b"/queue/a\\cvery-long"),
+        Header::new(b"receipt", b"r2"),
+    ];
+    assert_eq!(
+        s.handle_frame(t(2), &escaped(Command::Send, &h)),
+        Err(ProtocolError::HeaderTooLong("destination", 16))
+    );
+    let out = drain(&mut s, t(2));
+    assert_eq!(out.len(), 1, "only the ERROR, no RECEIPT: {out:?}");
+    assert_eq!(out[0].get("message"), Some("destination header longe"));
+    assert_eq!(out[0].get("receipt-id"), Some("r2"));
+    assert!(s.is_closed());
+
+    // A receipt longer than the queue keeps.
+    let mut s = lean_connected();
+    let h = [
+        Header::new(b"destination", b"/a"),
+        Header::new(b"receipt", b"0123456789abcdefg"),
+    ];
+    assert_eq!(
+        s.handle_frame(t(1), &Frame::new(Command::Send, &h, b"")),
+        Err(ProtocolError::HeaderTooLong("receipt", 16))
+    );
+    let out = drain(&mut s, t(1));
+    assert_eq!(out[0].get("receipt-id"), None);
+}
+
+#[test]
+fn an_errors_receipt_waits_behind_earlier_receipts() {
+    let mut s = connected(SessionConfig::default());
+    for (i, r) in [&b"a"[..], b"b"].into_iter().enumerate() {
+        let h = [
+            Header::new(b"destination", b"/sub/a"),
+            Header::new(b"receipt", r),
+        ];
+        assert_eq!(send(&mut s, t(1), Command::Send, &h), Ok(true), "{i}");
+    }
+    s.close_with_error(CloseReason::Rejected, "No");
+    let out = drain(&mut s, t(1));
+    let ids: Vec<_> = out
+        .iter()
+        .map(|o| (o.command, o.get("receipt-id")))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some(Command::Receipt), Some("a")),
+            (Some(Command::Error), Some("b")),
+        ]
+    );
 }
 
 #[test]
