@@ -44,7 +44,7 @@ pub struct Config<'a> {
     /// a slow consumer, and how long closing waits to flush. Default 5 s.
     pub write_timeout: Duration,
     /// `server` header in CONNECTED frames sent to devices. Default `stomp-relay-edge`.
-    pub server_name: &'a str,
+    pub server_name: &'static str,
     /// Seed for reconnect jitter (use a hardware RNG value on a device). Default 1.
     pub seed: u64,
 }

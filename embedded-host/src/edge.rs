@@ -18,6 +18,7 @@ use stomp_relay_codec::{encode, EncodeOptions, Frame, Version};
 use crate::ring::{ByteQueue, QueueFull, StoreRing};
 use crate::Config;
 use stomp_relay_core::fanout::{Fanout, InlineStore};
+use stomp_relay_core::session::{HostTable, Session};
 
 /// Subscriptions one local session may hold.
 pub const SUBS_PER_SESSION: usize = 8;
@@ -33,6 +34,11 @@ pub const MAX_SUB_ID: usize = 32;
 /// storage; the std server runs the same table over the heap).
 pub type SubTable<const N: usize> =
     Fanout<InlineStore<N, SUBS_PER_SESSION, ROUTES, MAX_DESTINATION, MAX_SUB_ID>>;
+/// A device's STOMP session: relay-core's, sized for a microcontroller. Subscriptions
+/// live in the edge's shared fan-out table ([`HostTable`]); 76 bytes of receipt queue
+/// (ids up to 37 bytes, a UUID); 64 bytes to unescape a destination and id; 64 bytes
+/// of ERROR text; no user names (devices do not authenticate to the edge node).
+pub type DeviceSession = Session<0, HostTable, 76, 64, 64, 0>;
 /// Most headers in one frame the edge node decodes.
 pub const MAX_HEADERS: usize = 24;
 
@@ -89,13 +95,11 @@ impl core::fmt::Display for Summary {
 
 /// Per-slot state of one local session.
 pub(crate) struct Slot<const QUEUE: usize> {
-    pub busy: bool,
-    pub version: Version,
+    /// The device's STOMP session, from the accept until its socket is closed again
+    /// (the slot is busy meanwhile).
+    pub session: Option<DeviceSession>,
     /// Set when a frame for this session did not fit its queue; the session is closed.
     pub overflowed: bool,
-    /// Write-idle time after which the edge node sends a heart-beat
-    /// ([`crate::negotiate::HeartBeats::beat_after`]).
-    pub heart_beat: Option<embassy_time::Duration>,
     pub queue: ByteQueue<QUEUE>,
 }
 
@@ -144,10 +148,8 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
             inner: Mutex::new(RefCell::new(Inner {
                 slots: [const {
                     Slot {
-                        busy: false,
-                        version: Version::V1_2,
+                        session: None,
                         overflowed: false,
-                        heart_beat: None,
                         queue: ByteQueue::new(),
                     }
                 }; N],
@@ -202,7 +204,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
 
     /// Local sessions currently connected (TCP accepted and not yet closed).
     pub fn active_sessions(&self) -> usize {
-        self.with(|i| i.slots.iter().filter(|s| s.busy).count())
+        self.with(|i| i.slots.iter().filter(|s| s.is_busy()).count())
     }
 
     /// SENDs waiting in the store-and-forward ring (sent-but-unacknowledged included).
@@ -267,20 +269,25 @@ impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
     /// Marks session `slot` for closing as a slow consumer.
     pub fn mark_slow_consumer(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
-        if s.busy && !s.overflowed {
+        if s.is_busy() && !s.overflowed {
             s.overflowed = true;
             self.stats.slow_consumers += 1;
         }
     }
-
-    /// Encodes `frame` for session `slot` and queues it; on overflow the session is
-    /// marked for closing (a slow consumer) and `false` comes back.
-    pub fn queue_frame(&mut self, slot: usize, frame: &Frame<'_>, options: EncodeOptions) -> bool {
-        self.slots[slot].queue_frame(&mut self.scratch, &mut self.stats, frame, options)
-    }
 }
 
 impl<const QUEUE: usize> Slot<QUEUE> {
+    /// Whether a device holds this slot.
+    pub fn is_busy(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The STOMP version frames to this slot's device are encoded (and its frames
+    /// decoded) with.
+    pub fn version(&self) -> Version {
+        self.session.as_ref().map_or(Version::V1_2, |s| s.version())
+    }
+
     /// Encodes `frame` and queues it if it fits; nothing changes otherwise.
     pub fn try_queue(
         &mut self,
@@ -294,28 +301,6 @@ impl<const QUEUE: usize> Slot<QUEUE> {
         }
         let n = encode(frame, options, scratch).map_err(|_| QueueFull)?;
         self.queue.push(&[&scratch[..n]])
-    }
-
-    /// See [`Inner::queue_frame`]; split out so fan-out can borrow the table meanwhile.
-    pub fn queue_frame(
-        &mut self,
-        scratch: &mut [u8],
-        stats: &mut Stats,
-        frame: &Frame<'_>,
-        options: EncodeOptions,
-    ) -> bool {
-        if self.overflowed {
-            return false;
-        }
-        let ok = match encode(frame, options, scratch) {
-            Ok(n) => self.queue.push(&[&scratch[..n]]).is_ok(),
-            Err(_) => false,
-        };
-        if !ok {
-            self.overflowed = true;
-            stats.slow_consumers += 1;
-        }
-        ok
     }
 }
 

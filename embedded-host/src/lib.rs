@@ -17,14 +17,13 @@ mod fmt;
 pub mod config;
 mod edge;
 mod local;
-pub mod negotiate;
 pub mod ring;
 mod upstream;
 
 pub use config::Config;
 pub use edge::{
-    Edge, EdgeResources, RejectResources, SessionResources, Stats, Summary, UpstreamResources,
-    MAX_HEADERS, ROUTES, SUBS_PER_SESSION,
+    DeviceSession, Edge, EdgeResources, RejectResources, SessionResources, Stats, Summary,
+    UpstreamResources, MAX_HEADERS, ROUTES, SUBS_PER_SESSION,
 };
 pub use local::TOO_MANY_SESSIONS;
 pub use stomp_relay_codec as codec;

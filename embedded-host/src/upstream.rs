@@ -32,7 +32,6 @@ use stomp_relay_core::upstream::{
 };
 
 use crate::edge::{Edge, Inner, UpstreamResources, MAX_DESTINATION, MAX_HEADERS, MAX_SUB_ID};
-use crate::negotiate::{self, fmt_u32};
 use crate::ring::QueueFull;
 use crate::Config;
 use stomp_relay_core::fanout::Action;
@@ -201,8 +200,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                                 resume = 0;
                             }
                             Some(Inbound::Receipt(r)) => {
-                                let seq =
-                                    r.receipt_id().and_then(|v| negotiate::parse_seq(v.raw()));
+                                let seq = r.receipt_id().and_then(|v| parse_seq(v.raw()));
                                 if let Some(seq) = seq {
                                     self.with(|i| {
                                         let acked = i.store.ack_through(seq);
@@ -327,7 +325,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     form: frame.form,
                 };
                 let slot = &mut slots[session];
-                match slot.try_queue(scratch, &copy, EncodeOptions::passthrough(slot.version)) {
+                match slot.try_queue(scratch, &copy, EncodeOptions::passthrough(slot.version())) {
                     Ok(()) => stats.delivered += 1,
                     Err(QueueFull) if !slot.queue.is_empty() => return Some((index, session)),
                     // Does not fit even an empty queue (or cannot be encoded for the
@@ -496,4 +494,51 @@ fn escape<'o>(value: &[u8], out: &'o mut [u8]) -> &'o [u8] {
         n += esc.len();
     }
     &out[..n]
+}
+
+/// Parses a decimal `u32` (a receipt id the edge node issued).
+fn parse_seq(digits: &[u8]) -> Option<u32> {
+    let digits = digits.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |acc, &d| {
+        if d.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add((d - b'0') as u32)
+        } else {
+            None
+        }
+    })
+}
+
+/// Formats `v` in decimal into `buf`, returning the digits.
+fn fmt_u32(v: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_sequence_numbers() {
+        let mut b = [0u8; 10];
+        assert_eq!(fmt_u32(0, &mut b), b"0");
+        assert_eq!(fmt_u32(u32::MAX, &mut b), b"4294967295");
+        assert_eq!(parse_seq(b"42"), Some(42));
+        assert_eq!(parse_seq(b" 7 "), Some(7));
+        assert_eq!(parse_seq(b"4294967296"), None);
+        assert_eq!(parse_seq(b"x1"), None);
+        assert_eq!(parse_seq(b""), None);
+    }
 }

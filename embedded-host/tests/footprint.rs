@@ -48,7 +48,11 @@ fn static_state_for_four_sessions_fits_32_kib() {
     let sockets = size_of::<BudgetStack>();
     let total = shared + buffers + future + sockets;
     println!("edge footprint, N={} sessions, {} B frames:", N, FRAME);
-    println!("  Edge (shared state, queues, ring)   {:>6} B", shared);
+    println!(
+        "  Edge (shared state, queues, ring)   {:>6} B (of which each device's Session {} B)",
+        shared,
+        size_of::<stomp_relay_edge::DeviceSession>()
+    );
     println!("  EdgeResources (TCP + frame buffers) {:>6} B", buffers);
     println!("  run() future (task state)           {:>6} B", future);
     println!(

@@ -420,7 +420,68 @@ fn protocol_errors_get_error_frames_and_close() {
         let mut c = Client::connected(peer, edge_addr()).await;
         c.send_raw(b"NOT-A-COMMAND\n\n\0").await;
         let f = c.recv().await.expect("ERROR");
-        assert!(f.header("message").unwrap().starts_with("Invalid frame"));
+        assert_eq!(f.header("message"), Some("invalid command"));
+
+        // A subscription id already in use is refused by the shared table, with the
+        // receipt-id and no RECEIPT.
+        let mut c = Client::connected(peer, edge_addr()).await;
+        c.subscribe("s1", "/topic/a").await;
+        c.send_frame(
+            "SUBSCRIBE",
+            &[
+                ("id", "s1"),
+                ("destination", "/topic/b"),
+                ("receipt", "dup"),
+            ],
+            b"",
+        )
+        .await;
+        let f = c.recv().await.expect("ERROR");
+        assert_eq!(f.command, Command::Error);
+        assert_eq!(f.header("message"), Some("Subscription id already in use"));
+        assert_eq!(f.header("receipt-id"), Some("dup"));
+        assert!(c.closed_within(Duration::from_secs(3)).await);
+
+        // Transactions are refused, not half-done.
+        let mut c = Client::connected(peer, edge_addr()).await;
+        c.send_frame("BEGIN", &[("transaction", "t1")], b"").await;
+        let f = c.recv().await.expect("ERROR");
+        assert_eq!(
+            f.header("message"),
+            Some("Transactions are not supported by the edge node")
+        );
+    });
+}
+
+#[test]
+fn idle_device_gets_heart_beats() {
+    with_edge(None, |peer, _edge, _sim| async move {
+        let mut c = Client::open(peer, edge_addr()).await;
+        // The device sends nothing itself but wants to hear from the edge.
+        c.send_frame(
+            "CONNECT",
+            &[("accept-version", "1.2"), ("heart-beat", "0,200")],
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.recv().await.expect("CONNECTED").command,
+            Command::Connected
+        );
+        // Edge offers 500,500: it sends at least every max(500,200) ms.
+        let start = std::time::Instant::now();
+        let mut beats = 0;
+        while beats < 3 {
+            match c.next_event(Duration::from_secs(2)).await {
+                Some(stomp_relay_test_client::Event::HeartBeat) => beats += 1,
+                other => panic!("expected a heart-beat, got {other:?}"),
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
     });
 }
 

@@ -643,7 +643,10 @@ impl<
         name: &'static str,
     ) -> Result<(), ProtocolError> {
         if needs_scratch(v) + more > SCRATCH {
-            return Err(ProtocolError::HeaderTooLong(name, SCRATCH.saturating_sub(more)));
+            return Err(ProtocolError::HeaderTooLong(
+                name,
+                SCRATCH.saturating_sub(more),
+            ));
         }
         Ok(())
     }
@@ -728,9 +731,7 @@ impl<
                 let id = match sub {
                     Some((id, _)) => id,
                     // A host table that keeps ids elsewhere: the frame's own.
-                    None => id_value.map_or(&b""[..], |v| {
-                        plain(v, id_room, "id").unwrap_or(b"")
-                    }),
+                    None => id_value.map_or(&b""[..], |v| plain(v, id_room, "id").unwrap_or(b"")),
                 };
                 Event::Subscribe {
                     id,

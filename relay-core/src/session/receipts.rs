@@ -26,7 +26,10 @@ impl<const B: usize> ReceiptQueue<B> {
         }
     };
 
-    pub(super) const EMPTY: Self = ReceiptQueue { len: 0, buf: [0; B] };
+    pub(super) const EMPTY: Self = ReceiptQueue {
+        len: 0,
+        buf: [0; B],
+    };
 
     fn used(&self) -> usize {
         usize::from(self.len)

@@ -775,7 +775,11 @@ fn escaped<'a>(command: Command, headers: &'a [Header<'a>]) -> Frame<'a> {
 
 #[test]
 fn a_lean_session_passes_subscriptions_to_the_host_and_names_its_limits() {
-    assert!(core::mem::size_of::<Lean>() <= 320, "{}", core::mem::size_of::<Lean>());
+    assert!(
+        core::mem::size_of::<Lean>() <= 320,
+        "{}",
+        core::mem::size_of::<Lean>()
+    );
     let mut s = lean_connected();
     assert!(!s.set_user(b"u"), "no room for a user name");
     // Id and destination both unescaped into the 16 scratch bytes; the same id again
