@@ -278,7 +278,15 @@ impl Server {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
-            .merge(crate::web::routes(shared.clone()))
+            .merge(crate::web::routes(crate::web::WebState {
+                config: shared.config.clone(),
+                broker: shared.broker.clone(),
+                metrics: shared.metrics.clone(),
+                publish: shared.publish.clone(),
+                observer: shared.web.clone(),
+                origins: shared.security.origins().clone(),
+                shutdown: shared.shutdown.clone(),
+            }))
             .with_state(AppState {
                 shared: shared.clone(),
             })

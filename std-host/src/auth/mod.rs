@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::abuse::{IpLimiter, TokenBucket};
 use crate::config::load_error::LoadError;
-use crate::config::origin::OriginPattern;
+use crate::config::origin::AllowedOrigins;
 pub use crate::config::security::{AuthorizationFile, OnSendDenied, SecurityArgs, SecurityConfig};
 use crate::frame::OwnedFrame;
 pub use authorize::{Op, Rule};
@@ -52,7 +52,7 @@ pub struct Security {
     /// Whether the WebSocket Origin is checked (see [`check_handshake`]).
     check_origin: bool,
     /// `--allowed-origin`, parsed.
-    origins: Vec<OriginPattern>,
+    origins: AllowedOrigins,
 }
 
 impl std::fmt::Debug for Security {
@@ -91,19 +91,15 @@ impl Security {
             ip_limiter: IpLimiter::new(config.max_connections_per_ip),
             tls,
             check_origin: !config.allowed_origins.is_empty() || !listen.ip().is_loopback(),
-            origins: config
-                .allowed_origins
-                .iter()
-                .map(|o| OriginPattern::parse(o).map_err(LoadError::Origin))
-                .collect::<Result<_, _>>()?,
+            origins: AllowedOrigins::parse(&config.allowed_origins).map_err(LoadError::Origin)?,
         })
     }
 }
 
 impl Security {
-    /// Whether `origin` (an `Origin` header value) is on the `--allowed-origin` list.
-    pub fn origin_listed(&self, origin: &str) -> bool {
-        self.origins.iter().any(|p| p.matches(origin))
+    /// The `--allowed-origin` list.
+    pub fn origins(&self) -> &AllowedOrigins {
+        &self.origins
     }
 }
 
@@ -353,7 +349,7 @@ pub fn check_origin(sec: &Security, headers: &HeaderMap) -> Result<(), (StatusCo
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
             let o = origin.trim_end_matches('/').to_ascii_lowercase();
             // The server's own pages (chat, dashboard) are always allowed, as in Spring.
-            let ok = same_origin(&o, headers) || sec.origins.iter().any(|p| p.matches(&o));
+            let ok = same_origin(&o, headers) || sec.origins.listed(&o);
             if !ok {
                 tracing::info!(origin = %origin, "connection refused: origin not allowed");
                 return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));

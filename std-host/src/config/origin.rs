@@ -222,3 +222,24 @@ mod tests {
         }
     }
 }
+
+/// The `--allowed-origin` list, parsed: what the WebSocket handshake and the HTTP API's
+/// CORS both check an `Origin` against. Cheap to clone for a part that only checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<OriginPattern>);
+
+impl AllowedOrigins {
+    /// Parses every entry; the first bad one is the error.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<AllowedOrigins, BadOrigin> {
+        entries
+            .iter()
+            .map(|e| OriginPattern::parse(e.as_ref()))
+            .collect::<Result<_, _>>()
+            .map(AllowedOrigins)
+    }
+
+    /// Whether the `Origin` header value `origin` matches an entry.
+    pub fn listed(&self, origin: &str) -> bool {
+        self.0.iter().any(|p| p.matches(origin))
+    }
+}

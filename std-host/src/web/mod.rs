@@ -42,10 +42,14 @@ use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::PublishError;
+use crate::app::{PublishCtx, Publisher};
+use crate::broker::Broker;
 use crate::broker::BrokerError;
+use crate::config::origin::AllowedOrigins;
+use crate::config::Config;
 use crate::config::{BrokerKind, RelayMode};
+use crate::metrics::Metrics;
 use crate::outbound::SessionId;
-use crate::state::Shared;
 
 pub mod observer;
 
@@ -170,8 +174,8 @@ struct ErrorView {
     message: String,
 }
 
-fn mode_names(shared: &Shared) -> (&'static str, Option<&'static str>, Option<&'static str>) {
-    let c = &shared.config;
+fn mode_names(state: &WebState) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+    let c = &state.config;
     match c.broker {
         BrokerKind::Simple => ("simple", None, None),
         BrokerKind::Relay => (
@@ -180,19 +184,19 @@ fn mode_names(shared: &Shared) -> (&'static str, Option<&'static str>, Option<&'
                 RelayMode::PerSession => "per-session",
                 RelayMode::Shared => "shared",
             }),
-            shared.broker.dialect().map(|d| d.as_str()),
+            state.broker.dialect().map(|d| d.as_str()),
         ),
     }
 }
 
 /// Builds the stats document.
-fn stats(shared: &Shared) -> Stats {
-    let obs = &shared.web;
-    let m = &shared.metrics;
+fn stats(state: &WebState) -> Stats {
+    let obs = &state.observer;
+    let m = &state.metrics;
     let now = unix_ms();
-    let broker = shared.broker.stats();
-    let (mode, relay_mode, dialect) = mode_names(shared);
-    let reported = shared.broker.upstreams();
+    let broker = state.broker.stats();
+    let (mode, relay_mode, dialect) = mode_names(state);
+    let reported = state.broker.upstreams();
     let addresses = if !reported.is_empty() {
         reported
             .into_iter()
@@ -202,8 +206,8 @@ fn stats(shared: &Shared) -> Stats {
                 last_error: u.last_error,
             })
             .collect()
-    } else if shared.config.broker == BrokerKind::Relay {
-        shared
+    } else if state.config.broker == BrokerKind::Relay {
+        state
             .config
             .relay
             .iter()
@@ -309,7 +313,7 @@ fn stats(shared: &Shared) -> Stats {
             by_destination,
         },
         users: {
-            let u = shared.publish.users.view(LISTED_SESSIONS);
+            let u = state.publish.users.view(LISTED_SESSIONS);
             UsersView {
                 scope: if u.cluster { "cluster" } else { "instance" },
                 instances: u.instances,
@@ -335,13 +339,13 @@ fn stats(shared: &Shared) -> Stats {
 }
 
 /// Samples the message counters once a second until shutdown.
-async fn sample(shared: Arc<Shared>) {
-    let mut stop = shared.shutdown.clone();
+async fn sample(state: Arc<WebState>) {
+    let mut stop = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last = (
-        shared.web.published(),
-        shared.metrics.frames_out_total(Command::Message),
+        state.observer.published(),
+        state.metrics.frames_out_total(Command::Message),
     );
     tick.tick().await;
     loop {
@@ -349,10 +353,10 @@ async fn sample(shared: Arc<Shared>) {
             _ = crate::state::stopped(&mut stop) => break,
             _ = tick.tick() => {
                 let now = (
-                    shared.web.published(),
-                    shared.metrics.frames_out_total(Command::Message),
+                    state.observer.published(),
+                    state.metrics.frames_out_total(Command::Message),
                 );
-                shared.web.push_sample(Sample {
+                state.observer.push_sample(Sample {
                     at_ms: unix_ms(),
                     published: now.0.saturating_sub(last.0),
                     delivered: now.1.saturating_sub(last.1),
@@ -366,34 +370,55 @@ async fn sample(shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------------------
 // Routes
 
+/// What the pages, the HTTP API and the sampler use of the server, and nothing else:
+/// the configuration they show and check secrets against, the broker (its stats and
+/// upstreams), the counters, the publishing context (`/api/publish`, the user list),
+/// the dashboard's observer, the allowed origins for CORS and the shutdown signal.
+pub(crate) struct WebState {
+    pub(crate) config: Config,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) publish: Arc<PublishCtx>,
+    pub(crate) observer: Arc<Observer>,
+    pub(crate) origins: AllowedOrigins,
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl WebState {
+    fn publisher(&self) -> Publisher {
+        Publisher {
+            ctx: self.publish.clone(),
+        }
+    }
+}
+
 /// The web routes, ready to merge into the server's router. Spawns the once-a-second
 /// sampler for the messages-per-second chart (it ends at shutdown).
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S> {
-    tokio::spawn(sample(shared.clone()));
-    let body_limit = shared.config.limits.max_frame_size.saturating_mul(4) + 16 * 1024;
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
+    let state = Arc::new(state);
+    tokio::spawn(sample(state.clone()));
+    let body_limit = state.config.limits.max_frame_size.saturating_mul(4) + 16 * 1024;
     for (what, secret, flag) in [
-        ("POST /api/publish", &shared.config.api_key, "--api-key"),
+        ("POST /api/publish", &state.config.api_key, "--api-key"),
         (
             "/dashboard and /api/stats",
-            &shared.config.admin_token,
+            &state.config.admin_token,
             "--admin-token",
         ),
     ] {
-        if disabled(&shared, secret) {
+        if disabled(&state, secret) {
             tracing::warn!(
-                listen = %shared.config.listen,
+                listen = %state.config.listen,
                 "{what} disabled: the listen address is not loopback and no {flag} is set; set {flag} to enable"
             );
         }
     }
     // Rendered once: the endpoint and SockJS setting do not change while serving.
-    let chat = Bytes::from(chat_page(&shared.config));
-    let origins = shared.clone();
+    let chat = Bytes::from(chat_page(&state.config));
+    let origins = state.origins.clone();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| origins.security.origin_listed(o))
+            origin.to_str().is_ok_and(|o| origins.listed(o))
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([
@@ -435,13 +460,13 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> R
             get(|| async { asset(OPENAPI_JSON, "application/json") }),
         )
         .merge(api)
-        .with_state(shared)
+        .with_state(state)
 }
 
 /// An endpoint guarded by `secret` is disabled: no secret, and the server listens
 /// beyond loopback.
-fn disabled(shared: &Shared, secret: &Option<crate::secret::Secret>) -> bool {
-    secret.is_none() && !shared.config.listen.ip().is_loopback()
+fn disabled(state: &WebState, secret: &Option<crate::secret::Secret>) -> bool {
+    secret.is_none() && !state.config.listen.ip().is_loopback()
 }
 
 /// The 403 of a [`disabled`] endpoint, naming the flag that enables it.
@@ -538,7 +563,7 @@ struct TokenQuery {
 }
 
 async fn dashboard(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
@@ -546,10 +571,10 @@ async fn dashboard(
         .token
         .as_deref()
         .or_else(|| presented(&headers, "x-admin-token"));
-    if disabled(&shared, &shared.config.admin_token) {
+    if disabled(&state, &state.config.admin_token) {
         return disabled_response("the dashboard", "--admin-token");
     }
-    if allowed(&shared.config.admin_token, given) {
+    if allowed(&state.config.admin_token, given) {
         page(DASHBOARD_HTML)
     } else {
         let mut r = page(LOGIN_HTML);
@@ -559,21 +584,21 @@ async fn dashboard(
 }
 
 async fn api_stats(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if disabled(&shared, &shared.config.admin_token) {
+    if disabled(&state, &state.config.admin_token) {
         return disabled_response("/api/stats", "--admin-token");
     }
     let given = presented(&headers, "x-admin-token").or(q.token.as_deref());
-    if !allowed(&shared.config.admin_token, given) {
+    if !allowed(&state.config.admin_token, given) {
         return unauthorized(
             "stomp-relay admin",
             "admin token required: send `Authorization: Bearer <token>` (the server's --admin-token)",
         );
     }
-    let mut r = axum::Json(stats(&shared)).into_response();
+    let mut r = axum::Json(stats(&state)).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -598,14 +623,14 @@ struct PublishRequest {
 }
 
 async fn api_publish(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if disabled(&shared, &shared.config.api_key) {
+    if disabled(&state, &state.config.api_key) {
         return disabled_response("the publish API", "--api-key");
     }
-    if !allowed(&shared.config.api_key, presented(&headers, "x-api-key")) {
+    if !allowed(&state.config.api_key, presented(&headers, "x-api-key")) {
         return unauthorized(
             "stomp-relay publish",
             "API key required: send `X-API-Key: <key>` or `Authorization: Bearer <key>` (the server's --api-key)",
@@ -667,7 +692,7 @@ async fn api_publish(
             other.to_string().into_bytes()
         }
     };
-    let max = shared.config.limits.max_frame_size;
+    let max = state.config.limits.max_frame_size;
     let size = payload.len() + hs.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
     if size + req.destination.len() + 64 > max {
         return json_error(
@@ -676,7 +701,7 @@ async fn api_publish(
         );
     }
     let bytes = payload.len();
-    let publisher = shared.publisher();
+    let publisher = state.publisher();
     let sent = match &req.user {
         Some(user) if user.is_empty() => {
             return json_error(StatusCode::BAD_REQUEST, "`user` must not be empty")
