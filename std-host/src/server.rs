@@ -267,10 +267,13 @@ impl Server {
             "stomp-relay listening"
         );
         if !shared.config.stats_interval.is_zero() {
-            tokio::spawn(crate::stats_log::run(
-                shared.clone(),
-                shared.config.stats_interval,
-            ));
+            let source = crate::stats_log::StatsSource {
+                metrics: shared.metrics.clone(),
+                broker: shared.broker.clone(),
+                kind: shared.config.broker,
+                shutdown: shared.shutdown.clone(),
+            };
+            tokio::spawn(crate::stats_log::run(source, shared.config.stats_interval));
         }
 
         let endpoints = crate::endpoint::Endpoints::new(shared.clone(), tracker.clone());

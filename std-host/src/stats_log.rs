@@ -9,13 +9,24 @@ use std::time::Duration;
 
 use stomp_relay_codec::Command;
 
-use crate::state::Shared;
+use crate::broker::Broker;
+use crate::config::BrokerKind;
+use crate::metrics::Metrics;
+
+/// What the stats line reads: the counters, the broker and which kind it is, and the
+/// shutdown signal that ends the logging.
+pub(crate) struct StatsSource {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) kind: BrokerKind,
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+}
 
 /// The line, e.g. `sessions[2 current, 5 total, 1 closed abnormally (heartbeat_timeout
 /// 1)], frames in[CONNECT 5, SEND 12], frames out[CONNECTED 5, MESSAGE 40],
 /// broker[relay, available, 1 upstream connection, 3 subscriptions]`.
-pub(crate) fn line(shared: &Shared) -> String {
-    let m = &shared.metrics;
+pub(crate) fn line(source: &StatsSource) -> String {
+    let m = &source.metrics;
     let mut s = String::new();
     let closes: Vec<_> = m
         .closed_abnormally_counts()
@@ -54,10 +65,10 @@ pub(crate) fn line(shared: &Shared) -> String {
             .collect();
         let _ = write!(s, ", {label}[{}]", parts.join(", "));
     }
-    let b = shared.broker.stats();
-    let mode = match shared.config.broker {
-        crate::config::BrokerKind::Simple => "simple",
-        crate::config::BrokerKind::Relay => "relay",
+    let b = source.broker.stats();
+    let mode = match source.kind {
+        BrokerKind::Simple => "simple",
+        BrokerKind::Relay => "relay",
     };
     let _ = write!(
         s,
@@ -75,14 +86,14 @@ pub(crate) fn line(shared: &Shared) -> String {
 }
 
 /// Logs [`line`] every `every` until shutdown.
-pub(crate) async fn run(shared: Arc<Shared>, every: Duration) {
-    let mut stop = shared.shutdown.clone();
+pub(crate) async fn run(source: StatsSource, every: Duration) {
+    let mut stop = source.shutdown.clone();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = crate::state::stopped(&mut stop) => return,
-            _ = tick.tick() => tracing::info!("stats: {}", line(&shared)),
+            _ = tick.tick() => tracing::info!("stats: {}", line(&source)),
         }
     }
 }
