@@ -269,9 +269,8 @@ impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
     /// Marks session `slot` for closing as a slow consumer.
     pub fn mark_slow_consumer(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
-        if s.is_busy() && !s.overflowed {
-            s.overflowed = true;
-            self.stats.slow_consumers += 1;
+        if s.is_busy() {
+            s.mark_slow_consumer(&mut self.stats);
         }
     }
 }
@@ -286,6 +285,14 @@ impl<const QUEUE: usize> Slot<QUEUE> {
     /// decoded) with.
     pub fn version(&self) -> Version {
         self.session.as_ref().map_or(Version::V1_2, |s| s.version())
+    }
+
+    /// Marks this slot's session for closing as a slow consumer, counted once.
+    pub fn mark_slow_consumer(&mut self, stats: &mut Stats) {
+        if !self.overflowed {
+            self.overflowed = true;
+            stats.slow_consumers += 1;
+        }
     }
 
     /// Encodes `frame` and queues it if it fits; nothing changes otherwise.

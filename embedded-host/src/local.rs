@@ -138,6 +138,8 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
         f: impl FnOnce(&mut DeviceSession, &mut Inner<N, QUEUE, STORE, FRAME>),
     ) -> Flow {
         let closing = self.with(|i| {
+            // Out of its slot for the call, so `f` can use the rest of the shared state
+            // beside it; nothing in `f` reads this slot's session.
             let Some(mut session) = i.slots[slot].session.take() else {
                 return true;
             };
@@ -397,9 +399,8 @@ impl<const N: usize, const QUEUE: usize, const STORE: usize, const FRAME: usize>
                 s.queue.clear();
                 let _ = s.queue.push(&[&self.scratch[..n]]);
                 s.overflowed = true;
-            } else if !s.overflowed {
-                s.overflowed = true;
-                self.stats.slow_consumers += 1;
+            } else {
+                s.mark_slow_consumer(&mut self.stats);
             }
         }
     }

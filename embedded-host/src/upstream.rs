@@ -330,10 +330,7 @@ impl<M: RawMutex, const N: usize, const QUEUE: usize, const STORE: usize, const 
                     Err(QueueFull) if !slot.queue.is_empty() => return Some((index, session)),
                     // Does not fit even an empty queue (or cannot be encoded for the
                     // device's version): the device cannot get what it subscribed to.
-                    Err(QueueFull) => {
-                        slot.overflowed = true;
-                        stats.slow_consumers += 1;
-                    }
+                    Err(QueueFull) => slot.mark_slow_consumer(stats),
                 }
                 self.session_wake[session].signal(());
             }

@@ -226,6 +226,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher over `ctx` (the server's and the web API's are the same one).
+    pub(crate) fn new(ctx: Arc<PublishCtx>) -> Publisher {
+        Publisher { ctx }
+    }
+
     /// Publishes to a broker destination: every subscriber receives a MESSAGE.
     pub fn publish(
         &self,

@@ -60,9 +60,7 @@ impl Shared {
     }
 
     pub(crate) fn publisher(&self) -> Publisher {
-        Publisher {
-            ctx: self.publish.clone(),
-        }
+        Publisher::new(self.publish.clone())
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -246,6 +246,17 @@ impl<
     }
 }
 
+/// A SUBSCRIBE's `ack` mode (absent: `auto`).
+fn ack_mode(frame: &Frame<'_>) -> Result<AckMode, ProtocolError> {
+    match frame.ack() {
+        None => Ok(AckMode::Auto),
+        Some(v) => v
+            .as_plain()
+            .and_then(AckMode::parse)
+            .ok_or(ProtocolError::InvalidHeader("ack")),
+    }
+}
+
 /// Scratch bytes `v` needs: none when it is borrowed as it is.
 fn needs_scratch(v: HeaderValue<'_>) -> usize {
     match v.as_plain() {
@@ -577,13 +588,7 @@ impl<
                     None if self.version == Version::V1_0 => need("destination")?,
                     None => return Err(ProtocolError::MissingHeader(cmd, "id")),
                 };
-                let ack = match frame.ack() {
-                    None => AckMode::Auto,
-                    Some(v) => v
-                        .as_plain()
-                        .and_then(AckMode::parse)
-                        .ok_or(ProtocolError::InvalidHeader("ack"))?,
-                };
+                let ack = ack_mode(frame)?;
                 let mut sub_id = Bytes::<SUB_ID_MAX>::EMPTY;
                 sub_id
                     .set(id)
@@ -716,10 +721,8 @@ impl<
             },
             Command::Subscribe => {
                 let id_value = frame.id().or_else(|| frame.destination());
-                let ack = match frame.ack() {
-                    Some(v) => v.as_plain().and_then(AckMode::parse).unwrap_or_default(),
-                    None => AckMode::Auto,
-                };
+                // Checked by `check_frame` already.
+                let ack = ack_mode(frame).unwrap_or_default();
                 let room = frame.destination().map_or(0, needs_scratch);
                 let (dest_room, id_room) = scratch.split_at_mut(room.min(SCRATCH));
                 let destination = value(b"destination", dest_room);

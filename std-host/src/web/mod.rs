@@ -384,14 +384,6 @@ pub(crate) struct WebState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-impl WebState {
-    fn publisher(&self) -> Publisher {
-        Publisher {
-            ctx: self.publish.clone(),
-        }
-    }
-}
-
 /// The web routes, ready to merge into the server's router. Spawns the once-a-second
 /// sampler for the messages-per-second chart (it ends at shutdown).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: WebState) -> Router<S> {
@@ -701,7 +693,7 @@ async fn api_publish(
         );
     }
     let bytes = payload.len();
-    let publisher = state.publisher();
+    let publisher = Publisher::new(state.publish.clone());
     let sent = match &req.user {
         Some(user) if user.is_empty() => {
             return json_error(StatusCode::BAD_REQUEST, "`user` must not be empty")
