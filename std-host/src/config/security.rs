@@ -142,7 +142,7 @@ pub struct SecurityArgs {
     /// Let clients in without credentials [default: true without --jwt-*/--users-file, else false]
     #[arg(long, env = "STOMP_RELAY_ALLOW_ANONYMOUS", value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
-    /// Allowed WebSocket Origin, e.g. https://app.example.com; repeatable [default: same-origin on non-loopback listens]
+    /// Allowed WebSocket Origin, e.g. https://app.example.com; repeat or comma-separate [default: same-origin on non-loopback listens]
     #[arg(
         long,
         env = "STOMP_RELAY_ALLOWED_ORIGIN",

@@ -317,6 +317,20 @@ fn security_and_authorization_tables_under_the_flags() {
     assert_eq!(c.header_read_timeout, Duration::from_millis(2500));
     assert_eq!(c.on_send_denied, OnSendDenied::Close);
     assert_eq!(c.rules.len(), 2);
+    // The flag takes the same comma-separated form and replaces the file's list.
+    let c = Config::from_args([
+        "x",
+        "--config",
+        p,
+        "--allowed-origin",
+        "https://c.example,https://*.d.example",
+    ])
+    .unwrap()
+    .security;
+    assert_eq!(
+        c.allowed_origins,
+        ["https://c.example", "https://*.d.example"]
+    );
 
     // A bad value names the table's key; rules belong to [authorization], and the file
     // cannot name another config file.
