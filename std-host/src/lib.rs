@@ -12,6 +12,7 @@ pub use stomp_relay_core as core;
 pub mod abuse;
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod broker;
 pub mod close;
 pub mod config;

@@ -93,10 +93,16 @@ impl SharedMessage {
             .as_deref()
     }
 
-    /// One subscriber's MESSAGE: `head` (its subscription, message-id, ack,
-    /// destination) in front of the shared part, byte for byte what encoding the whole
-    /// frame would give.
-    pub fn encode_with(&self, head: &[Header<'_>], version: Version) -> Option<Vec<u8>> {
+    /// Appends one subscriber's MESSAGE to `out`: `head` (its subscription,
+    /// message-id, ack, destination) in front of the shared part, byte for byte what
+    /// encoding the whole frame would give. Returns the bytes appended, or `None` (and
+    /// `out` as it was) when the codec refuses the frame.
+    pub fn encode_with(
+        &self,
+        head: &[Header<'_>],
+        version: Version,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         let tail = self.tail(version)?;
         let frame = Frame::new(Command::Message, head, b"");
         let opts = EncodeOptions::new(version);
@@ -107,13 +113,17 @@ impl SharedMessage {
                 .iter()
                 .map(|h| 2 * (h.name.len() + h.value.len()) + 2)
                 .sum::<usize>();
-        let mut out = Vec::with_capacity(room + tail.len());
-        out.resize(room, 0);
-        let n = stomp_relay_codec::encode(&frame, opts, &mut out).ok()?;
+        let start = out.len();
+        out.reserve(room + tail.len());
+        out.resize(start + room, 0);
+        let Ok(n) = stomp_relay_codec::encode(&frame, opts, &mut out[start..]) else {
+            out.truncate(start);
+            return None;
+        };
         // The head ends with the blank line and NUL of an empty body: the tail has them.
-        out.truncate(n - b"\n\0".len());
+        out.truncate(start + n - b"\n\0".len());
         out.extend_from_slice(tail);
-        Some(out)
+        Some(out.len() - start)
     }
 }
 
@@ -383,10 +393,22 @@ mod tests {
                 out
             });
             assert_eq!(expected.is_none(), version == Version::V1_0);
-            // Twice: the second delivery uses the cached part.
+            // Twice, appended after other bytes: the second delivery uses the cached part.
+            let mut out = b"before".to_vec();
             for _ in 0..2 {
-                assert_eq!(shared.encode_with(&head, version), expected, "{version:?}");
+                let n = shared.encode_with(&head, version, &mut out);
+                assert_eq!(n, expected.as_ref().map(Vec::len), "{version:?}");
+                if let Some(e) = &expected {
+                    assert_eq!(&out[out.len() - e.len()..], e, "{version:?}");
+                }
             }
+            let appended = expected.as_ref().map_or(0, |e| 2 * e.len());
+            assert_eq!(
+                out.len(),
+                b"before".len() + appended,
+                "a refusal appends nothing"
+            );
+            assert!(out.starts_with(b"before"));
         }
     }
     use bytes::Bytes;

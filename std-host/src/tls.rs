@@ -14,14 +14,14 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::load_error::LoadError;
-use crate::transport::{Chunk, Transport};
+use crate::transport::{Chunk, Transport, WriteBatch};
 
 /// A TLS acceptor for the certificate chain and key in these PEM files. Errors name the
 /// file (never key bytes).
@@ -60,7 +60,8 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, LoadError> {
 
 /// STOMP over TLS over TCP.
 pub struct TlsTransport {
-    io: BufWriter<TlsStream<TcpStream>>,
+    // Unbuffered: a write batch is already one buffer (rustls frames it into records).
+    io: TlsStream<TcpStream>,
     buf: BytesMut,
 }
 
@@ -68,7 +69,7 @@ impl TlsTransport {
     /// Wraps an accepted TLS stream.
     pub fn new(tls: TlsStream<TcpStream>) -> Self {
         TlsTransport {
-            io: BufWriter::with_capacity(8 * 1024, tls),
+            io: tls,
             buf: BytesMut::new(),
         }
     }
@@ -84,10 +85,10 @@ impl Transport for TlsTransport {
         Ok(Chunk::Data(self.buf.split().freeze()))
     }
 
-    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        for unit in units.drain(..) {
-            self.io.write_all(&unit).await?;
-        }
+    async fn send(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
+        let written = self.io.write_all(batch.bytes()).await;
+        batch.clear();
+        written?;
         self.io.flush().await
     }
 

@@ -3,18 +3,20 @@
 //!
 //! A transport only moves bytes: [`Transport::recv`] yields chunks of the client's
 //! STOMP byte stream (one WebSocket message, or what one TCP read returned) and
-//! [`Transport::send`] writes encoded frames. Frame boundaries are the session
+//! [`Transport::send`] writes a [`WriteBatch`] of encoded frames. Frame boundaries are the session
 //! driver's business (it reassembles across chunks), except that over WebSocket each
 //! outgoing frame travels as its own message, as STOMP-over-WebSocket clients expect.
 
 use std::io;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+
+pub use crate::batch::WriteBatch;
 
 /// How long a closing WebSocket waits for the client's close reply.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -42,10 +44,11 @@ pub trait Transport: Send + 'static {
     /// The next chunk of client bytes. Errors are transport failures.
     fn recv(&mut self) -> impl std::future::Future<Output = io::Result<Chunk>> + Send;
 
-    /// Writes encoded frames (or heart-beat EOLs), each a complete unit, and flushes.
+    /// Writes the batch's units (encoded frames or heart-beat EOLs), flushes, and
+    /// leaves the batch empty.
     fn send(
         &mut self,
-        units: &mut Vec<Vec<u8>>,
+        batch: &mut WriteBatch,
     ) -> impl std::future::Future<Output = io::Result<()>> + Send;
 
     /// Closes the connection with a WebSocket close code (ignored for TCP).
@@ -101,13 +104,14 @@ impl Transport for WsTransport {
         }
     }
 
-    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        for unit in units.drain(..) {
+    async fn send(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
+        for unit in batch.take_units() {
             // Text when the frame is UTF-8 (what browsers' stomp clients expect); a
             // binary body that is not UTF-8 has to travel as a binary message.
-            let msg = match String::from_utf8(unit) {
-                Ok(s) => Message::Text(s.into()),
-                Err(e) => Message::Binary(Bytes::from(e.into_bytes())),
+            // (The clone is a reference count: the text keeps the same buffer.)
+            let msg = match Utf8Bytes::try_from(unit.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(unit),
             };
             self.ws.feed(msg).await.map_err(ws_err)?;
         }
@@ -146,7 +150,8 @@ impl Transport for WsTransport {
 /// STOMP over a plain TCP stream.
 pub struct TcpTransport {
     rd: OwnedReadHalf,
-    wr: BufWriter<OwnedWriteHalf>,
+    // Unbuffered: a write batch is already one buffer, written in one call.
+    wr: OwnedWriteHalf,
     // Allocated on first read and kept small, so an idle connection costs little.
     buf: BytesMut,
 }
@@ -158,7 +163,7 @@ impl TcpTransport {
         let (rd, wr) = stream.into_split();
         TcpTransport {
             rd,
-            wr: BufWriter::with_capacity(8 * 1024, wr),
+            wr,
             buf: BytesMut::new(),
         }
     }
@@ -174,15 +179,13 @@ impl Transport for TcpTransport {
         Ok(Chunk::Data(self.buf.split().freeze()))
     }
 
-    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
-        for unit in units.drain(..) {
-            self.wr.write_all(&unit).await?;
-        }
-        self.wr.flush().await
+    async fn send(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
+        let written = self.wr.write_all(batch.bytes()).await;
+        batch.clear();
+        written
     }
 
     async fn close(&mut self, _code: u16, _reason: &str) {
-        let _ = self.wr.flush().await;
         let _ = self.wr.shutdown().await;
         // Drain until the client closes too, so unread input does not turn our close
         // into an RST that could destroy the ERROR frame in flight.

@@ -66,7 +66,7 @@ struct Driver {
     /// Reassembly buffer: the start of a frame whose end has not arrived yet.
     rbuf: BytesMut,
     /// Encoded units waiting to be written.
-    units: Vec<Vec<u8>>,
+    units: crate::batch::WriteBatch,
     host_close: Option<HostClose>,
     decode_cause: Option<CloseCause>,
     got_first_frame: bool,
@@ -131,7 +131,7 @@ pub(crate) async fn run<T: Transport>(
         broker: None,
         user: None,
         rbuf: BytesMut::new(),
-        units: Vec::new(),
+        units: crate::batch::WriteBatch::new(),
         host_close: None,
         decode_cause: None,
         got_first_frame: false,

@@ -1,6 +1,6 @@
 //! The session's outbound side: its own frames (CONNECTED, RECEIPT, ERROR, heart-beats)
-//! and broker deliveries from the bounded [`crate::outbound`] queue, encoded into
-//! units and written in batches, each write bounded by the send time limit (a client
+//! and broker deliveries from the bounded [`crate::outbound`] queue, encoded into one
+//! [`crate::batch::WriteBatch`] and written together, each write bounded by the send time limit (a client
 //! that stalls it is closed with 4500).
 //!
 //! Invariant: nothing but the session's own frames goes out before CONNECTED, and
@@ -21,7 +21,7 @@ use crate::transport::Transport;
 const BATCH_ITEMS: usize = 256;
 
 impl Driver {
-    /// Moves the session's own frames (CONNECTED, RECEIPT, ERROR, heart-beats) to `units`.
+    /// Moves the session's own frames (CONNECTED, RECEIPT, ERROR, heart-beats) to the batch.
     pub(super) fn collect_transmits(&mut self) {
         let now = now();
         loop {
@@ -35,7 +35,7 @@ impl Driver {
                         }
                     }
                     self.count_out(&unit);
-                    self.units.push(unit);
+                    self.units.push(&unit);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -62,7 +62,7 @@ impl Driver {
         }
     }
 
-    /// Takes `first` and whatever else is queued (bounded) into `units`.
+    /// Takes `first` and whatever else is queued (bounded) into the batch.
     pub(super) fn deliver(&mut self, first: ToClient, rx: &mut OutboundRx) {
         let mut item = Some(first);
         let mut n = 0;
@@ -97,27 +97,32 @@ impl Driver {
         let version = self.session.version();
         match item {
             ToClient::Message(d) => {
-                if let Some(unit) = self.encode_delivery(&d, version) {
+                let mut units = std::mem::take(&mut self.units);
+                if units.push_with(|out| self.encode_delivery(&d, version, out)) {
                     self.shared.metrics.frame_out(Command::Message);
-                    self.units.push(unit);
                 }
+                self.units = units;
             }
             ToClient::Frame(f) => {
-                let mut unit = Vec::with_capacity(f.weight() + 16);
-                match f.encode_into(EncodeOptions::passthrough(version), &mut unit) {
-                    Ok(_) => {
-                        self.shared.metrics.frame_out(f.command);
-                        self.units.push(unit);
-                        if f.command == Command::Error {
-                            self.session.close(CloseReason::BrokerClosed);
-                        }
+                let mut refused = None;
+                let encoded = self.units.push_with(|out| {
+                    out.reserve(f.weight() + 16);
+                    f.encode_into(EncodeOptions::passthrough(version), out)
+                        .map_err(|e| refused = Some(e))
+                        .is_ok()
+                });
+                if encoded {
+                    self.shared.metrics.frame_out(f.command);
+                    if f.command == Command::Error {
+                        self.session.close(CloseReason::BrokerClosed);
                     }
-                    Err(e) => tracing::warn!(error = %e, "frame for client not encodable"),
+                } else if let Some(e) = refused {
+                    tracing::warn!(error = %e, "frame for client not encodable");
                 }
             }
             ToClient::HeartBeat => {
                 self.shared.metrics.heartbeats_out.inc();
-                self.units.push(b"\n".to_vec());
+                self.units.push(b"\n");
             }
             ToClient::Close {
                 message: Some(m),
@@ -138,10 +143,11 @@ impl Driver {
         }
     }
 
-    /// Encodes one MESSAGE: subscription, message-id, ack, the destination (shown as
-    /// the user destination for this session's user queues), then the message's shared
-    /// part, encoded once for every subscriber ([`crate::outbound::SharedMessage`]).
-    fn encode_delivery(&self, d: &Delivery, version: Version) -> Option<Vec<u8>> {
+    /// Appends one MESSAGE to `out`: subscription, message-id, ack, the destination
+    /// (shown as the user destination for this session's user queues), then the
+    /// message's shared part, encoded once for every subscriber
+    /// ([`crate::outbound::SharedMessage`]). False when the codec refuses it.
+    fn encode_delivery(&self, d: &Delivery, version: Version, out: &mut Vec<u8>) -> bool {
         let msg = &d.message;
         let mut user_dest = [0u8; 1024];
         let routes = self.shared.routes();
@@ -169,12 +175,12 @@ impl Driver {
             hs[k] = Header::new(b"destination", shown);
             k += 1;
         }
-        msg.encode_with(&hs[..k], version)
+        msg.encode_with(&hs[..k], version, out).is_some()
     }
 
-    /// Writes `units`, bounded by the send time limit.
+    /// Writes the batch, bounded by the send time limit.
     pub(super) async fn write<T: Transport>(&mut self, t: &mut T) -> Result<(), CloseCause> {
-        let bytes: usize = self.units.iter().map(Vec::len).sum();
+        let bytes = self.units.bytes().len();
         let limit = self.shared.config.limits.send_time_limit;
         match tokio::time::timeout(limit, t.send(&mut self.units)).await {
             Ok(Ok(())) => {

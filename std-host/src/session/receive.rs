@@ -217,11 +217,12 @@ impl Driver {
                 if let Some(r) = f.receipt() {
                     err.push_header("receipt-id", r.bytes().collect::<Vec<u8>>());
                 }
-                let mut unit = Vec::new();
                 let opts = EncodeOptions::passthrough(self.session.version());
-                if err.encode_into(opts, &mut unit).is_ok() {
+                if self
+                    .units
+                    .push_with(|out| err.encode_into(opts, out).is_ok())
+                {
                     self.shared.metrics.frame_out(Command::Error);
-                    self.units.push(unit);
                 }
                 false
             }

@@ -15,12 +15,10 @@ pub const HEARTBEAT: &str = "h";
 
 /// `a[...]` for `messages`. STOMP bytes that are not UTF-8 cannot travel in a SockJS
 /// text message; they are replaced (U+FFFD) rather than dropping the frame.
-pub fn messages(messages: &[Vec<u8>]) -> String {
-    let texts: Vec<std::borrow::Cow<'_, str>> = messages
-        .iter()
-        .map(|m| String::from_utf8_lossy(m))
-        .collect();
-    let mut out = String::with_capacity(2 + messages.iter().map(|m| m.len() + 8).sum::<usize>());
+pub fn messages<'a>(messages: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let texts: Vec<std::borrow::Cow<'_, str>> =
+        messages.into_iter().map(String::from_utf8_lossy).collect();
+    let mut out = String::with_capacity(2 + texts.iter().map(|m| m.len() + 8).sum::<usize>());
     out.push('a');
     out.push_str(&serde_json::to_string(&texts).expect("strings always serialize"));
     out
@@ -87,7 +85,7 @@ mod tests {
     #[test]
     fn message_arrays_escape_nul_quotes_and_newlines() {
         let frame = b"MESSAGE\ndestination:/sub/a\n\n\"hi\"\n\0".to_vec();
-        let a = messages(&[frame, b"\n".to_vec()]);
+        let a = messages([&frame[..], b"\n"]);
         assert_eq!(
             a,
             r#"a["MESSAGE\ndestination:/sub/a\n\n\"hi\"\n\u0000","\n"]"#
@@ -95,7 +93,7 @@ mod tests {
         // What sockjs-client does with it: JSON.parse of everything after `a`.
         let back: Vec<String> = serde_json::from_str(&a[1..]).unwrap();
         assert_eq!(back[0].as_bytes().last(), Some(&0));
-        assert_eq!(messages(&[b"\xff".to_vec()]), "a[\"\u{fffd}\"]");
+        assert_eq!(messages([&b"\xff"[..]]), "a[\"\u{fffd}\"]");
     }
 
     #[test]

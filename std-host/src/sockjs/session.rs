@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::frame;
-use crate::transport::{Chunk, Transport};
+use crate::transport::{Chunk, Transport, WriteBatch};
 use crate::web::observer::lock;
 
 /// Client sends waiting for the session driver; more and `xhr_send` waits.
@@ -46,7 +46,7 @@ impl Output {
     pub(crate) fn frame(&self) -> String {
         match self {
             Output::Open => frame::OPEN.to_string(),
-            Output::Messages(m) => frame::messages(m),
+            Output::Messages(m) => frame::messages(m.iter().map(Vec::as_slice)),
             Output::Heartbeat => frame::HEARTBEAT.to_string(),
             Output::Close(c) => c.clone(),
         }
@@ -249,7 +249,7 @@ impl Transport for HttpTransport {
         }
     }
 
-    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
+    async fn send(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
         let limit = self.session.send_buffer;
         let queued = self
             .session
@@ -258,8 +258,9 @@ impl Transport for HttpTransport {
                     return Some(Err(io::ErrorKind::BrokenPipe.into()));
                 }
                 (i.outbox_bytes < limit).then(|| {
-                    i.outbox_bytes += units.iter().map(Vec::len).sum::<usize>();
-                    i.outbox.append(units);
+                    i.outbox_bytes += batch.bytes().len();
+                    i.outbox.extend(batch.units().map(<[u8]>::to_vec));
+                    batch.clear();
                     Ok(())
                 })
             })
@@ -317,6 +318,10 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    fn batch(units: &[&[u8]]) -> WriteBatch {
+        units.iter().copied().collect()
+    }
+
     fn open(reg: &Arc<Registry>, id: &str) -> (Arc<SockSession>, HttpTransport) {
         let (s, t) = reg
             .get_or_create(id, "sockjs-xhr-polling", || Ok::<_, ()>(()))
@@ -333,15 +338,13 @@ mod tests {
         assert!(s.attach().is_none(), "one receiver at a time");
         assert_eq!(r.next(hb).await, Output::Open);
         assert_eq!(r.next(hb).await, Output::Heartbeat);
-        t.send(&mut vec![b"one".to_vec(), b"two".to_vec()])
-            .await
-            .unwrap();
-        t.send(&mut vec![b"three".to_vec()]).await.unwrap();
+        t.send(&mut batch(&[b"one", b"two"])).await.unwrap();
+        t.send(&mut batch(&[b"three"])).await.unwrap();
         assert_eq!(
             r.next(hb).await,
             Output::Messages(vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()])
         );
-        t.send(&mut vec![b"last".to_vec()]).await.unwrap();
+        t.send(&mut batch(&[b"last"])).await.unwrap();
         t.close(1002, "Protocol error").await;
         // Queued messages go before the close frame.
         assert_eq!(r.next(hb).await, Output::Messages(vec![b"last".to_vec()]));
@@ -379,14 +382,14 @@ mod tests {
         let (s, mut t) = open(&reg, "c");
         assert!(s.deliver(Chunk::Data(Bytes::from_static(b"CONNECT"))).await);
         assert!(matches!(t.recv().await.unwrap(), Chunk::Data(b) if b == "CONNECT"));
-        t.send(&mut vec![b"0123456789".to_vec()]).await.unwrap();
+        t.send(&mut batch(&[b"0123456789"])).await.unwrap();
         let blocked =
-            tokio::time::timeout(Duration::from_secs(1), t.send(&mut vec![b"more".to_vec()])).await;
+            tokio::time::timeout(Duration::from_secs(1), t.send(&mut batch(&[b"more"]))).await;
         assert!(blocked.is_err(), "over the send buffer the driver waits");
         let r = s.attach().unwrap();
         assert_eq!(r.next(Duration::ZERO).await, Output::Open);
         assert!(matches!(r.next(Duration::ZERO).await, Output::Messages(_)));
-        t.send(&mut vec![b"more".to_vec()]).await.unwrap();
+        t.send(&mut batch(&[b"more"])).await.unwrap();
         drop(t);
         assert!(!s.deliver(Chunk::Closed).await, "the driver is gone");
     }

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::frame;
-use crate::transport::{Chunk, Transport, WsTransport};
+use crate::transport::{Chunk, Transport, WriteBatch, WsTransport};
 
 /// A [`WsTransport`] speaking SockJS framing.
 pub(crate) struct SockJsWs {
@@ -31,7 +31,9 @@ impl SockJsWs {
 
     async fn write(&mut self, text: String) -> io::Result<()> {
         self.last_tx = Instant::now();
-        self.ws.send(&mut vec![text.into_bytes()]).await
+        self.ws
+            .send(&mut WriteBatch::from_iter([text.as_bytes()]))
+            .await
     }
 
     async fn open(&mut self) -> io::Result<()> {
@@ -74,10 +76,10 @@ impl Transport for SockJsWs {
         }
     }
 
-    async fn send(&mut self, units: &mut Vec<Vec<u8>>) -> io::Result<()> {
+    async fn send(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
         self.open().await?;
-        let a = frame::messages(units);
-        units.clear();
+        let a = frame::messages(batch.units());
+        batch.clear();
         self.write(a).await
     }
 
