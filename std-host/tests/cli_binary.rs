@@ -100,6 +100,7 @@ fn help_lists_every_flag_with_its_default() {
         "--send-time-limit",
         "--time-to-first-frame",
         "--max-connections",
+        "--worker-threads",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -270,4 +271,38 @@ async fn subscription_limit_0_is_unlimited() {
     let m = c.expect_frame().await;
     assert_eq!(m.command.as_str(), "MESSAGE", "{m:?}");
     assert_eq!(m.header("subscription"), Some("1499"));
+}
+
+/// How many runtime worker threads the process runs, read from /proc (tokio names
+/// them `tokio-rt-worker`; its blocking pool's threads have another name).
+fn worker_thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[tokio::test]
+async fn worker_threads_sets_the_runtime_size_and_still_serves() {
+    for (n, args) in [
+        (1, vec!["--listen", "127.0.0.1:0", "--worker-threads", "1"]),
+        (3, vec!["--listen", "127.0.0.1:0", "--worker-threads", "3"]),
+    ] {
+        let bin = spawn_binary(&args).await;
+        let url = format!("ws://{}/ws", bin.http);
+        let mut c = Client::connected(&url, &[]).await;
+        c.subscribe("1", "/sub/x").await;
+        c.send_frame("SEND", &[("destination", "/sub/x")], b"one thread")
+            .await;
+        assert_eq!(&c.expect_frame().await.body[..], b"one thread");
+        assert_eq!(worker_thread_count(bin.child.id().unwrap()), n, "{args:?}");
+    }
+    let out = run(&["--worker-threads", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--worker-threads") && err.contains("1 to 1024"),
+        "{err}"
+    );
 }

@@ -290,6 +290,8 @@ pub struct Config {
     pub api_key: Option<Secret>,
     /// How often the stats line is logged at info; zero never.
     pub stats_interval: Duration,
+    /// Threads of the runtime that drives every connection; `None` is one per CPU core.
+    pub worker_threads: Option<std::num::NonZeroUsize>,
     /// Authentication, authorization, TLS, origin checks and abuse limits.
     pub security: security::SecurityConfig,
     /// HTTP proxies to back ends (connect, subscribe, application destinations).
@@ -328,6 +330,7 @@ impl Default for Config {
             admin_token: None,
             api_key: None,
             stats_interval: Duration::from_secs(30 * 60),
+            worker_threads: None,
             security: security::SecurityConfig::default(),
             proxy: proxy::ProxyConfig::default(),
         }
@@ -547,6 +550,9 @@ pub struct Cli {
     #[arg(long, env = "STOMP_RELAY_STATS_INTERVAL", value_name = "DURATION")]
     #[serde(deserialize_with = "layer::num_or_str")]
     pub stats_interval: Option<String>,
+    /// Runtime worker threads; 1 saves the hand-offs between threads when several instances share a machine [default: one per CPU core]
+    #[arg(long, env = "STOMP_RELAY_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// Token for /dashboard and /api/stats (Authorization: Bearer TOKEN or ?token=) [default: none: open on a loopback --listen, disabled on any other]
     #[arg(long, env = "STOMP_RELAY_ADMIN_TOKEN", value_name = "TOKEN")]
     pub admin_token: Option<Secret>,
@@ -657,14 +663,12 @@ impl Config {
         }
         let size = |g: Option<Given<String>>| g.map(|g| g.parse(|v| parse_size(&v))).transpose();
         let dur = |g: Option<Given<String>>| g.map(|g| g.parse(|v| parse_duration(&v))).transpose();
-        if let Some(v) = size(l.pick("max-frame-size", |c| &mut c.max_frame_size))? {
-            if v < 256 {
-                return Err(ConfigError::Invalid {
-                    name: "--max-frame-size".into(),
-                    msg: format!("{v} bytes is too small (at least 256)"),
-                });
-            }
-            c.limits.max_frame_size = v;
+        if let Some(g) = l.pick("max-frame-size", |c| &mut c.max_frame_size) {
+            c.limits.max_frame_size =
+                g.parse(|v| match parse_size(&v).map_err(|e| e.to_string())? {
+                    n if n < 256 => Err(format!("{n} bytes is too small (at least 256)")),
+                    n => Ok(n),
+                })?;
         }
         if let Some(v) = size(l.pick("send-buffer", |c| &mut c.send_buffer))? {
             c.limits.send_buffer = v;
@@ -683,6 +687,12 @@ impl Config {
         }
         if let Some(v) = dur(l.pick("stats-interval", |c| &mut c.stats_interval))? {
             c.stats_interval = v;
+        }
+        if let Some(g) = l.pick("worker-threads", |c| &mut c.worker_threads) {
+            c.worker_threads = Some(g.parse(|n| match n {
+                1..=1024 => Ok(std::num::NonZeroUsize::new(n).expect("checked above")),
+                _ => Err(format!("{n} threads: use 1 to 1024")),
+            })?);
         }
         if let Some(g) = l.pick("endpoint", |c| &mut c.endpoint) {
             c.endpoints = check_endpoints(g)?;

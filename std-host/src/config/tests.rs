@@ -358,3 +358,27 @@ fn security_and_authorization_tables_under_the_flags() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn worker_threads_from_flag_or_file_and_zero_names_the_source() {
+    let c = Config::from_args(["x"]).unwrap();
+    assert_eq!(c.worker_threads, None);
+    let c = Config::from_args(["x", "--worker-threads", "1"]).unwrap();
+    assert_eq!(c.worker_threads.map(|n| n.get()), Some(1));
+    let e = Config::from_args(["x", "--worker-threads", "0"]).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("--worker-threads"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("stomp-relay-cfg-wt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.toml");
+    std::fs::write(&path, "worker-threads = 3\n").unwrap();
+    let c = Config::from_args(["x", "--config", path.to_str().unwrap()]).unwrap();
+    assert_eq!(c.worker_threads.map(|n| n.get()), Some(3));
+    std::fs::write(&path, "worker-threads = 0\nmax-frame-size = 100\n").unwrap();
+    let e = Config::from_args(["x", "--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("config key `max-frame-size`"), "{e}");
+    std::fs::write(&path, "worker-threads = 0\n").unwrap();
+    let e = Config::from_args(["x", "--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("config key `worker-threads`"), "{e}");
+}
