@@ -11,6 +11,10 @@
 #
 #   BENCH_WINDOW [100]   publisher window (messages ahead of the slowest subscriber)
 #   BENCH_DURATION [8]   measured seconds per setup
+#   BENCH_WORKER_THREADS [unset]  --worker-threads of both relays (unset: one per core)
+#   BENCH_RELAY_ARGS [unset]  more flags for both relays, e.g. "--heartbeat 0,0"
+#   BENCH_RELAY_NICE [0]  niceness of both relays: above 0 the broker wins the cores,
+#                         to see how much of its CPU per delivery is lost to preemption
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,9 +46,10 @@ ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user, system (clock tick
 HZ=$(getconf CLK_TCK)
 
 start_relay() { # start_relay HTTP TCP MODE ; appends the pid to relays
-    "$BIN/stomp-relay" --listen "127.0.0.1:$1" --tcp-listen "127.0.0.1:$2" --broker relay \
+    nice -n "${BENCH_RELAY_NICE:-0}" "$BIN/stomp-relay" --listen "127.0.0.1:$1" --tcp-listen "127.0.0.1:$2" --broker relay \
         --relay "$AMQ_TCP" --dialect activemq --relay-mode "$3" --relay-login admin \
         --relay-passcode admin --system-login admin --system-passcode admin \
+        ${BENCH_WORKER_THREADS:+--worker-threads "$BENCH_WORKER_THREADS"} ${BENCH_RELAY_ARGS:-} \
         >"$TMP/relay-$1.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
@@ -143,7 +148,7 @@ for setup in direct per-session shared; do
     unset u0 s0 du ds
 done
 
-echo "Relay fan-out profile, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), window $WINDOW, ${DURATION}s per setup, $SUBS subscribers (clients over tcp):"
+echo "Relay fan-out profile, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), window $WINDOW, ${DURATION}s per setup, $SUBS subscribers (clients over tcp), relay worker threads ${BENCH_WORKER_THREADS:-one per core}:"
 echo
 echo "| setup | deliveries/s | vs direct | lost | broker CPU us/delivery | relays CPU us/delivery | load tool CPU us/delivery | cores busy | broker syscalls/delivery | first relay syscalls/delivery |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

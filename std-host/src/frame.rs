@@ -76,14 +76,23 @@ impl OwnedFrame {
     /// `src`, the received bytes the frame was decoded from (no copy; a body that is
     /// not part of `src` is copied).
     pub fn from_frame_in(frame: &Frame<'_>, src: &Bytes) -> Self {
-        OwnedFrame::build(frame, Some(src))
+        OwnedFrame::build(frame, Some((&src[..], src)))
+    }
+
+    /// Copies a decoded frame in one allocation: `raw`, the bytes it was decoded from,
+    /// is copied once and its plain header values and body are slices of that copy.
+    /// For a read buffer that is reused, where [`OwnedFrame::from_frame_in`] cannot
+    /// share and [`OwnedFrame::from_frame`] would allocate once per header.
+    pub fn from_frame_copied(frame: &Frame<'_>, raw: &[u8]) -> Self {
+        OwnedFrame::build(frame, Some((raw, &Bytes::copy_from_slice(raw))))
     }
 
     /// One walk over the headers: values that need no unescaping are shared with `src`
-    /// when given, everything else is copied.
-    fn build(frame: &Frame<'_>, src: Option<&Bytes>) -> Self {
+    /// when given (`base` holds the same bytes the frame's slices point into),
+    /// everything else is copied.
+    fn build(frame: &Frame<'_>, src: Option<(&[u8], &Bytes)>) -> Self {
         let part = |p: &[u8]| match src {
-            Some(src) => share(src, p),
+            Some((base, src)) => share(base, src, p),
             None => Bytes::copy_from_slice(p),
         };
         let value = |v: HeaderValue<'_>| match v.as_plain() {
@@ -145,9 +154,11 @@ impl OwnedFrame {
     }
 }
 
-/// `part` as a slice of `src` when it lies inside it, else a copy.
-fn share(src: &Bytes, part: &[u8]) -> Bytes {
-    let start = (part.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+/// `part` as the same range of `src` when it lies inside `base` (bytes equal to `src`),
+/// else a copy.
+fn share(base: &[u8], src: &Bytes, part: &[u8]) -> Bytes {
+    debug_assert_eq!(base.len(), src.len());
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
     if start <= src.len() && part.len() <= src.len() - start {
         src.slice(start..start + part.len())
     } else {
@@ -201,5 +212,29 @@ mod tests {
         let (_, x) = &f.headers[1];
         assert!(!inside(x) && &x[..] == b"a:b");
         assert_eq!(f, OwnedFrame::from_frame(&d));
+    }
+
+    #[test]
+    fn a_copied_frame_outlives_its_buffer_and_is_one_copy() {
+        let mut buf = b"MESSAGE\ndestination:/topic/a\nx:a\\cb\n\nbody\0MESSAGE\n\n\0".to_vec();
+        let mut hs = [Header::EMPTY; 8];
+        let Status::Complete((Decoded::Frame(d), n)) =
+            Decoder::new(Version::V1_2).decode(&buf, &mut hs).unwrap()
+        else {
+            panic!("no frame")
+        };
+        let f = OwnedFrame::from_frame_copied(&d, &buf[..n]);
+        assert_eq!(f, OwnedFrame::from_frame(&d));
+        // The plain parts are slices of one copy of the frame's n bytes.
+        let (_, dest) = &f.headers[0];
+        let (lo, hi) = (
+            dest.as_ptr() as usize,
+            f.body.as_ptr() as usize + f.body.len(),
+        );
+        assert!(hi - lo < n, "destination and body are not in one copy");
+        assert!(!(buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len()).contains(&lo));
+        buf.fill(b'?');
+        assert_eq!((&dest[..], &f.body[..]), (&b"/topic/a"[..], &b"body"[..]));
+        assert_eq!(&f.headers[1].1[..], b"a:b");
     }
 }

@@ -54,6 +54,7 @@ const PER_DELIVERY: [&[u8]; 5] = [
 #[derive(Debug)]
 pub struct SharedMessage {
     frame: OwnedFrame,
+    /// Per version: the whole encoded frame, `MESSAGE\n` included (the tail follows it).
     tails: [std::sync::OnceLock<Option<Box<[u8]>>>; 3],
 }
 
@@ -86,11 +87,13 @@ impl SharedMessage {
                 let frame = Frame::new(Command::Message, &hs, &self.frame.body);
                 let opts = EncodeOptions::new(version);
                 let n = stomp_relay_codec::encoded_len(&frame, opts).ok()?;
-                let mut out = vec![0u8; n];
+                // Kept whole (exactly n bytes, no second copy without the command line).
+                let mut out = vec![0u8; n].into_boxed_slice();
                 stomp_relay_codec::encode(&frame, opts, &mut out).ok()?;
-                Some(out[b"MESSAGE\n".len()..].into())
+                Some(out)
             })
             .as_deref()
+            .map(|whole| &whole[b"MESSAGE\n".len()..])
     }
 
     /// Appends one subscriber's MESSAGE to `out`: `head` (its subscription,

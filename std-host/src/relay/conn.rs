@@ -483,10 +483,14 @@ impl<S: Inbound> Driver<S> {
                     self.machine.handle_heartbeat(now());
                 }
                 Ok(Status::Complete((Decoded::Frame(f), n))) => {
+                    let raw = &buf[used..used + n];
                     used += n;
                     match self.machine.handle_frame(now(), &f) {
                         Some(CoreInbound::Message(f)) | Some(CoreInbound::Receipt(f)) => {
-                            if self.sink.frame(OwnedFrame::from_frame(&f)) == Flow::Stop {
+                            // One allocation per frame, not one per header: this runs
+                            // for every MESSAGE of every per-session connection.
+                            let f = OwnedFrame::from_frame_copied(&f, raw);
+                            if self.sink.frame(f) == Flow::Stop {
                                 flow = Flow::Stop;
                             }
                         }

@@ -149,7 +149,9 @@ impl Driver {
     /// ([`crate::outbound::SharedMessage`]). False when the codec refuses it.
     fn encode_delivery(&self, d: &Delivery, version: Version, out: &mut Vec<u8>) -> bool {
         let msg = &d.message;
-        let mut user_dest = [0u8; 1024];
+        // Sized only for this session's user queues (their names end in its id), so
+        // the other deliveries do not pay for zeroing it.
+        let mut user_dest = Vec::new();
         let routes = self.shared.routes();
         let mut hs = [Header::EMPTY; 4];
         let mut k = 0;
@@ -168,10 +170,15 @@ impl Driver {
         if let Some(v) = msg.header("destination") {
             // A user queue of this session is shown as the user destination the client
             // subscribed to (`/queue/x-user42` -> `/user/queue/x`).
-            let shown = routes
-                .router()
-                .user_delivery(v, self.session.id(), &mut user_dest)
-                .unwrap_or(v);
+            let shown = if v.ends_with(&self.session.id().to_hex()) {
+                user_dest.resize(1024, 0);
+                routes
+                    .router()
+                    .user_delivery(v, self.session.id(), &mut user_dest)
+                    .unwrap_or(v)
+            } else {
+                v
+            };
             hs[k] = Header::new(b"destination", shown);
             k += 1;
         }
