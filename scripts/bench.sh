@@ -27,6 +27,9 @@
 #                            slowest subscriber; 64 is the pacing of the simple-broker rows,
 #                            100 the pacing issue 16 measured ActiveMQ at (it runs faster
 #                            with more in flight); direct and relays share each window
+#   BENCH_RELAY_WORKERS ["auto 1"]  --worker-threads of the relay instances, each a row:
+#                            auto is tokio's one per core; 1 keeps each instance on one
+#                            thread (two instances + broker + tool on 2 cores, issue 16)
 #   BENCH_RELAY_TRANSPORT [tcp]  how the fan-out clients reach the relay instances
 #                            (tcp matches the direct-ActiveMQ clients; ws is the browser path)
 #   BENCH_OUT [target/bench/bench-<UTC date>.md]  where the markdown table is written
@@ -44,6 +47,7 @@ IDLE=${BENCH_IDLE:-10000}
 PEER_IDLE=${BENCH_PEER_IDLE:-2000}
 RELAY_TRANSPORT=${BENCH_RELAY_TRANSPORT:-tcp}
 RELAY_WINDOWS=${BENCH_RELAY_WINDOWS:-64 100}
+RELAY_WORKERS=${BENCH_RELAY_WORKERS:-auto 1}
 STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
 OUT=${BENCH_OUT:-target/bench/bench-$(date -u +%Y%m%dT%H%M).md}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -159,8 +163,12 @@ max_rate() {
         r=$(kv "$line" server_rss_kib | awk -F, '{ print $1 + $2 }')
         [ "${r:-0}" -gt "$rss" ] && rss=$r
     done
-    echo "$(printf '%s\n' "${rates[@]}" | grep . | median) $(printf '%s\n' "${cpus[@]}" | grep . | median) $lost ${conns:-n/a} $rss"
+    local sorted
+    sorted=$(printf '%s\n' "${rates[@]}" | grep . | sort -g | tr '\n' ' ')
+    echo "$(printf '%s\n' "${rates[@]}" | grep . | median) $(printf '%s\n' "${cpus[@]}" | grep . | median) $lost ${conns:-n/a} $rss $(awk '{ print ($1 == "" ? "n/a" : $1 "-" $NF) }' <<<"$sorted")"
 }
+# "lowest-highest k" of max_rate's spread field
+spread() { awk -F- -v s="$1" 'BEGIN { if (s == "n/a" || s == "") print "n/a"; else { split(s, a, "-"); printf "%.0f-%.0f k", a[1] / 1000, a[2] / 1000 } }'; }
 
 mkdir -p target/bench
 : >"$OUT.raw"
@@ -207,27 +215,31 @@ stop_server "$simple_pid"
 relay_url() { # relay_url HTTP_PORT TCP_PORT
     if [ "$RELAY_TRANSPORT" = ws ]; then echo "ws://127.0.0.1:$1/ws"; else echo "stomp://127.0.0.1:$2"; fi
 }
-declare -A d_rate d_cpu d_lost d_conns m_rate m_cpu m_lost m_conns m_rss
+declare -A d_rate d_cpu d_lost d_conns d_spread m_rate m_cpu m_lost m_conns m_rss m_spread
 for w in $RELAY_WINDOWS; do
     pacing=(--window "$w" --batch "$((w < 16 ? w : 16))")
     log "fan-out max rate, window $w: clients directly on ActiveMQ"
-    read -r d_rate[$w] d_cpu[$w] d_lost[$w] d_conns[$w] _ < <(max_rate "ActiveMQ direct w$w" "$AMQ_TCP" \
+    read -r d_rate[$w] d_cpu[$w] d_lost[$w] d_conns[$w] _ d_spread[$w] < <(max_rate "ActiveMQ direct w$w" "$AMQ_TCP" \
         --destination /topic/bench --count-port 61613 --server-pid "$(amq_pid)" "${pacing[@]}")
     for mode in per-session shared; do
-        log "fan-out max rate, window $w: two stomp-relay instances, relay $mode, on ActiveMQ"
+      for wt in $RELAY_WORKERS; do
+        k=$mode/$w/$wt
+        log "fan-out max rate, window $w: two stomp-relay instances, relay $mode, worker threads $wt, on ActiveMQ"
         relay_args=(--broker relay --relay "$AMQ_TCP" --dialect activemq --relay-mode "$mode"
             --relay-login admin --relay-passcode admin --system-login admin --system-passcode admin)
+        [ "$wt" = auto ] || relay_args+=(--worker-threads "$wt")
         start_server "relay-$mode-1" 18081 18614 "${relay_args[@]}"
         r1=$server_pid
         start_server "relay-$mode-2" 18082 18615 "${relay_args[@]}"
         r2=$server_pid
         sleep 1 # system sessions connect upstream
-        read -r m_rate[$mode/$w] m_cpu[$mode/$w] m_lost[$mode/$w] m_conns[$mode/$w] m_rss[$mode/$w] < <(max_rate "relay $mode w$w" \
+        read -r m_rate[$k] m_cpu[$k] m_lost[$k] m_conns[$k] m_rss[$k] m_spread[$k] < <(max_rate "relay $mode w$w t$wt" \
             "$(relay_url 18081 18614)" \
             --sub-url "$(relay_url 18081 18614),$(relay_url 18082 18615)" \
             --destination /sub/bench --count-port 61613 --server-pid "$r1,$r2,$(amq_pid)" "${pacing[@]}")
         stop_server "$r1"
         stop_server "$r2"
+      done
     done
 done
 
@@ -269,12 +281,18 @@ lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
     echo "Relay mode on ActiveMQ 5.17, $SUBS subscribers split over two stomp-relay instances" \
         "(publisher on the first; clients over $RELAY_TRANSPORT), vs the same clients directly on ActiveMQ (TCP):"
     echo
-    echo "| setup | publisher window | max sustained deliveries/s | vs direct | target | broker connections | CPU per delivery (relays + broker) | RSS of both relays (largest at a run's end) |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| setup | publisher window | relay worker threads | max sustained deliveries/s (lowest-highest of the runs) | vs direct | target | broker connections | CPU per delivery (relays + broker) | RSS of both relays (largest at a run's end) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for w in $RELAY_WINDOWS; do
-        echo "| clients directly on ActiveMQ | $w | $(fmt_k "${d_rate[$w]}")$(lostnote "${d_lost[$w]}") | 1.0x | - | ${d_conns[$w]} | $(us "${d_cpu[$w]}") | - |"
-        echo "| relay per-session (Spring-compatible) | $w | $(fmt_k "${m_rate[per-session/$w]}")$(lostnote "${m_lost[per-session/$w]}") | $(ratio "${m_rate[per-session/$w]}" "${d_rate[$w]}") | >= 0.8x | ${m_conns[per-session/$w]} | $(us "${m_cpu[per-session/$w]}") | $(mib "${m_rss[per-session/$w]}") |"
-        echo "| relay shared | $w | $(fmt_k "${m_rate[shared/$w]}")$(lostnote "${m_lost[shared/$w]}") | $(ratio "${m_rate[shared/$w]}" "${d_rate[$w]}") | >= 10x | ${m_conns[shared/$w]} | $(us "${m_cpu[shared/$w]}") | $(mib "${m_rss[shared/$w]}") |"
+        echo "| clients directly on ActiveMQ | $w | - | $(fmt_k "${d_rate[$w]}") ($(spread "${d_spread[$w]}"))$(lostnote "${d_lost[$w]}") | 1.0x | - | ${d_conns[$w]} | $(us "${d_cpu[$w]}") | - |"
+        for mode in per-session shared; do
+            for wt in $RELAY_WORKERS; do
+                k=$mode/$w/$wt
+                name="relay $mode" target=">= 10x"
+                [ "$mode" = shared ] || { name="relay per-session (Spring-compatible)"; target=">= 0.8x"; }
+                echo "| $name | $w | $wt | $(fmt_k "${m_rate[$k]}") ($(spread "${m_spread[$k]}"))$(lostnote "${m_lost[$k]}") | $(ratio "${m_rate[$k]}" "${d_rate[$w]}") | $target | ${m_conns[$k]} | $(us "${m_cpu[$k]}") | $(mib "${m_rss[$k]}") |"
+            done
+        done
     done
     echo
     echo "Publisher window: the publisher is never more than that many messages ahead of the" \
