@@ -6,6 +6,10 @@
 # the CPU every process spent per delivery (broker, both relays, the load tool; user and
 # kernel time from /proc), the cores the whole run kept busy, and the system calls per
 # delivery of the broker and of the first relay (perf stat tracepoints, mid-run).
+# The tcp-proxy setup puts two single-process nginx stream proxies (Debian nginx with
+# libnginx-mod-stream) where the relays go: each client connection is forwarded byte
+# for byte to its own broker connection, the cheapest per-session relay there can be,
+# so its row is the floor of the extra hop (the broker's and the kernel's share).
 # BENCH_PERF_RECORD=1 also samples the first relay's call stacks (perf record) and
 # prints its hottest symbols. Needs the brokers and perf (Debian linux-perf).
 #
@@ -15,10 +19,14 @@
 #   BENCH_RELAY_ARGS [unset]  more flags for both relays, e.g. "--heartbeat 0,0"
 #   BENCH_RELAY_NICE [0]  niceness of both relays: above 0 the broker wins the cores,
 #                         to see how much of its CPU per delivery is lost to preemption
+#   BENCH_SETUPS ["direct tcp-proxy per-session shared"]  the rows (direct first: the
+#                         ratios are against it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WINDOW=${BENCH_WINDOW:-100}
+SETUPS=${BENCH_SETUPS:-direct tcp-proxy per-session shared}
+NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 DURATION=${BENCH_DURATION:-8}
 SUBS=100
 BIN=${CARGO_TARGET_DIR:-target}/profiling
@@ -34,6 +42,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+case " $SETUPS " in *" tcp-proxy "*)
+    if [ ! -e "$NGINX_STREAM" ]; then
+        # Kept from starting the package's own service (port 80 on every interface).
+        log "installing nginx-light and libnginx-mod-stream for the tcp-proxy row"
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            nginx-light libnginx-mod-stream >&2 || true
+        rm -f /usr/sbin/policy-rc.d
+        [ -e "$NGINX_STREAM" ] ||
+            { log "nginx's stream module is missing: apt-get install nginx-light libnginx-mod-stream"; exit 1; }
+    fi
+esac
 command -v perf >/dev/null || { log "perf is missing: apt-get install linux-perf"; exit 1; }
 perf stat -e syscalls:sys_enter_write -- true >/dev/null 2>&1 ||
     { log "perf cannot read syscall tracepoints here (run as root)"; exit 1; }
@@ -61,6 +81,36 @@ start_relay() { # start_relay HTTP TCP MODE ; appends the pid to relays
     exit 1
 }
 
+start_proxy() { # start_proxy PORT ; one nginx process forwarding PORT to ActiveMQ
+    local dir="$TMP/nginx-$1"
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<CONF
+load_module $NGINX_STREAM;
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+stream {
+    server {
+        listen 127.0.0.1:$1;
+        proxy_pass 127.0.0.1:61613;
+        tcp_nodelay on;
+    }
+}
+CONF
+    nice -n "${BENCH_RELAY_NICE:-0}" nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && { relays+=("$pid"); return; }
+        sleep 0.1
+    done
+    log "nginx on :$1 did not start: $(cat "$dir/out.log" "$dir/error.log" 2>/dev/null)"
+    exit 1
+}
+
 # syscalls PID FILE: counts of $EVENTS for PID over the middle of the run
 syscalls() {
     (sleep $((DURATION / 4)) && perf stat -x, -e "$EVENTS" -p "$1" -o "$2" -- sleep $((DURATION / 2))) \
@@ -71,12 +121,18 @@ per() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "n/a"), a / b 
 
 rows=()
 direct_rate=""
-for setup in direct per-session shared; do
+for setup in $SETUPS; do
     log "$setup: $SUBS subscribers, window $WINDOW, ${DURATION}s"
     amq=$(amq_pid)
     relays=()
     if [ "$setup" = direct ]; then
         url=$AMQ_TCP sub=$AMQ_TCP dest=/topic/bench
+    elif [ "$setup" = tcp-proxy ]; then
+        start_proxy 18714
+        start_proxy 18715
+        url=stomp://127.0.0.1:18714 sub=stomp://127.0.0.1:18714,stomp://127.0.0.1:18715
+        dest=/topic/bench
+        syscalls "${relays[0]}" "$TMP/relay.stat"
     else
         start_relay 18081 18614 "$setup"
         start_relay 18082 18615 "$setup"
