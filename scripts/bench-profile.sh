@@ -65,20 +65,27 @@ amq_pid() { cat /var/run/activemq/main.pid; }
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user, system (clock ticks)
 HZ=$(getconf CLK_TCK)
 
+# await_listener PID PORT WHAT LOG... : PID (a relay or proxy) joins relays once PORT
+# accepts; exits with WHAT and its logs when it does not within 10 s
+await_listener() {
+    local pid=$1 port=$2 what=$3
+    shift 3
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { relays+=("$pid"); return; }
+        sleep 0.1
+    done
+    log "$what did not start: $(cat "$@" 2>/dev/null)"
+    exit 1
+}
+
 start_relay() { # start_relay HTTP TCP MODE ; appends the pid to relays
     nice -n "${BENCH_RELAY_NICE:-0}" "$BIN/stomp-relay" --listen "127.0.0.1:$1" --tcp-listen "127.0.0.1:$2" --broker relay \
         --relay "$AMQ_TCP" --dialect activemq --relay-mode "$3" --relay-login admin \
         --relay-passcode admin --system-login admin --system-passcode admin \
         ${BENCH_WORKER_THREADS:+--worker-threads "$BENCH_WORKER_THREADS"} ${BENCH_RELAY_ARGS:-} \
         >"$TMP/relay-$1.log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && { relays+=("$pid"); return; }
-        sleep 0.1
-    done
-    log "relay on :$1 did not start: $(cat "$TMP/relay-$1.log")"
-    exit 1
+    await_listener $! "$2" "relay on :$1" "$TMP/relay-$1.log"
 }
 
 start_proxy() { # start_proxy PORT ; one nginx process forwarding PORT to ActiveMQ
@@ -95,20 +102,13 @@ events { worker_connections 1024; }
 stream {
     server {
         listen 127.0.0.1:$1;
-        proxy_pass 127.0.0.1:61613;
+        proxy_pass ${AMQ_TCP#stomp://};
         tcp_nodelay on;
     }
 }
 CONF
     nice -n "${BENCH_RELAY_NICE:-0}" nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && { relays+=("$pid"); return; }
-        sleep 0.1
-    done
-    log "nginx on :$1 did not start: $(cat "$dir/out.log" "$dir/error.log" 2>/dev/null)"
-    exit 1
+    await_listener $! "$1" "nginx on :$1" "$dir/out.log" "$dir/error.log"
 }
 
 # syscalls PID FILE: counts of $EVENTS for PID over the middle of the run
@@ -132,15 +132,14 @@ for setup in $SETUPS; do
         start_proxy 18715
         url=stomp://127.0.0.1:18714 sub=stomp://127.0.0.1:18714,stomp://127.0.0.1:18715
         dest=/topic/bench
-        syscalls "${relays[0]}" "$TMP/relay.stat"
     else
         start_relay 18081 18614 "$setup"
         start_relay 18082 18615 "$setup"
         sleep 1 # system sessions connect upstream
         url=stomp://127.0.0.1:18614 sub=stomp://127.0.0.1:18614,stomp://127.0.0.1:18615
         dest=/sub/bench
-        syscalls "${relays[0]}" "$TMP/relay.stat"
     fi
+    if ((${#relays[@]})); then syscalls "${relays[0]}" "$TMP/relay.stat"; fi
     syscalls "$amq" "$TMP/amq.stat"
     procs=("$amq" "${relays[@]}")
     declare -A u0 s0
