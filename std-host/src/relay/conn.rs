@@ -36,9 +36,35 @@ use tokio_rustls::TlsConnector;
 use crate::config::RelayAddr;
 use crate::frame::OwnedFrame;
 
-/// Any byte stream to the broker (plain TCP or TLS over TCP).
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// A byte stream to the broker (plain TCP or TLS over TCP), with its TCP socket at hand
+/// for the options set per read.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+impl Io for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+impl Io for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// ACKs what the broker sent at once instead of after the kernel's delayed-ACK timer.
+/// Brokers write with Nagle's algorithm on (ActiveMQ's `tcpNoDelay` is false by
+/// default), so each MESSAGE written while an earlier one is unacknowledged waits for
+/// our ACK. On a shared subscriber connection, which carries every delivery of the
+/// instance and almost nothing back, that wait capped a windowed fan-out (issue 16:
+/// 1.6 of 2 cores busy; with this, 1.8 and about 12% more deliveries/s). Linux clears
+/// the flag again on its own, so it is set after every read.
+fn ack_promptly(stream: &dyn Io) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(stream.tcp()).set_tcp_quickack(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
+}
 
 /// Most headers accepted in one frame from the broker.
 const MAX_HEADERS: usize = 128;
@@ -370,8 +396,7 @@ impl<S: Inbound> Driver<S> {
     }
 
     /// Runs one transport until the machine or the broker ends it.
-    async fn transport(&mut self, stream: Box<dyn Io>, addr: usize) {
-        let (mut rd, mut wr) = tokio::io::split(stream);
+    async fn transport(&mut self, mut stream: Box<dyn Io>, addr: usize) {
         let creds_login = self.settings.login.clone();
         let creds_pass = self.settings.passcode.clone();
         let creds_host = self.settings.virtual_host.clone();
@@ -428,14 +453,14 @@ impl<S: Inbound> Driver<S> {
                 }
             }
             if !out.is_empty() {
-                if let Err(e) = write(&mut wr, &out).await {
+                if let Err(e) = write(&mut stream, &out).await {
                     self.detail = format!("{}: write: {e}", self.target.describe(addr));
                     return;
                 }
             }
             self.events(addr);
             if self.machine.should_close_transport() || self.machine.is_closed() {
-                let _ = wr.shutdown().await;
+                let _ = stream.shutdown().await;
                 return;
             }
             if rbuf.capacity() - rbuf.len() < 4096 {
@@ -444,12 +469,13 @@ impl<S: Inbound> Driver<S> {
             let connected = self.machine.is_connected();
             let wake = self.machine.poll_timeout();
             tokio::select! {
-                r = rd.read_buf(&mut rbuf) => match r {
+                r = stream.read_buf(&mut rbuf) => match r {
                     Ok(0) => {
                         self.detail = format!("{}: broker closed the connection", self.target.describe(addr));
                         return;
                     }
                     Ok(_) => {
+                        ack_promptly(&*stream);
                         if self.feed(&mut rbuf, limits) == Flow::Stop {
                             self.machine.disconnect();
                         }
@@ -524,7 +550,7 @@ fn encode(f: &OwnedFrame, opts: EncodeOptions, out: &mut Vec<u8>) {
     }
 }
 
-async fn write(wr: &mut tokio::io::WriteHalf<Box<dyn Io>>, out: &[u8]) -> std::io::Result<()> {
+async fn write(wr: &mut Box<dyn Io>, out: &[u8]) -> std::io::Result<()> {
     wr.write_all(out).await?;
     wr.flush().await
 }
