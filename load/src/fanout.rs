@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::client::{self, Login, Rx, Target, Tx};
+use crate::client::{self, Buffers, ConnectOptions, Login, Rx, Target, Tx};
 use crate::procfs;
 use stomp_relay_codec::Command;
 
@@ -228,9 +228,17 @@ pub async fn run(plan: FanoutPlan) -> Result<FanoutReport, String> {
         let dest = plan.destination.clone();
         let gate = gate.clone();
         let within = plan.connect_timeout;
+        let opts = ConnectOptions {
+            buffers: if latency {
+                Buffers::Latency
+            } else {
+                Buffers::Throughput
+            },
+            ..ConnectOptions::default()
+        };
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let (mut tx, mut rx) = client::connect(&target, &login, within)
+            let (mut tx, mut rx) = client::connect_with(&target, &login, within, &opts)
                 .await
                 .map_err(|e| format!("subscriber {i} on {target}: {e}"))?;
             client::subscribe(&mut tx, &mut rx, &i.to_string(), &dest, within)

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use stomp_relay_codec::Command;
 use tokio::sync::Semaphore;
 
-use crate::client::{self, ClientError, ConnectOptions, Login, Target, Tx};
+use crate::client::{self, Buffers, ClientError, ConnectOptions, Login, Target, Tx};
 use crate::idle::{check_fd_limits, join_opened};
 use crate::procfs::{self, ProcSample};
 use crate::wire;
@@ -220,7 +220,7 @@ async fn open_sessions(
         let opts = ConnectOptions {
             source: plan.sources.get(n % plan.sources.len().max(1)).copied(),
             heart_beat: format!("0,{}", plan.heartbeat_ms),
-            lean: true,
+            buffers: Buffers::Lean,
         };
         let mut dests = vec![format!("{}.all", plan.prefix)];
         dests.extend(
