@@ -56,6 +56,9 @@ pub struct SharedMessage {
     frame: OwnedFrame,
     /// Per version: the whole encoded frame, `MESSAGE\n` included (the tail follows it).
     tails: [std::sync::OnceLock<Option<Box<[u8]>>>; 3],
+    /// The frame's `message-id` is every subscriber's, so it is in the tail and no
+    /// delivery writes it.
+    shared_id: bool,
 }
 
 impl SharedMessage {
@@ -64,7 +67,25 @@ impl SharedMessage {
         SharedMessage {
             frame,
             tails: Default::default(),
+            shared_id: false,
         }
+    }
+
+    /// Wraps `frame` whose `message-id` header is the same for every subscriber (a
+    /// relayed broker message): it is escaped and encoded once, in the shared part,
+    /// instead of in every delivery's head. Broker ids need escaping (ActiveMQ's
+    /// `ID:host-1234-...:1:1:1:42` is full of colons), which sent every head through the
+    /// codec's slower escaping pass, once per subscriber.
+    pub fn with_shared_id(frame: OwnedFrame) -> Self {
+        SharedMessage {
+            shared_id: frame.header("message-id").is_some(),
+            ..SharedMessage::new(frame)
+        }
+    }
+
+    /// Whether the shared part carries the `message-id` (see [`Self::with_shared_id`]).
+    pub fn has_shared_id(&self) -> bool {
+        self.shared_id
     }
 
     /// The encoded shared part for `version`: header lines, blank line, body, NUL
@@ -81,7 +102,10 @@ impl SharedMessage {
                     .frame
                     .headers
                     .iter()
-                    .filter(|(n, _)| !PER_DELIVERY.contains(&&n[..]))
+                    .filter(|(n, _)| {
+                        !PER_DELIVERY.contains(&&n[..])
+                            || (self.shared_id && &n[..] == b"message-id")
+                    })
                     .map(|(n, v)| Header::new(n, v))
                     .collect();
                 let frame = Frame::new(Command::Message, &hs, &self.frame.body);
@@ -414,6 +438,31 @@ mod tests {
             assert!(out.starts_with(b"before"));
         }
     }
+
+    #[test]
+    fn a_shared_id_is_escaped_once_in_the_shared_part() {
+        let frame = OwnedFrame::new(Command::Message)
+            .with_header("message-id", "ID:amq-1:1:1:1:42")
+            .with_header("destination", "/topic/a")
+            .with_body(&b"hi"[..]);
+        let shared = SharedMessage::with_shared_id(frame);
+        assert!(shared.has_shared_id());
+        let head = [Header::new(b"subscription", b"s-1")];
+        let mut out = Vec::new();
+        shared
+            .encode_with(&head, Version::V1_2, &mut out)
+            .expect("encodes");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("message-id:").count(), 1, "{text}");
+        assert!(
+            text.contains("message-id:ID\\camq-1\\c1\\c1\\c1\\c42\n"),
+            "{text}"
+        );
+        // A message without one keeps it per delivery.
+        let plain = SharedMessage::with_shared_id(OwnedFrame::new(Command::Message));
+        assert!(!plain.has_shared_id());
+    }
+
     use bytes::Bytes;
     use stomp_relay_codec::Command;
 

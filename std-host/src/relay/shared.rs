@@ -445,9 +445,9 @@ impl SharedLink {
         let routing = self.inner.opts.dialect.get().routing(dest);
         let mut msg = frame;
         msg.headers
-            .retain(|(n, _)| !matches!(&n[..], b"subscription" | b"message-id" | b"ack"));
+            .retain(|(n, _)| !matches!(&n[..], b"subscription" | b"ack"));
         mapping::set_header(&mut msg, "destination", dest);
-        let message = Arc::new(SharedMessage::new(msg));
+        let message = Arc::new(SharedMessage::with_shared_id(msg));
         let deliver = |l: &Local| {
             st.clients.get(&l.session).is_some_and(|client| {
                 client

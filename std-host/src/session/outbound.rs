@@ -143,9 +143,9 @@ impl Driver {
         }
     }
 
-    /// Appends one MESSAGE to `out`: subscription, message-id, ack, the destination
-    /// (shown as the user destination for this session's user queues), then the
-    /// message's shared part, encoded once for every subscriber
+    /// Appends one MESSAGE to `out`: subscription, message-id (unless the shared part has
+    /// it), ack, the destination (shown as the user destination for this session's user
+    /// queues), then the message's shared part, encoded once for every subscriber
     /// ([`crate::outbound::SharedMessage`]). False when the codec refuses it.
     fn encode_delivery(&self, d: &Delivery, version: Version, out: &mut Vec<u8>) -> bool {
         let msg = &d.message;
@@ -156,8 +156,11 @@ impl Driver {
         let mut hs = [Header::EMPTY; 4];
         let mut k = 0;
         hs[k] = Header::new(b"subscription", d.subscription.as_bytes());
-        hs[k + 1] = Header::new(b"message-id", d.message_id.as_bytes());
-        k += 2;
+        k += 1;
+        if !msg.has_shared_id() {
+            hs[k] = Header::new(b"message-id", d.message_id.as_bytes());
+            k += 1;
+        }
         if version == Version::V1_2
             && self
                 .session
