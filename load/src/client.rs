@@ -344,6 +344,14 @@ impl Buffers {
             Buffers::Lean => 4 * 1024,
         }
     }
+
+    /// The WebSocket write buffer size (0: every frame is written at once).
+    fn write(self) -> usize {
+        match self {
+            Buffers::Lean => 0,
+            Buffers::Throughput | Buffers::Latency => self.read(),
+        }
+    }
 }
 
 impl Default for ConnectOptions {
@@ -395,11 +403,7 @@ pub async fn connect_with(
             );
             let config = WebSocketConfig::default()
                 .read_buffer_size(buf)
-                .write_buffer_size(if opts.buffers == Buffers::Lean {
-                    0
-                } else {
-                    buf
-                });
+                .write_buffer_size(opts.buffers.write());
             let (ws, _resp) =
                 tokio_tungstenite::client_async_with_config(req, tcp, Some(config)).await?;
             let (sink, stream) = ws.split();
