@@ -23,10 +23,11 @@
 #                         ratios are against it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/tcp-proxy.sh
+. scripts/tcp-proxy.sh
 
 WINDOW=${BENCH_WINDOW:-100}
 SETUPS=${BENCH_SETUPS:-direct tcp-proxy per-session shared}
-NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 DURATION=${BENCH_DURATION:-8}
 SUBS=100
 BIN=${CARGO_TARGET_DIR:-target}/profiling
@@ -42,18 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-case " $SETUPS " in *" tcp-proxy "*)
-    if [ ! -e "$NGINX_STREAM" ]; then
-        # Kept from starting the package's own service (port 80 on every interface).
-        log "installing nginx-light and libnginx-mod-stream for the tcp-proxy row"
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            nginx-light libnginx-mod-stream >&2 || true
-        rm -f /usr/sbin/policy-rc.d
-        [ -e "$NGINX_STREAM" ] ||
-            { log "nginx's stream module is missing: apt-get install nginx-light libnginx-mod-stream"; exit 1; }
-    fi
-esac
+case " $SETUPS " in *" tcp-proxy "*) tcp_proxy_ready || exit 1 ;; esac
 command -v perf >/dev/null || { log "perf is missing: apt-get install linux-perf"; exit 1; }
 perf stat -e syscalls:sys_enter_write -- true >/dev/null 2>&1 ||
     { log "perf cannot read syscall tracepoints here (run as root)"; exit 1; }
@@ -90,23 +80,7 @@ start_relay() { # start_relay HTTP TCP MODE ; appends the pid to relays
 
 start_proxy() { # start_proxy PORT ; one nginx process forwarding PORT to ActiveMQ
     local dir="$TMP/nginx-$1"
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<CONF
-load_module $NGINX_STREAM;
-daemon off;
-master_process off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-stream {
-    server {
-        listen 127.0.0.1:$1;
-        proxy_pass ${AMQ_TCP#stomp://};
-        tcp_nodelay on;
-    }
-}
-CONF
+    tcp_proxy_conf "$dir" "$1" "${AMQ_TCP#stomp://}"
     nice -n "${BENCH_RELAY_NICE:-0}" nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>&1 &
     await_listener $! "$1" "nginx on :$1" "$dir/out.log" "$dir/error.log"
 }

@@ -6,7 +6,8 @@
 #     p50/p99 latency at 20k deliveries/s; RSS per idle WebSocket session;
 #   - relay mode on ActiveMQ: 100 subscribers split over two stomp-relay instances,
 #     per-session and shared mode, vs the same clients connected directly to ActiveMQ,
-#     with the broker connections each setup holds;
+#     with the broker connections each setup holds, and a byte-forwarding nginx in the
+#     relays' place (scripts/tcp-proxy.sh), the floor of any per-session relay;
 #   - the application proxy: round trips through stomp-relay vs straight to the back
 #     end (scripts/bench-proxy.sh).
 # Every peer is measured in the same run, so the ratios are read off one run.
@@ -30,6 +31,8 @@
 #   BENCH_RELAY_WORKERS ["auto 1"]  --worker-threads of the relay instances, each a row:
 #                            auto is tokio's one per core; 1 keeps each instance on one
 #                            thread (two instances + broker + tool on 2 cores, issue 16)
+#   BENCH_TCP_PROXY [1]      0 leaves out the byte-forwarding proxy row (it installs
+#                            nginx-light and libnginx-mod-stream when missing)
 #   BENCH_RELAY_TRANSPORT [tcp]  how the fan-out clients reach the relay instances
 #                            (tcp matches the direct-ActiveMQ clients; ws is the browser path)
 #   BENCH_OUT [target/bench/bench-<UTC date>.md]  where the markdown table is written
@@ -38,6 +41,8 @@
 #                            for a machine shared with other jobs; peers stay on equal terms
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/tcp-proxy.sh
+. scripts/tcp-proxy.sh
 
 REPEAT=${BENCH_REPEAT:-3}
 DURATION=${BENCH_DURATION:-10}
@@ -48,6 +53,7 @@ PEER_IDLE=${BENCH_PEER_IDLE:-2000}
 RELAY_TRANSPORT=${BENCH_RELAY_TRANSPORT:-tcp}
 RELAY_WINDOWS=${BENCH_RELAY_WINDOWS:-64 100}
 RELAY_WORKERS=${BENCH_RELAY_WORKERS:-auto 1}
+TCP_PROXY=${BENCH_TCP_PROXY:-1}
 STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
 OUT=${BENCH_OUT:-target/bench/bench-$(date -u +%Y%m%dT%H%M).md}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -120,6 +126,17 @@ start_server() {
     log "$name did not start; see target/bench/$name.log"
     exit 1
 }
+# start_proxy PORT ; one nginx forwarding PORT to ActiveMQ (scripts/tcp-proxy.sh); sets $server_pid
+start_proxy() {
+    local dir="target/bench/nginx-$1"
+    tcp_proxy_conf "$PWD/$dir" "$1" "${AMQ_TCP#stomp://}"
+    nginx -p "$PWD/$dir" -c "$PWD/$dir/nginx.conf" >"$dir/out.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 100); do listening "$1" && return 0; sleep 0.1; done
+    log "nginx on :$1 did not start; see $dir/"
+    exit 1
+}
 stop_server() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
@@ -131,6 +148,8 @@ median() { sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "n/a")}
 num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 ratio() { if num "$1" && num "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
     awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; else echo "n/a"; fi; }
+pct() { if num "$1" && num "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; else echo "n/a"; fi; }
 us() { if num "$1"; then printf '%.2f us' "$1"; else echo "n/a"; fi; }
 mib() { if num "$1" && [ "$1" != 0 ]; then awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; else echo "n/a"; fi; }
 fmt_k() { awk -v v="$1" 'BEGIN { if (v == "" || v == "n/a") print "n/a"; else printf "%.1f k", v / 1000 }'; }
@@ -215,12 +234,26 @@ stop_server "$simple_pid"
 relay_url() { # relay_url HTTP_PORT TCP_PORT
     if [ "$RELAY_TRANSPORT" = ws ]; then echo "ws://127.0.0.1:$1/ws"; else echo "stomp://127.0.0.1:$2"; fi
 }
+[ "$TCP_PROXY" = 0 ] || tcp_proxy_ready || TCP_PROXY=0
+declare -A p_rate p_cpu p_lost p_conns p_rss p_spread
 declare -A d_rate d_cpu d_lost d_conns d_spread m_rate m_cpu m_lost m_conns m_rss m_spread
 for w in $RELAY_WINDOWS; do
     pacing=(--window "$w" --batch "$((w < 16 ? w : 16))")
     log "fan-out max rate, window $w: clients directly on ActiveMQ"
     read -r d_rate[$w] d_cpu[$w] d_lost[$w] d_conns[$w] _ d_spread[$w] < <(max_rate "ActiveMQ direct w$w" "$AMQ_TCP" \
         --destination /topic/bench --count-port 61613 --server-pid "$(amq_pid)" "${pacing[@]}")
+    if [ "$TCP_PROXY" != 0 ]; then
+        log "fan-out max rate, window $w: two byte-forwarding nginx proxies in the relays' place"
+        start_proxy 18714
+        n1=$server_pid
+        start_proxy 18715
+        n2=$server_pid
+        read -r p_rate[$w] p_cpu[$w] p_lost[$w] p_conns[$w] p_rss[$w] p_spread[$w] < <(max_rate "tcp-proxy w$w" \
+            stomp://127.0.0.1:18714 --sub-url stomp://127.0.0.1:18714,stomp://127.0.0.1:18715 \
+            --destination /topic/bench --count-port 61613 --server-pid "$n1,$n2,$(amq_pid)" "${pacing[@]}")
+        stop_server "$n1"
+        stop_server "$n2"
+    fi
     for mode in per-session shared; do
       for wt in $RELAY_WORKERS; do
         k=$mode/$w/$wt
@@ -285,12 +318,16 @@ lostnote() { [ "$1" = 0 ] && echo "" || echo " ($1 undelivered)"; }
     echo "|---|---|---|---|---|---|---|---|---|"
     for w in $RELAY_WINDOWS; do
         echo "| clients directly on ActiveMQ | $w | - | $(fmt_k "${d_rate[$w]}") ($(spread "${d_spread[$w]}"))$(lostnote "${d_lost[$w]}") | 1.0x | - | ${d_conns[$w]} | $(us "${d_cpu[$w]}") | - |"
+        [ "$TCP_PROXY" = 0 ] ||
+            echo "| byte-forwarding proxy (nginx stream) in the relays' place: the floor of a per-session relay | $w | 1 | $(fmt_k "${p_rate[$w]}") ($(spread "${p_spread[$w]}"))$(lostnote "${p_lost[$w]}") | $(ratio "${p_rate[$w]}" "${d_rate[$w]}") | - | ${p_conns[$w]} | $(us "${p_cpu[$w]}") | $(mib "${p_rss[$w]}") |"
         for mode in per-session shared; do
             for wt in $RELAY_WORKERS; do
                 k=$mode/$w/$wt
                 name="relay $mode" target=">= 10x"
-                [ "$mode" = shared ] || { name="relay per-session (Spring-compatible)"; target=">= 0.8x"; }
-                echo "| $name | $w | $wt | $(fmt_k "${m_rate[$k]}") ($(spread "${m_spread[$k]}"))$(lostnote "${m_lost[$k]}") | $(ratio "${m_rate[$k]}" "${d_rate[$w]}") | $target | ${m_conns[$k]} | $(us "${m_cpu[$k]}") | $(mib "${m_rss[$k]}") |"
+                floor=""
+                [ "$mode" = shared ] || { name="relay per-session (Spring-compatible)"; target=">= 0.8x"
+                    [ "$TCP_PROXY" = 0 ] || floor=" ($(pct "${m_rate[$k]}" "${p_rate[$w]}") of the proxy)"; }
+                echo "| $name | $w | $wt | $(fmt_k "${m_rate[$k]}") ($(spread "${m_spread[$k]}"))$(lostnote "${m_lost[$k]}") | $(ratio "${m_rate[$k]}" "${d_rate[$w]}")$floor | $target | ${m_conns[$k]} | $(us "${m_cpu[$k]}") | $(mib "${m_rss[$k]}") |"
             done
         done
     done
