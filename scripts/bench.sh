@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole benchmark comparison in one command (issues 4 and 5), bounded in time
-# (about 10 minutes on a 2-core machine):
+# (about 12 minutes on a 2-core machine):
 #   - stomp-relay (simple broker, release build) vs RabbitMQ Web-STOMP: fan-out
 #     1 publisher -> 100 subscribers, 256 B bodies, max sustained deliveries/s and
 #     p50/p99 latency at 20k deliveries/s; RSS per idle WebSocket session;
