@@ -17,11 +17,11 @@
 mod common;
 
 use common::broker::ACTIVEMQ_RELAY;
-use common::process::{drain, free_port, spawn_relay, text, KillOnDrop, Log};
+use common::process::{self, drain, free_port, spawn_relay, text, KillOnDrop, Log};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -148,7 +148,7 @@ impl Instance {
     /// Stops the process (SIGTERM: graceful shutdown, clients get ERROR and close 1001),
     /// then starts a new one on the same address.
     fn restart(&mut self) {
-        stop(&mut self.child);
+        process::terminate(&mut self.child, Duration::from_secs(10));
         let mut last = String::new();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while Instant::now() < deadline {
@@ -163,22 +163,6 @@ impl Instance {
         }
         panic!("restart on {} failed: {last}", self.addr);
     }
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn vendored_sha256() -> String {

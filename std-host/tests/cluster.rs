@@ -196,7 +196,7 @@ async fn sessions_current(http: SocketAddr) -> u64 {
 
 /// nginx running `deploy/nginx/nginx.conf` with its addresses replaced by these.
 struct Nginx {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     port: u16,
     dir: PathBuf,
 }
@@ -241,11 +241,7 @@ impl Nginx {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Nginx {
-            _child: child,
-            port,
-            dir,
-        }
+        Nginx { child, port, dir }
     }
 
     fn ws_url(&self) -> String {
@@ -255,6 +251,9 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // TERM, not the KILL of KillOnDrop: the master stops its worker on TERM, and a
+        // killed master leaves the worker behind, orphaned and listening.
+        process::terminate(&mut self.child, Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

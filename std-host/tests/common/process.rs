@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 /// Output kept for failure messages, per log.
 pub const LOG_LIMIT: usize = 64 * 1024;
@@ -81,6 +82,25 @@ pub fn logged_listen_addr(line: &str) -> Option<&str> {
 /// and the TCP listener is on.
 pub fn logged_tcp_addr(line: &str) -> Option<&str> {
     line.split("tcp=Some(").nth(1)?.split(')').next()
+}
+
+/// Asks `child` to stop with SIGTERM and reaps it, or kills it when it has not exited
+/// within `grace`. For children that shut down gracefully, and for those with processes
+/// of their own: nginx's master stops its workers on TERM, while SIGKILL leaves them
+/// orphaned and still listening. The shell's builtin `kill`: no procps needed.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A child that is killed and reaped when dropped, so a failing test leaves no process
