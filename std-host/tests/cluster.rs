@@ -314,6 +314,32 @@ impl Seen {
         (0..total).filter(|s| !got.contains(s)).collect()
     }
 
+    /// Where the first arrivals go backwards, with the arrivals around it (what a failed
+    /// [`Seen::in_order`] shows, so a rare failover race can be read from its message).
+    fn disorder(&self) -> String {
+        let mut seen = HashSet::new();
+        let firsts: Vec<u32> = self
+            .seqs
+            .iter()
+            .filter(|s| seen.insert(**s))
+            .copied()
+            .collect();
+        let Some(k) = firsts.windows(2).position(|w| w[0] >= w[1]) else {
+            return "in order".into();
+        };
+        let at = self
+            .seqs
+            .iter()
+            .position(|s| *s == firsts[k + 1])
+            .unwrap_or(0);
+        format!(
+            "first arrival {} after {}; arrivals around it: {:?}",
+            firsts[k + 1],
+            firsts[k],
+            &self.seqs[at.saturating_sub(20)..(at + 20).min(self.seqs.len())]
+        )
+    }
+
     /// First arrivals in increasing order (a resent frame may come again later).
     fn in_order(&self) -> bool {
         let mut seen = HashSet::new();
@@ -659,7 +685,11 @@ async fn broker_node_killed_mid_stream_shared_mode_fails_over() {
                 "{cluster:?}: subscriber {i}: {:?}",
                 s.errors
             );
-            assert!(s.in_order(), "{cluster:?}: subscriber {i} out of order");
+            assert!(
+                s.in_order(),
+                "{cluster:?}: subscriber {i} out of order: {}; missing {missing:?}",
+                s.disorder()
+            );
             // One gap (the resubscription on the next node), then everything.
             if let (Some(first), Some(&lastm)) = (missing.first(), missing.last()) {
                 assert_eq!(
@@ -686,12 +716,22 @@ async fn broker_node_killed_mid_stream_shared_mode_fails_over() {
         // RabbitMQ confirms a SEND once every queue it routes to (on any node) has it.
         // An ActiveMQ network bridge forwards non-persistent messages after the confirm,
         // so what pair-a confirmed and had not forwarded yet dies with it: the broker's
-        // guarantee, not the relay's, bounded by the bridge's in-flight window (18 of
-        // 3000 seen at most in four runs; 100 is 200 ms of this publisher).
-        let allowed = if cluster == Cluster::Rabbit { 0 } else { 100 };
+        // guarantee, not the relay's. That is one run of messages, those pair-a held at
+        // the kill: how many depends on how far the bridge lagged behind the publisher
+        // (18 at most in four runs on a quiet machine, 103 with the JVMs short of CPU),
+        // so the bound is time, one second of this publisher, not a count.
+        let allowed = if cluster == Cluster::Rabbit {
+            0
+        } else {
+            rate as usize
+        };
+        let one_run = lost_confirmed
+            .first()
+            .zip(lost_confirmed.last())
+            .is_none_or(|(a, b)| (b - a + 1) as usize == lost_confirmed.len());
         assert!(
-            lost_confirmed.len() <= allowed,
-            "{cluster:?}: confirmed SENDs never reached the surviving node: {lost_confirmed:?}"
+            lost_confirmed.len() <= allowed && one_run,
+"{cluster:?}: confirmed SENDs never reached the surviving node (more than one second of the publisher, or not one run): {lost_confirmed:?}"
         );
         assert!(
             witness.duplicates() <= 200,
