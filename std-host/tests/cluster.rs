@@ -314,16 +314,20 @@ impl Seen {
         (0..total).filter(|s| !got.contains(s)).collect()
     }
 
-    /// Where the first arrivals go backwards, with the arrivals around it (what a failed
-    /// [`Seen::in_order`] shows, so a rare failover race can be read from its message).
-    fn disorder(&self) -> String {
+    /// Each seq at its first arrival, in arrival order (a resent frame may come again).
+    fn firsts(&self) -> Vec<u32> {
         let mut seen = HashSet::new();
-        let firsts: Vec<u32> = self
-            .seqs
+        self.seqs
             .iter()
             .filter(|s| seen.insert(**s))
             .copied()
-            .collect();
+            .collect()
+    }
+
+    /// Where the first arrivals go backwards, with the arrivals around it (what a failed
+    /// [`Seen::in_order`] shows, so a rare failover race can be read from its message).
+    fn disorder(&self) -> String {
+        let firsts = self.firsts();
         let Some(k) = firsts.windows(2).position(|w| w[0] >= w[1]) else {
             return "in order".into();
         };
@@ -342,14 +346,7 @@ impl Seen {
 
     /// First arrivals in increasing order (a resent frame may come again later).
     fn in_order(&self) -> bool {
-        let mut seen = HashSet::new();
-        let firsts: Vec<u32> = self
-            .seqs
-            .iter()
-            .filter(|s| seen.insert(**s))
-            .copied()
-            .collect();
-        firsts.windows(2).all(|w| w[0] < w[1])
+        self.firsts().windows(2).all(|w| w[0] < w[1])
     }
 }
 
